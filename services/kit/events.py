@@ -1,0 +1,96 @@
+"""The event envelope and the subject of each event type.
+
+Subjects follow cocreate.<service>.<entity>.<verb>. The table below is the one
+place that maps an event message to its subject, so producers and consumers
+cannot disagree.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+from cocreate.events.v1 import (
+    envelope_pb2,
+    ideas_events_pb2,
+    rewards_events_pb2,
+    votes_events_pb2,
+)
+from google.protobuf import message as pb_message
+from google.protobuf import timestamp_pb2
+
+SUBJECTS: dict[str, str] = {
+    ideas_events_pb2.IdeaSubmitted.DESCRIPTOR.full_name: "cocreate.ideas.idea.submitted",
+    ideas_events_pb2.IdeaStatusChanged.DESCRIPTOR.full_name: "cocreate.ideas.idea.status_changed",
+    ideas_events_pb2.IdeasMerged.DESCRIPTOR.full_name: "cocreate.ideas.idea.merged",
+    ideas_events_pb2.IdeaHidden.DESCRIPTOR.full_name: "cocreate.ideas.idea.hidden",
+    ideas_events_pb2.ReleasePublished.DESCRIPTOR.full_name: "cocreate.ideas.release.published",
+    votes_events_pb2.VoteCast.DESCRIPTOR.full_name: "cocreate.votes.vote.cast",
+    votes_events_pb2.VoteRetracted.DESCRIPTOR.full_name: "cocreate.votes.vote.retracted",
+    votes_events_pb2.TallyChanged.DESCRIPTOR.full_name: "cocreate.votes.tally.changed",
+    rewards_events_pb2.PointsAwarded.DESCRIPTOR.full_name: "cocreate.rewards.points.awarded",
+    rewards_events_pb2.TierChanged.DESCRIPTOR.full_name: "cocreate.rewards.tier.changed",
+}
+
+ALL_SUBJECTS = "cocreate.>"
+
+
+def subject_for(message_type: type[pb_message.Message] | pb_message.Message) -> str:
+    name = message_type.DESCRIPTOR.full_name
+    try:
+        return SUBJECTS[name]
+    except KeyError:
+        raise KeyError(f"no subject is registered for event type {name}") from None
+
+
+def now_timestamp() -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(datetime.now(UTC))
+    return stamp
+
+
+def wrap(
+    message: pb_message.Message,
+    *,
+    source: str,
+    aggregate_id: str,
+    aggregate_version: int = 0,
+    traceparent: str = "",
+) -> envelope_pb2.Envelope:
+    envelope = envelope_pb2.Envelope(
+        event_id=str(uuid.uuid4()),
+        type=message.DESCRIPTOR.full_name,
+        source=source,
+        aggregate_id=aggregate_id,
+        aggregate_version=aggregate_version,
+        occurred_at=now_timestamp(),
+        traceparent=traceparent,
+    )
+    envelope.payload.Pack(message)
+    return envelope
+
+
+M = TypeVar("M", bound=pb_message.Message)
+
+
+@dataclass(frozen=True)
+class Event(Generic[M]):
+    """A received event: its envelope, its unpacked payload and where it came from."""
+
+    envelope: envelope_pb2.Envelope
+    message: M
+    subject: str
+
+    @property
+    def event_id(self) -> str:
+        return self.envelope.event_id
+
+    @property
+    def aggregate_version(self) -> int:
+        return self.envelope.aggregate_version
+
+    @property
+    def occurred_at(self) -> datetime:
+        return self.envelope.occurred_at.ToDatetime(tzinfo=UTC)

@@ -1,0 +1,134 @@
+"""The one server interceptor: authenticate, run with the caller set, map errors, log.
+
+gRPC asyncio interceptors only see the call's metadata, not the handler's own
+task, so this interceptor wraps the method's behaviour instead: the wrapper runs
+in the handler's context, where the contextvar with the caller is visible.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.rpc import status_pb2
+from grpc_status import rpc_status
+
+from services.kit import auth, errors, log
+
+# Probes and tools must work without a token.
+_OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+_log = log.get("requests")
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, *, service: str, jwt_secret: str) -> None:
+        self._service = service
+        self._secret = jwt_secret
+        self._domain = f"{service}.cocreate"
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        method: str = details.method
+        if handler is None or method.startswith(_OPEN_PREFIXES):
+            return handler
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(method, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler  # client-streaming methods are not used by cocreate
+
+    def _wrap_unary(
+        self, method: str, behaviour: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+    ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            caller: auth.Caller | None = None
+            try:
+                caller = self._authenticate(context)
+                token = auth.set_caller(caller)
+                try:
+                    return await behaviour(request, context)
+                finally:
+                    auth.reset_caller(token)
+            except Exception as exc:
+                code, status = self._status_for(exc, method, context)
+                if status is None:
+                    raise
+                await context.abort_with_status(rpc_status.to_status(status))
+            finally:
+                self._log_call(method, code, started, caller)
+
+        return wrapped
+
+    def _wrap_stream(
+        self, method: str, behaviour: Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
+    ) -> Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            caller: auth.Caller | None = None
+            try:
+                caller = self._authenticate(context)
+                token = auth.set_caller(caller)
+                try:
+                    async for item in behaviour(request, context):
+                        yield item
+                finally:
+                    auth.reset_caller(token)
+            except Exception as exc:
+                code, status = self._status_for(exc, method, context)
+                if status is None:
+                    raise
+                await context.abort_with_status(rpc_status.to_status(status))
+            finally:
+                self._log_call(method, code, started, caller)
+
+        return wrapped
+
+    def _authenticate(self, context: grpc.aio.ServicerContext) -> auth.Caller:
+        metadata = dict(context.invocation_metadata() or ())
+        return auth.verify_token(metadata.get("authorization"), self._secret)
+
+    def _status_for(
+        self, exc: Exception, method: str, context: grpc.aio.ServicerContext
+    ) -> tuple[grpc.StatusCode, status_pb2.Status | None]:
+        """The code to log and the status to answer; None when the call was
+        already aborted (the abort exception is passed on as it is)."""
+        if isinstance(exc, grpc.aio.AbortError):
+            return context.code() or grpc.StatusCode.UNKNOWN, None
+        if isinstance(exc, errors.DomainError):
+            return exc.code, exc.to_status(self._domain)
+        # Our bug, not the caller's: the trace goes to our log, never to the caller.
+        _log.error("unhandled error", extra={"method": method}, exc_info=exc)
+        return grpc.StatusCode.INTERNAL, errors.internal_status()
+
+    def _log_call(
+        self, method: str, code: grpc.StatusCode, started: float, caller: auth.Caller | None
+    ) -> None:
+        _log.info(
+            "call",
+            extra={
+                "service": self._service,
+                "method": method,
+                "code": code.name,
+                "ms": round((time.perf_counter() - started) * 1000, 2),
+                "caller": caller.member_id if caller else None,
+                "role": caller.role.value if caller else None,
+            },
+        )

@@ -1,0 +1,131 @@
+"""The transactional outbox and its relay.
+
+`Outbox.emit(conn, event)` writes the event in the caller's transaction, so the
+state change and its event commit together or not at all. The relay, a
+background task, publishes unpublished rows to JetStream with the event id as
+Nats-Msg-Id and stamps them published only after JetStream acknowledged them.
+It wakes on NOTIFY (sent at commit) and polls as a fallback, so an RPC never
+waits on the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+
+import asyncpg
+from google.protobuf import message as pb_message
+from nats.js import JetStreamContext
+
+from services.kit import events, failpoints, log
+
+NOTIFY_CHANNEL = "cocreate_outbox"
+
+_log = log.get("outbox")
+
+
+class Outbox:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    async def emit(
+        self,
+        conn: asyncpg.Connection,
+        message: pb_message.Message,
+        *,
+        aggregate_id: str,
+        aggregate_version: int = 0,
+        subject: str | None = None,
+    ) -> str:
+        """Add an event to the caller's transaction; returns its event id."""
+        envelope = events.wrap(
+            message,
+            source=self.source,
+            aggregate_id=aggregate_id,
+            aggregate_version=aggregate_version,
+        )
+        await conn.execute(
+            "insert into outbox (event_id, subject, envelope) values ($1, $2, $3)",
+            uuid.UUID(envelope.event_id),
+            subject or events.subject_for(message),
+            envelope.SerializeToString(),
+        )
+        # Delivered to the relay's LISTEN only when this transaction commits.
+        await conn.execute("select pg_notify($1, '')", NOTIFY_CHANNEL)
+        return envelope.event_id
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        js: JetStreamContext,
+        *,
+        dsn: str,
+        stream: str,
+        poll_seconds: float = 1.0,
+        batch_size: int = 200,
+    ) -> None:
+        self._pool = pool
+        self._js = js
+        self._dsn = dsn
+        self._stream = stream
+        self._poll_seconds = poll_seconds
+        self._batch_size = batch_size
+        self._wake = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        listener = await asyncpg.connect(self._dsn)
+        await listener.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                try:
+                    published = await self.publish_pending()
+                except Exception:  # broker or database away: log, back off, try again
+                    _log.warning("relay could not publish; retrying", exc_info=True)
+                    published = 0
+                if published >= self._batch_size:
+                    continue  # more are waiting
+                await _first_of(self._wake, stop, timeout=self._poll_seconds)
+            # Stopping: publish what was committed before the server stopped.
+            with contextlib.suppress(Exception):
+                while await self.publish_pending() >= self._batch_size:
+                    pass
+        finally:
+            with contextlib.suppress(Exception):
+                await listener.close()
+
+    async def publish_pending(self) -> int:
+        """Publish one batch of unpublished events, in order; return how many."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            # SKIP LOCKED lets several replicas' relays share the outbox.
+            rows = await conn.fetch(
+                "select id, event_id, subject, envelope from outbox "
+                "where published_at is null order by id limit $1 for update skip locked",
+                self._batch_size,
+            )
+            for row in rows:
+                await self._js.publish(
+                    row["subject"],
+                    row["envelope"],
+                    stream=self._stream,
+                    headers={"Nats-Msg-Id": str(row["event_id"])},
+                )
+                failpoints.hit("relay.after_publish")
+            if rows:
+                await conn.execute(
+                    "update outbox set published_at = now() where id = any($1::bigint[])",
+                    [row["id"] for row in rows],
+                )
+        return len(rows)
+
+
+async def _first_of(wake: asyncio.Event, stop: asyncio.Event, *, timeout: float) -> None:
+    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,0 +1,200 @@
+"""Start and stop a service: pool → migrations → NATS → relay and consumers →
+gRPC server with health, reflection and the interceptor.
+
+`run(definition)` is a service's whole `__main__`. Tests use `start(...)`,
+which returns a running service on a free port, the same code path.
+
+Shutdown (SIGTERM/SIGINT): health turns NOT_SERVING, the server stops taking
+calls and finishes in-flight ones within the grace period, the consumers stop
+after their current event, the relay publishes what was committed, then NATS
+drains and the pool closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import grpc
+import nats
+from cocreate.ops.v1 import dead_letter_service_pb2, dead_letter_service_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext, api
+
+from services.kit import config as config_module
+from services.kit import db, events, log
+from services.kit.deadletters import DeadLetterServicer
+from services.kit.inbox import InboxConsumer
+from services.kit.interceptor import ServiceInterceptor
+from services.kit.outbox import Outbox, OutboxRelay
+from services.kit.pagination import PageTokens
+
+_log = log.get("server")
+
+# How long JetStream remembers a Nats-Msg-Id to drop a re-publish. The inbox
+# makes handling idempotent beyond it.
+DUPLICATE_WINDOW_SECONDS = 600
+
+
+@dataclass
+class Runtime:
+    """What a service's handlers get: the pool, the outbox and the settings."""
+
+    config: config_module.Config
+    pool: asyncpg.Pool
+    outbox: Outbox
+    page_tokens: PageTokens
+    nats: NatsClient
+    js: JetStreamContext
+
+
+@dataclass
+class ServiceDefinition:
+    name: str
+    # Full names of the gRPC services, for health and reflection.
+    service_names: Sequence[str]
+    # Adds the servicers to the server.
+    register: Callable[[grpc.aio.Server, Runtime], None]
+    migrations: Path | None = None
+    # The service's consumers of other services' events.
+    consumers: Callable[[Runtime], Sequence[InboxConsumer]] = field(default=lambda _rt: ())
+
+
+async def ensure_stream(js: JetStreamContext, name: str) -> None:
+    stream = api.StreamConfig(
+        name=name,
+        subjects=[events.ALL_SUBJECTS],
+        storage=api.StorageType.FILE,
+        retention=api.RetentionPolicy.LIMITS,
+        duplicate_window=DUPLICATE_WINDOW_SECONDS,
+    )
+    try:
+        await js.stream_info(name)
+    except nats.js.errors.NotFoundError:
+        with contextlib.suppress(nats.js.errors.BadRequestError):  # another replica won
+            await js.add_stream(stream)
+
+
+class RunningService:
+    def __init__(
+        self,
+        definition: ServiceDefinition,
+        runtime: Runtime,
+        server: grpc.aio.Server,
+        health_servicer: health.aio.HealthServicer,
+        port: int,
+        tasks: list[asyncio.Task[None]],
+        stop_background: asyncio.Event,
+    ) -> None:
+        self.definition = definition
+        self.runtime = runtime
+        self.server = server
+        self.port = port
+        self.address = f"127.0.0.1:{port}"
+        self._health = health_servicer
+        self._tasks = tasks
+        self._stop_background = stop_background
+        self._stopped = False
+
+    async def stop(self, grace: float | None = None) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        await self._health.enter_graceful_shutdown()
+        await self.server.stop(self.runtime.config.shutdown_grace_seconds if grace is None else grace)
+        self._stop_background.set()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, timeout=10)
+        with contextlib.suppress(Exception):
+            await self.runtime.nats.drain()
+        await self.runtime.pool.close()
+        _log.info("stopped", extra={"service": self.definition.name})
+
+
+async def start(definition: ServiceDefinition, config: config_module.Config) -> RunningService:
+    pool = await db.create_pool(config.database_url)
+    components = [("kit", db.KIT_MIGRATIONS)]
+    if definition.migrations is not None:
+        components.append((definition.name, definition.migrations))
+    await db.migrate(pool, components)
+
+    nc = await nats.connect(
+        config.nats_url, name=f"cocreate-{definition.name}", max_reconnect_attempts=-1
+    )
+    js = nc.jetstream()
+    await ensure_stream(js, config.stream)
+
+    runtime = Runtime(
+        config=config,
+        pool=pool,
+        outbox=Outbox(definition.name),
+        page_tokens=PageTokens(config.jwt_secret),
+        nats=nc,
+        js=js,
+    )
+    consumers = list(definition.consumers(runtime))
+    stop_background = asyncio.Event()
+    relay = OutboxRelay(
+        pool, js, dsn=config.database_url, stream=config.stream, poll_seconds=config.relay_poll_seconds
+    )
+    tasks = [asyncio.create_task(relay.run(stop_background), name=f"{definition.name}-relay")]
+    for consumer in consumers:
+        tasks.append(
+            asyncio.create_task(
+                consumer.run(pool, js, config.stream, stop_background), name=consumer.name
+            )
+        )
+
+    server = grpc.aio.server(
+        interceptors=[ServiceInterceptor(service=definition.name, jwt_secret=config.jwt_secret)]
+    )
+    definition.register(server, runtime)
+    dead_letter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server(
+        DeadLetterServicer(runtime, consumers), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [
+        *definition.service_names,
+        dead_letter_service_pb2.DESCRIPTOR.services_by_name["DeadLetterService"].full_name,
+    ]
+    reflection.enable_server_reflection([*names, reflection.SERVICE_NAME, health.SERVICE_NAME], server)
+    port = server.add_insecure_port(config.listen_addr)
+    await server.start()
+    for name in ["", *names]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    _log.info(
+        "serving",
+        extra={"service": definition.name, "address": f"{config.listen_addr.rsplit(':', 1)[0]}:{port}"},
+    )
+    return RunningService(definition, runtime, server, health_servicer, port, tasks, stop_background)
+
+
+def run(definition: ServiceDefinition) -> None:
+    """The `python -m services.<name>` entry point."""
+    log.setup()
+    try:
+        config = config_module.load(definition.name)
+    except config_module.ConfigError as exc:
+        raise SystemExit(f"cocreate-{definition.name}: {exc}") from None
+    asyncio.run(_serve_until_signal(definition, config))
+
+
+async def _serve_until_signal(definition: ServiceDefinition, config: config_module.Config) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    service = await start(definition, config)
+    try:
+        await stop.wait()
+    finally:
+        await service.stop()
