@@ -108,7 +108,15 @@ class LocalPostgres:
         if self.process is not None and self.process.poll() is not None:
             raise RuntimeError(f"PostgreSQL exited with {self.process.returncode}; see its log")
         result = subprocess.run(
-            [str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"],
+            [
+                str(self.bin / "pg_isready"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+            ],
             capture_output=True,
         )
         return result.returncode == 0
@@ -121,7 +129,9 @@ class LocalPostgres:
             check=True, capture_output=True, text=True,
         ).stdout.strip()  # fmt: skip
         if not exists:
-            subprocess.run([*psql, "-c", f'create database "{name}"'], check=True, capture_output=True)
+            subprocess.run(
+                [*psql, "-c", f'create database "{name}"'], check=True, capture_output=True
+            )
         return self.url(name)
 
     def kill(self) -> None:
@@ -235,7 +245,9 @@ def main() -> None:
             print(f"nats      {nats_server.url}  (JetStream in .dev/nats)")
         from services.kit.config import DEFAULT_PORTS
 
-        programs = [s for s in (*SERVICES, "gateway") if (ROOT / "services" / s / "__main__.py").exists()]
+        programs = [
+            s for s in (*SERVICES, "gateway") if (ROOT / "services" / s / "__main__.py").exists()
+        ]
         for name in programs:
             child = subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=env, cwd=ROOT)
             children.append((name, child))

@@ -31,18 +31,18 @@ def metadata(member_id: str, role: str = "member") -> tuple[tuple[str, str], ...
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T]], *, timeout: float = 20.0, interval: float = 0.05
+    probe: Callable[[], Awaitable[T]], *, within: float = 20.0, interval: float = 0.05
 ) -> T:
-    """Poll `probe` until it returns something truthy; fail after `timeout` seconds
+    """Poll `probe` until it returns something truthy; fail after `within` seconds
     with the last value it returned."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     last: T | None = None
     while True:
         last = await probe()
         if last:
             return last
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+            raise AssertionError(f"condition not met within {within}s; last value: {last!r}")
         await asyncio.sleep(interval)
 
 
@@ -70,7 +70,7 @@ def violated_fields(error: grpc.aio.AioRpcError) -> set[str]:
 
 
 def error_reason(error: grpc.aio.AioRpcError) -> str:
-    return detail(error, error_details_pb2.ErrorInfo).reason
+    return str(detail(error, error_details_pb2.ErrorInfo).reason)
 
 
 class Platform:
@@ -128,5 +128,3 @@ class Platform:
 def stub(running: RunningService, stub_class: Callable[[grpc.aio.Channel], T]) -> T:
     """A client stub on a new channel to `running` (closed with the test's loop)."""
     return stub_class(grpc.aio.insecure_channel(running.address))
-
-

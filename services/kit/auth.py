@@ -89,8 +89,7 @@ def verify_token(authorization: str | None, secret: str) -> Caller:
         role = Role(claims.get("role", "member"))
     except ValueError:
         raise Unauthenticated(
-            f"token role {claims.get('role')!r} is not one of "
-            + ", ".join(r.value for r in Role),
+            f"token role {claims.get('role')!r} is not one of " + ", ".join(r.value for r in Role),
             reason="TOKEN_INVALID",
         ) from None
     return Caller(member_id=subject, role=role)

@@ -23,7 +23,11 @@ MAX_REQUEST_ID_LENGTH = 128
 def check_request_id(request_id: str) -> None:
     if len(request_id) > MAX_REQUEST_ID_LENGTH or not request_id.isprintable():
         raise InvalidArgument(
-            [FieldViolation("request_id", f"must be printable, at most {MAX_REQUEST_ID_LENGTH} characters")]
+            [
+                FieldViolation(
+                    "request_id", f"must be printable, at most {MAX_REQUEST_ID_LENGTH} characters"
+                )
+            ]
         )
 
 
@@ -52,7 +56,11 @@ async def replay(
 
 
 async def remember(
-    conn: asyncpg.Connection, caller: str, method: str, request_id: str, response: pb_message.Message
+    conn: asyncpg.Connection,
+    caller: str,
+    method: str,
+    request_id: str,
+    response: pb_message.Message,
 ) -> None:
     if not request_id:
         return

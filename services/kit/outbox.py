@@ -88,7 +88,7 @@ class OutboxRelay:
                     published = 0
                 if published >= self._batch_size:
                     continue  # more are waiting
-                await _first_of(self._wake, stop, timeout=self._poll_seconds)
+                await _first_of(self._wake, stop, seconds=self._poll_seconds)
             # Stopping: publish what was committed before the server stopped.
             with contextlib.suppress(Exception):
                 while await self.publish_pending() >= self._batch_size:
@@ -122,10 +122,10 @@ class OutboxRelay:
         return len(rows)
 
 
-async def _first_of(wake: asyncio.Event, stop: asyncio.Event, *, timeout: float) -> None:
+async def _first_of(wake: asyncio.Event, stop: asyncio.Event, *, seconds: float) -> None:
     waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
     try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for waiter in waiters:
             waiter.cancel()

@@ -24,7 +24,9 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 
 
-def page_size(requested: int, *, default: int = DEFAULT_PAGE_SIZE, maximum: int = MAX_PAGE_SIZE) -> int:
+def page_size(
+    requested: int, *, default: int = DEFAULT_PAGE_SIZE, maximum: int = MAX_PAGE_SIZE
+) -> int:
     """0 means the default, a negative size is INVALID_ARGUMENT, too big is capped."""
     if requested < 0:
         raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
@@ -59,15 +61,25 @@ class PageTokens:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             tag, body = raw[:16], raw[16:]
-            if not hmac.compare_digest(tag, hmac.new(self._key, body, hashlib.sha256).digest()[:16]):
+            if not hmac.compare_digest(
+                tag, hmac.new(self._key, body, hashlib.sha256).digest()[:16]
+            ):
                 raise ValueError("bad signature")
             token_fingerprint, position = json.loads(zlib.decompress(body))
         except (ValueError, binascii.Error, zlib.error, TypeError):
-            raise InvalidArgument([FieldViolation("page_token", "is not a token this list gave out")]) from None
+            raise InvalidArgument(
+                [FieldViolation("page_token", "is not a token this list gave out")]
+            ) from None
         if token_fingerprint != fingerprint:
             raise InvalidArgument(
-                [FieldViolation("page_token", "belongs to a list with other filters; start again without it")]
+                [
+                    FieldViolation(
+                        "page_token", "belongs to a list with other filters; start again without it"
+                    )
+                ]
             )
         if not isinstance(position, dict):
-            raise InvalidArgument([FieldViolation("page_token", "is not a token this list gave out")])
+            raise InvalidArgument(
+                [FieldViolation("page_token", "is not a token this list gave out")]
+            )
         return position

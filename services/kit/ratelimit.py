@@ -43,6 +43,7 @@ async def hit(
     if row["hits"] > limit:
         retry_after = max(0.001, float(row["retry_after"]))
         raise ResourceExhausted(
-            f"rate limit for {action}: {limit} per {window_seconds:g}s; retry in {retry_after:.1f}s",
+            f"rate limit for {action}: {limit} per {window_seconds:g}s; "
+            f"retry in {retry_after:.1f}s",
             retry_after_seconds=retry_after,
         )

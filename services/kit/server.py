@@ -108,7 +108,9 @@ class RunningService:
             return
         self._stopped = True
         await self._health.enter_graceful_shutdown()
-        await self.server.stop(self.runtime.config.shutdown_grace_seconds if grace is None else grace)
+        await self.server.stop(
+            self.runtime.config.shutdown_grace_seconds if grace is None else grace
+        )
         self._stop_background.set()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -143,7 +145,11 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
     consumers = list(definition.consumers(runtime))
     stop_background = asyncio.Event()
     relay = OutboxRelay(
-        pool, js, dsn=config.database_url, stream=config.stream, poll_seconds=config.relay_poll_seconds
+        pool,
+        js,
+        dsn=config.database_url,
+        stream=config.stream,
+        poll_seconds=config.relay_poll_seconds,
     )
     tasks = [asyncio.create_task(relay.run(stop_background), name=f"{definition.name}-relay")]
     for consumer in consumers:
@@ -166,16 +172,23 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
         *definition.service_names,
         dead_letter_service_pb2.DESCRIPTOR.services_by_name["DeadLetterService"].full_name,
     ]
-    reflection.enable_server_reflection([*names, reflection.SERVICE_NAME, health.SERVICE_NAME], server)
+    reflection.enable_server_reflection(
+        [*names, reflection.SERVICE_NAME, health.SERVICE_NAME], server
+    )
     port = server.add_insecure_port(config.listen_addr)
     await server.start()
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     _log.info(
         "serving",
-        extra={"service": definition.name, "address": f"{config.listen_addr.rsplit(':', 1)[0]}:{port}"},
+        extra={
+            "service": definition.name,
+            "address": f"{config.listen_addr.rsplit(':', 1)[0]}:{port}",
+        },
     )
-    return RunningService(definition, runtime, server, health_servicer, port, tasks, stop_background)
+    return RunningService(
+        definition, runtime, server, health_servicer, port, tasks, stop_background
+    )
 
 
 def run(definition: ServiceDefinition) -> None:

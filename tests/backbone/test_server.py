@@ -50,7 +50,9 @@ async def test_reflection_lists_the_services(platform: Platform) -> None:
     ],
     ids=["missing", "not-bearer", "garbage", "forged", "expired", "unknown-role"],
 )
-async def test_bad_tokens_are_unauthenticated(platform: Platform, authorization: str | None) -> None:
+async def test_bad_tokens_are_unauthenticated(
+    platform: Platform, authorization: str | None
+) -> None:
     service = await platform.start("bare", definition=BARE)
     dead_letters = stub(service, ops_grpc.DeadLetterServiceStub)
     call_metadata = (("authorization", authorization),) if authorization else ()
