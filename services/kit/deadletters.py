@@ -12,7 +12,13 @@ from cocreate.ops.v1 import dead_letter_service_pb2 as pb
 from cocreate.ops.v1 import dead_letter_service_pb2_grpc as pb_grpc
 
 from services.kit import auth, pagination
-from services.kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from services.kit.errors import (
+    DomainError,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+)
 from services.kit.inbox import InboxConsumer
 
 if TYPE_CHECKING:
@@ -76,7 +82,14 @@ class DeadLetterServicer(pb_grpc.DeadLetterServiceServicer):
                 )
             envelope = envelope_pb2.Envelope()
             envelope.ParseFromString(row["envelope"])
-            # A failure here rolls back and leaves the dead letter in place.
-            await consumer.apply(conn, envelope, row["subject"])
+            try:
+                await consumer.apply(conn, envelope, row["subject"])
+            except DomainError:
+                raise
+            except Exception as exc:
+                # Rolls back: the dead letter stays for a later replay.
+                raise FailedPrecondition(
+                    f"the handler failed again: {exc!r}", reason="REPLAY_FAILED"
+                ) from exc
             await conn.execute("delete from dead_letters where id = $1", request.id)
         return pb.ReplayDeadLetterResponse(dead_letter=_to_proto(row))

@@ -49,6 +49,7 @@ class InboxConsumer:
         max_deliver: int = 5,
         backoff_seconds: Sequence[float] = (0.2, 1.0, 3.0, 10.0, 30.0),
         batch_size: int = 50,
+        ack_wait_seconds: float = 30.0,
     ) -> None:
         self.name = name
         self._handlers = {cls.DESCRIPTOR.full_name: (cls, h) for cls, h in handlers.items()}
@@ -56,6 +57,7 @@ class InboxConsumer:
         self._max_deliver = max_deliver
         self._backoff = list(backoff_seconds)
         self._batch_size = batch_size
+        self._ack_wait = ack_wait_seconds
 
     async def run(
         self, pool: asyncpg.Pool, js: JetStreamContext, stream: str, stop: asyncio.Event
@@ -66,7 +68,7 @@ class InboxConsumer:
             filter_subjects=self.subjects,
             ack_policy=api.AckPolicy.EXPLICIT,
             deliver_policy=api.DeliverPolicy.ALL,
-            ack_wait=30,
+            ack_wait=self._ack_wait,
             max_ack_pending=1000,
         )
         await js.add_consumer(stream, config=config)
@@ -75,7 +77,7 @@ class InboxConsumer:
             while not stop.is_set():
                 try:
                     messages = await subscription.fetch(self._batch_size, timeout=1.0)
-                except nats.errors.TimeoutError:
+                except (nats.errors.TimeoutError, TimeoutError):
                     continue  # nothing to do right now
                 except nats.errors.ConnectionClosedError:
                     return
