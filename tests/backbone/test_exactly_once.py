@@ -124,7 +124,7 @@ async def test_consumer_killed_after_commit_before_ack_applies_once(backbone: Ba
     async def redelivered_and_acked() -> bool:
         info = await backbone.js.consumer_info(effects.STREAM, effects.CONSUMER)
         # Two deliveries of the one event (consumer_seq 2 for stream_seq 1), the second acked.
-        return (
+        return bool(
             info.delivered.stream_seq == 1
             and info.ack_floor.consumer_seq >= 2
             and info.num_ack_pending == 0
@@ -157,7 +157,7 @@ async def test_same_event_published_again_after_dedup_window_is_applied_once(
 
     async def all_acked() -> bool:
         info = await backbone.js.consumer_info(effects.STREAM, effects.CONSUMER)
-        return info.ack_floor.stream_seq == 5
+        return bool(info.ack_floor.stream_seq == 5)
 
     try:
         await eventually(all_acked)
