@@ -31,6 +31,7 @@ class Config:
     listen_addr: str
     jwt_secret: str
     stream: str = "COCREATE"
+    stream_replicas: int = 1
     relay_poll_seconds: float = 1.0
     consumer_max_deliver: int = 5
     shutdown_grace_seconds: float = 10.0
@@ -82,6 +83,7 @@ def load(service: str, env: Mapping[str, str] | None = None) -> Config:
         listen_addr=base.listen_addr,
         jwt_secret=base.jwt_secret,
         stream=base.stream,
+        stream_replicas=base.get_int("COCREATE_STREAM_REPLICAS", 1),
         relay_poll_seconds=base.get_float("COCREATE_RELAY_POLL_SECONDS", 1.0),
         consumer_max_deliver=base.get_int("COCREATE_CONSUMER_MAX_DELIVER", 5),
         shutdown_grace_seconds=base.get_float("COCREATE_SHUTDOWN_GRACE_SECONDS", 10.0),

@@ -67,9 +67,10 @@ class ServiceDefinition:
     consumers: Callable[[Runtime], Sequence[InboxConsumer]] = field(default=lambda _rt: ())
 
 
-async def ensure_stream(js: JetStreamContext, name: str) -> None:
+async def ensure_stream(js: JetStreamContext, name: str, replicas: int = 1) -> None:
     stream = api.StreamConfig(
         name=name,
+        num_replicas=replicas,
         subjects=[events.ALL_SUBJECTS],
         storage=api.StorageType.FILE,
         retention=api.RetentionPolicy.LIMITS,
@@ -132,7 +133,7 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
         config.nats_url, name=f"cocreate-{definition.name}", max_reconnect_attempts=-1
     )
     js = nc.jetstream()
-    await ensure_stream(js, config.stream)
+    await ensure_stream(js, config.stream, config.stream_replicas)
 
     runtime = Runtime(
         config=config,
