@@ -13,6 +13,7 @@ The test fixtures use the same LocalPostgres and LocalNats classes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -34,10 +36,10 @@ def free_port() -> int:
         return port
 
 
-def _wait_until(check: object, what: str, timeout: float = 30.0) -> None:
+def _wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
+        if check():
             return
         time.sleep(0.05)
     raise TimeoutError(f"{what} did not become ready within {timeout:.0f}s")
@@ -209,9 +211,23 @@ class LocalNats:
                 self.process.wait()
 
 
+def _serving(address: str) -> bool:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        try:
+            answer = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=1
+            )
+        except grpc.RpcError:
+            return False
+        return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
+
+
 def main() -> None:
-    dev = ROOT / ".dev"
-    dev.mkdir(exist_ok=True)
+    dev = Path(os.environ.get("COCREATE_DEV_DIR", ROOT / ".dev"))
+    dev.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     started: list[LocalPostgres | LocalNats] = []
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
@@ -230,7 +246,7 @@ def main() -> None:
         if not all(env.get(f"COCREATE_{s.upper()}_DATABASE_URL") for s in SERVICES):
             postgres = LocalPostgres(dev / "postgres", int(env.get("COCREATE_PG_PORT", "54329")))
             started.append(postgres.start())
-            print(f"postgres  {postgres.url()}  (data in .dev/postgres)")
+            print(f"postgres  {postgres.url()}  (data in {dev / 'postgres'})")
             for service in SERVICES:
                 key = f"COCREATE_{service.upper()}_DATABASE_URL"
                 env.setdefault(key, postgres.create_database(f"cocreate_{service}"))
@@ -242,18 +258,25 @@ def main() -> None:
             )
             started.append(nats_server.start())
             env["COCREATE_NATS_URL"] = nats_server.url
-            print(f"nats      {nats_server.url}  (JetStream in .dev/nats)")
+            print(f"nats      {nats_server.url}  (JetStream in {dev / 'nats'})")
         from services.kit.config import DEFAULT_PORTS
 
         programs = [
             s for s in (*SERVICES, "gateway") if (ROOT / "services" / s / "__main__.py").exists()
         ]
+        addresses = {}
         for name in programs:
             child = subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=env, cwd=ROOT)
             children.append((name, child))
-            address = env.get(f"COCREATE_{name.upper()}_ADDR", f"127.0.0.1:{DEFAULT_PORTS[name]}")
+            addresses[name] = env.get(
+                f"COCREATE_{name.upper()}_ADDR", f"127.0.0.1:{DEFAULT_PORTS[name]}"
+            )
+        for name in programs:
+            if name != "gateway":
+                address = addresses[name]
+                _wait_until(functools.partial(_serving, address), f"the {name} service", 60)
             kind = "http" if name == "gateway" else "grpc"
-            print(f"{name:<9} {kind}://{address}")
+            print(f"{name:<9} {kind}://{addresses[name]}")
         print("cocreate is running; Ctrl-C stops everything.", flush=True)
 
         stopping = False
