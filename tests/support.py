@@ -31,12 +31,11 @@ def metadata(member_id: str, role: str = "member") -> tuple[tuple[str, str], ...
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T]], *, within: float = 20.0, interval: float = 0.05
+    probe: Callable[[], Awaitable[T | None]], *, within: float = 20.0, interval: float = 0.05
 ) -> T:
     """Poll `probe` until it returns something truthy; fail after `within` seconds
     with the last value it returned."""
     deadline = time.monotonic() + within
-    last: T | None = None
     while True:
         last = await probe()
         if last:

@@ -60,7 +60,7 @@ async def cast(clients: Clients, idea_id: str, member: str) -> votes.Vote:
 
     async def attempt() -> votes.Vote | None:
         try:
-            answer = await clients.votes.CastVote(
+            answer: votes.CastVoteResponse = await clients.votes.CastVote(
                 votes.CastVoteRequest(idea_id=idea_id), metadata=metadata(member)
             )
         except grpc.aio.AioRpcError as error:
@@ -83,7 +83,9 @@ async def move_through(
 
 
 async def tally(clients: Clients, idea_id: str) -> votes.Tally:
-    answer = await clients.votes.GetTally(votes.GetTallyRequest(idea_id=idea_id), metadata=PM)
+    answer: votes.GetTallyResponse = await clients.votes.GetTally(
+        votes.GetTallyRequest(idea_id=idea_id), metadata=PM
+    )
     return answer.tally
 
 
@@ -139,7 +141,9 @@ async def test_merge_chain_ends_with_every_vote_on_the_final_target(platform: Pl
     assert sorted(v.member_id for v in supporters.supporters) == ["alice", "bob", "both", "carol"]
 
     async def read_model_follows() -> bool:
-        answer = await clients.ideas.GetIdea(ideas.GetIdeaRequest(idea_id=c), metadata=PM)
+        answer: ideas.GetIdeaResponse = await clients.ideas.GetIdea(
+            ideas.GetIdeaRequest(idea_id=c), metadata=PM
+        )
         return answer.idea.voter_count == 4 and answer.idea.weighted_score == 4
 
     await eventually(read_model_follows)
