@@ -23,7 +23,7 @@ from google.protobuf import message as pb_message
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
-from services.kit import events, failpoints, log
+from services.kit import events, failpoints, log, tracing
 
 Handler = Callable[[asyncpg.Connection, events.Event[Any]], Awaitable[None]]
 
@@ -143,7 +143,12 @@ class InboxConsumer:
         message = message_class()
         if not envelope.payload.Unpack(message):
             raise ValueError(f"payload is not a {envelope.type}")
-        await handler(conn, events.Event(envelope=envelope, message=message, subject=subject))
+        # Events the handler emits continue the trace of the event it handles.
+        trace = tracing.set_current(tracing.continue_from(envelope.traceparent))
+        try:
+            await handler(conn, events.Event(envelope=envelope, message=message, subject=subject))
+        finally:
+            tracing.reset(trace)
         return True
 
     async def park(

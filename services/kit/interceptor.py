@@ -15,7 +15,7 @@ import grpc
 from google.rpc import status_pb2
 from grpc_status import rpc_status
 
-from services.kit import auth, errors, log
+from services.kit import auth, errors, log, tracing
 
 # Probes and tools must work without a token.
 _OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -59,6 +59,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             caller: auth.Caller | None = None
+            trace = tracing.set_current(self._traceparent(context))
             try:
                 caller = self._authenticate(context)
                 token = auth.set_caller(caller)
@@ -73,6 +74,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 await context.abort_with_status(rpc_status.to_status(status))
             finally:
                 self._log_call(method, code, started, caller)
+                tracing.reset(trace)
 
         return wrapped
 
@@ -83,6 +85,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             caller: auth.Caller | None = None
+            trace = tracing.set_current(self._traceparent(context))
             try:
                 caller = self._authenticate(context)
                 token = auth.set_caller(caller)
@@ -98,8 +101,13 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 await context.abort_with_status(rpc_status.to_status(status))
             finally:
                 self._log_call(method, code, started, caller)
+                tracing.reset(trace)
 
         return wrapped
+
+    def _traceparent(self, context: grpc.aio.ServicerContext) -> str:
+        metadata = dict(context.invocation_metadata() or ())
+        return tracing.continue_from(metadata.get("traceparent"))
 
     def _authenticate(self, context: grpc.aio.ServicerContext) -> auth.Caller:
         metadata = dict(context.invocation_metadata() or ())
@@ -130,5 +138,6 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 "ms": round((time.perf_counter() - started) * 1000, 2),
                 "caller": caller.member_id if caller else None,
                 "role": caller.role.value if caller else None,
+                "trace_id": tracing.trace_id(tracing.current()),
             },
         )

@@ -18,7 +18,7 @@ import asyncpg
 from google.protobuf import message as pb_message
 from nats.js import JetStreamContext
 
-from services.kit import events, failpoints, log
+from services.kit import events, failpoints, log, tracing
 
 NOTIFY_CHANNEL = "cocreate_outbox"
 
@@ -44,6 +44,7 @@ class Outbox:
             source=self.source,
             aggregate_id=aggregate_id,
             aggregate_version=aggregate_version,
+            traceparent=tracing.current(),
         )
         await conn.execute(
             "insert into outbox (event_id, subject, envelope) values ($1, $2, $3)",
