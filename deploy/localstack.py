@@ -232,15 +232,24 @@ def main() -> None:
     started: list[LocalPostgres | LocalNats] = []
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def stop_all(*_: object) -> None:
+    def stop_all() -> list[str]:
+        """Stop the services (SIGTERM: graceful), then the servers; name any
+        service that did not stop cleanly."""
         for _name, child in children:
             with contextlib.suppress(ProcessLookupError):
                 child.send_signal(signal.SIGTERM)
-        for _name, child in children:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(timeout=20)
+        unclean = []
+        for name, child in children:
+            try:
+                code = child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                code = child.wait()
+            if code != 0:
+                unclean.append(f"{name} exited with {code}")
         for server in reversed(started):
             server.stop()
+        return unclean
 
     try:
         if not all(env.get(f"COCREATE_{s.upper()}_DATABASE_URL") for s in SERVICES):
@@ -294,7 +303,9 @@ def main() -> None:
                     stopping = True
             time.sleep(0.2)
     finally:
-        stop_all()
+        unclean = stop_all()
+    if unclean:
+        raise SystemExit("; ".join(unclean))
 
 
 if __name__ == "__main__":
