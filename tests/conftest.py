@@ -4,7 +4,8 @@ ports in temporary folders; a clean stream and fresh databases for every test.""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TypeVar
 
 import nats
 import pytest
@@ -12,19 +13,35 @@ import pytest
 from deploy.localstack import LocalNats, LocalPostgres, free_port
 from tests.support import Platform
 
+S = TypeVar("S", LocalPostgres, LocalNats)
+
+
+def start_on_a_free_port(make: Callable[[int], S], attempts: int = 3) -> S:
+    """Another process may take a free port between our look-up and the server's
+    bind; then the server exits at start and we try another port."""
+    for attempt in range(attempts):
+        server = make(free_port())
+        try:
+            return server.start()
+        except RuntimeError:
+            server.stop()
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
 
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
-    server = LocalPostgres(tmp_path_factory.mktemp("pg") / "data", free_port(), durable=False)
-    server.start()
+    folder = tmp_path_factory.mktemp("pg")
+    server = start_on_a_free_port(lambda port: LocalPostgres(folder / "data", port, durable=False))
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNats]:
-    server = LocalNats(tmp_path_factory.mktemp("nats") / "js", free_port(), sync_always=False)
-    server.start()
+    folder = tmp_path_factory.mktemp("nats")
+    server = start_on_a_free_port(lambda port: LocalNats(folder / "js", port, sync_always=False))
     yield server
     server.stop()
 
