@@ -1,0 +1,704 @@
+"""The gRPC servicer: check the caller, validate, call the store, map to proto."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import asyncpg
+import grpc
+from cocreate.rewards.v1 import rewards_service_pb2 as pb
+from cocreate.rewards.v1 import rewards_service_pb2_grpc as pb_grpc
+
+from services.kit import auth, idempotency, pagination
+from services.kit.errors import (
+    Aborted,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Violations,
+)
+from services.rewards import domain, store, verify
+
+if TYPE_CHECKING:
+    from services.kit.server import Runtime
+
+_KINDS = {
+    domain.KIND_EARN: pb.ENTRY_KIND_EARN,
+    domain.KIND_REVERSAL: pb.ENTRY_KIND_REVERSAL,
+    domain.KIND_GRANT: pb.ENTRY_KIND_GRANT,
+    domain.KIND_DEDUCTION: pb.ENTRY_KIND_DEDUCTION,
+    domain.KIND_REDEMPTION: pb.ENTRY_KIND_REDEMPTION,
+}
+
+
+# ---- mapping --------------------------------------------------------------
+
+
+def account_proto(row: asyncpg.Record, tiers: domain.TierThresholds) -> pb.Account:
+    upcoming, missing = tiers.upcoming(row["lifetime_points"])
+    account = pb.Account(
+        member_id=row["member_id"],
+        balance=row["balance"],
+        lifetime_points=row["lifetime_points"],
+        tier=row["tier"],
+        earned_tier=row["earned_tier"],
+        granted_tier=row["granted_tier"] or "",
+        next_tier=upcoming,
+        points_to_next_tier=missing,
+        tier_version=row["tier_version"],
+        entry_count=row["entry_count"],
+    )
+    account.created_at.FromDatetime(row["created_at"])
+    return account
+
+
+def entry_proto(row: asyncpg.Record) -> pb.Entry:
+    entry = pb.Entry(
+        entry_id=str(row["id"]),
+        member_id=row["member_id"],
+        sequence=row["seq"],
+        amount=row["amount"],
+        balance_after=row["balance_after"],
+        kind=_KINDS[row["kind"]],
+        reason=row["reason"],
+        source=row["source"],
+        rule_id=row["rule_id"],
+        rule_version=row["rule_version"],
+        actor_id=row["actor_id"],
+        hash=bytes(row["hash"]).hex(),
+    )
+    entry.created_at.FromDatetime(row["created_at"])
+    return entry
+
+
+def rule_proto(row: asyncpg.Record) -> pb.Rule:
+    rule = pb.Rule(
+        rule_id=row["rule_id"],
+        version=row["version"],
+        points=row["points"],
+        daily_cap=row["daily_cap"],
+        enabled=row["enabled"],
+        description=row["description"],
+        updated_by=row["updated_by"],
+    )
+    rule.updated_at.FromDatetime(row["updated_at"])
+    return rule
+
+
+def tier_change_proto(row: asyncpg.Record) -> pb.TierChange:
+    change = pb.TierChange(
+        member_id=row["member_id"],
+        version=row["version"],
+        old_tier=row["old_tier"],
+        new_tier=row["new_tier"],
+        reason=row["reason"],
+        actor_id=row["actor_id"],
+    )
+    change.changed_at.FromDatetime(row["changed_at"])
+    return change
+
+
+def item_proto(row: asyncpg.Record) -> pb.CatalogueItem:
+    item = pb.CatalogueItem(
+        item_id=str(row["id"]),
+        name=row["name"],
+        description=row["description"],
+        price=row["price"],
+        stock=row["stock"],
+        available=row["available"],
+    )
+    item.created_at.FromDatetime(row["created_at"])
+    item.updated_at.FromDatetime(row["updated_at"])
+    return item
+
+
+def redemption_proto(row: asyncpg.Record) -> pb.Redemption:
+    redemption = pb.Redemption(
+        redemption_id=str(row["id"]),
+        member_id=row["member_id"],
+        item_id=str(row["item_id"]),
+        price=row["price"],
+        entry_id=str(row["entry_id"]),
+    )
+    redemption.created_at.FromDatetime(row["created_at"])
+    return redemption
+
+
+# ---- validation -----------------------------------------------------------
+
+
+def _check_member_id(v: Violations, member_id: str, field: str = "member_id") -> None:
+    v.check(
+        0 < len(member_id) <= domain.MAX_MEMBER_ID_LENGTH and member_id.isprintable(),
+        field,
+        f"must be a member id of 1..{domain.MAX_MEMBER_ID_LENGTH} printable characters",
+    )
+
+
+def _check_amount(v: Violations, value: int, field: str) -> None:
+    v.check(
+        0 < value <= domain.MAX_AMOUNT, field, f"must be a whole number in 1..{domain.MAX_AMOUNT}"
+    )
+
+
+def _check_reason(v: Violations, reason: str) -> None:
+    v.check(
+        len(reason.strip()) > 0 and len(reason) <= domain.MAX_REASON_LENGTH,
+        "reason",
+        f"is required, at most {domain.MAX_REASON_LENGTH} characters",
+    )
+
+
+def _check_request_id(v: Violations, request_id: str) -> None:
+    v.check(
+        len(request_id) <= idempotency.MAX_REQUEST_ID_LENGTH and request_id.isprintable(),
+        "request_id",
+        f"must be printable, at most {idempotency.MAX_REQUEST_ID_LENGTH} characters",
+    )
+
+
+def _item_id(v: Violations, raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        v.add("item_id", "must be a catalogue item id (a UUID)")
+        return uuid.UUID(int=0)
+
+
+def _subject(member_id: str) -> str:
+    """Whose account a read is about: the caller's, or (admin) anyone's."""
+    caller = auth.current_caller()
+    if not member_id or member_id == caller.member_id:
+        return caller.member_id
+    if caller.role != auth.Role.ADMIN:
+        raise PermissionDenied(
+            "members may only read their own account",
+            metadata={"role": caller.role.value},
+        )
+    v = Violations()
+    _check_member_id(v, member_id)
+    v.raise_if_any()
+    return member_id
+
+
+def _request_source(caller: auth.Caller, method: str, request_id: str) -> tuple[str, str]:
+    """The (source, award key) of an entry made by a request."""
+    request_id = request_id or str(uuid.uuid4())
+    return f"request:{request_id}", f"request:{method}:{caller.member_id}:{request_id}"
+
+
+class RewardsServicer(pb_grpc.RewardsServiceServicer):
+    def __init__(self, runtime: Runtime, tiers: domain.TierThresholds) -> None:
+        self._rt = runtime
+        self._pool = runtime.pool
+        self._tiers = tiers
+
+    # ---- accounts and the ledger -------------------------------------------
+
+    async def GetAccount(
+        self, request: pb.GetAccountRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetAccountResponse:
+        member_id = _subject(request.member_id)
+        async with self._pool.acquire() as conn:
+            row = await store.get_account(conn, member_id)
+        return pb.GetAccountResponse(account=account_proto(row, self._tiers))
+
+    async def ListEntries(
+        self, request: pb.ListEntriesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListEntriesResponse:
+        member_id = _subject(request.member_id)
+        size = pagination.page_size(request.page_size)
+        fingerprint = pagination.filter_fingerprint(pb.ListEntriesRequest(member_id=member_id))
+        position = self._rt.page_tokens.decode(request.page_token, fingerprint)
+        before = int(position["seq"]) if position else None
+        async with self._pool.acquire() as conn:
+            await store.ensure_account(conn, member_id)
+            rows = await store.list_entries(conn, member_id, before, size + 1)
+        response = pb.ListEntriesResponse(entries=[entry_proto(r) for r in rows[:size]])
+        if len(rows) > size:
+            response.next_page_token = self._rt.page_tokens.encode(
+                fingerprint, {"seq": rows[size - 1]["seq"]}
+            )
+        return response
+
+    async def VerifyLedger(
+        self, request: pb.VerifyLedgerRequest, context: grpc.aio.ServicerContext
+    ) -> pb.VerifyLedgerResponse:
+        auth.require_role(auth.Role.ADMIN)
+        if request.member_id:
+            v = Violations()
+            _check_member_id(v, request.member_id)
+            v.raise_if_any()
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            if request.member_id:
+                if await store.find_account(conn, request.member_id) is None:
+                    raise NotFound("account", request.member_id)
+                members = [request.member_id]
+            else:
+                members = await store.all_member_ids(conn)
+            return await verify.verify_accounts(conn, members)
+
+    # ---- rules ------------------------------------------------------------
+
+    async def GetRule(
+        self, request: pb.GetRuleRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetRuleResponse:
+        auth.require_role(auth.Role.ADMIN)
+        v = Violations()
+        _check_rule_id(v, request.rule_id)
+        v.raise_if_any()
+        async with self._pool.acquire() as conn:
+            row = await store.get_rule(conn, request.rule_id)
+        if row is None:
+            raise NotFound("rule", request.rule_id)
+        return pb.GetRuleResponse(rule=rule_proto(row))
+
+    async def ListRules(
+        self, request: pb.ListRulesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListRulesResponse:
+        auth.require_role(auth.Role.ADMIN)
+        size = pagination.page_size(request.page_size)
+        fingerprint = pagination.filter_fingerprint(request)
+        position = self._rt.page_tokens.decode(request.page_token, fingerprint)
+        after = str(position["rule_id"]) if position else ""
+        async with self._pool.acquire() as conn:
+            rows = await store.list_rules(conn, after, size + 1)
+        response = pb.ListRulesResponse(rules=[rule_proto(r) for r in rows[:size]])
+        if len(rows) > size:
+            response.next_page_token = self._rt.page_tokens.encode(
+                fingerprint, {"rule_id": rows[size - 1]["rule_id"]}
+            )
+        return response
+
+    async def UpdateRule(
+        self, request: pb.UpdateRuleRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpdateRuleResponse:
+        caller = auth.require_role(auth.Role.ADMIN)
+        v = Violations()
+        if request.HasField("points"):
+            v.check(
+                0 <= request.points <= domain.MAX_AMOUNT,
+                "points",
+                f"must be a whole number in 0..{domain.MAX_AMOUNT}",
+            )
+        if request.HasField("daily_cap"):
+            v.check(
+                0 <= request.daily_cap <= domain.MAX_DAILY_CAP,
+                "daily_cap",
+                f"must be in 0..{domain.MAX_DAILY_CAP} (0 = no cap)",
+            )
+        _check_rule_id(v, request.rule_id)
+        v.check(request.expected_version >= 0, "expected_version", "must not be negative")
+        _check_request_id(v, request.request_id)
+        v.raise_if_any()
+        method = "UpdateRule"
+        async with self._pool.acquire() as conn, conn.transaction():
+            cached = await idempotency.replay(
+                conn, caller.member_id, method, request.request_id, pb.UpdateRuleResponse
+            )
+            if cached is not None:
+                return cached
+            current = await conn.fetchrow(
+                "select * from reward_rules where rule_id = $1 for update", request.rule_id
+            )
+            if current is None:
+                raise NotFound("rule", request.rule_id)
+            if request.expected_version and request.expected_version != current["version"]:
+                raise Aborted(
+                    f"rule {request.rule_id} is at version {current['version']}; read it again",
+                    reason="VERSION_MISMATCH",
+                    metadata={"version": str(current["version"])},
+                )
+            row = await store.update_rule(
+                conn,
+                request.rule_id,
+                points=request.points if request.HasField("points") else None,
+                daily_cap=request.daily_cap if request.HasField("daily_cap") else None,
+                enabled=request.enabled if request.HasField("enabled") else None,
+                updated_by=caller.member_id,
+            )
+            response = pb.UpdateRuleResponse(rule=rule_proto(row))
+            await idempotency.remember(conn, caller.member_id, method, request.request_id, response)
+        return response
+
+    # ---- grants and corrections ------------------------------------------
+
+    async def GrantPoints(
+        self, request: pb.GrantPointsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GrantPointsResponse:
+        response = await self._adjust(
+            pb.GrantPointsResponse,
+            request.member_id,
+            request.amount,
+            request.reason,
+            request.request_id,
+            kind=domain.KIND_GRANT,
+        )
+        assert isinstance(response, pb.GrantPointsResponse)
+        return response
+
+    async def DeductPoints(
+        self, request: pb.DeductPointsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeductPointsResponse:
+        response = await self._adjust(
+            pb.DeductPointsResponse,
+            request.member_id,
+            request.amount,
+            request.reason,
+            request.request_id,
+            kind=domain.KIND_DEDUCTION,
+        )
+        assert isinstance(response, pb.DeductPointsResponse)
+        return response
+
+    async def _adjust(
+        self,
+        response_type: type[pb.GrantPointsResponse] | type[pb.DeductPointsResponse],
+        member_id: str,
+        amount: int,
+        reason: str,
+        request_id: str,
+        *,
+        kind: str,
+    ) -> pb.GrantPointsResponse | pb.DeductPointsResponse:
+        caller = auth.require_role(auth.Role.ADMIN)
+        v = Violations()
+        _check_member_id(v, member_id)
+        _check_amount(v, amount, "amount")
+        _check_reason(v, reason)
+        _check_request_id(v, request_id)
+        v.raise_if_any()
+        method = response_type.DESCRIPTOR.name.removesuffix("Response")
+        async with self._pool.acquire() as conn, conn.transaction():
+            cached = await idempotency.replay(
+                conn, caller.member_id, method, request_id, response_type
+            )
+            if cached is not None:
+                return cached
+            source, award_key = _request_source(caller, method, request_id)
+            row = await store.append_entry(
+                conn,
+                self._rt.outbox,
+                self._tiers,
+                store.NewEntry(
+                    member_id=member_id,
+                    amount=amount if kind == domain.KIND_GRANT else -amount,
+                    kind=kind,
+                    reason=reason,
+                    source=source,
+                    actor_id=caller.member_id,
+                    award_key=award_key,
+                    occurred_at=datetime.now(UTC),
+                ),
+            )
+            if row is None:
+                # Only a request_id seen before (and remembered) can land here.
+                raise Aborted("this request is being applied; retry it", reason="IN_PROGRESS")
+            account = await store.get_account(conn, member_id)
+            response = response_type(
+                entry=entry_proto(row), account=account_proto(account, self._tiers)
+            )
+            await idempotency.remember(conn, caller.member_id, method, request_id, response)
+        return response
+
+    # ---- tiers ------------------------------------------------------------
+
+    async def GrantTier(
+        self, request: pb.GrantTierRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GrantTierResponse:
+        caller = auth.require_role(auth.Role.ADMIN)
+        v = Violations()
+        _check_member_id(v, request.member_id)
+        v.check(
+            request.tier in domain.GRANTABLE_TIERS,
+            "tier",
+            "must be one of " + ", ".join(sorted(domain.GRANTABLE_TIERS)),
+        )
+        _check_reason(v, request.reason)
+        _check_request_id(v, request.request_id)
+        v.raise_if_any()
+        account = await self._set_granted_tier(
+            caller, "GrantTier", request.member_id, request.tier, request.reason, request.request_id
+        )
+        return pb.GrantTierResponse(account=account)
+
+    async def RevokeTier(
+        self, request: pb.RevokeTierRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RevokeTierResponse:
+        caller = auth.require_role(auth.Role.ADMIN)
+        v = Violations()
+        _check_member_id(v, request.member_id)
+        _check_reason(v, request.reason)
+        _check_request_id(v, request.request_id)
+        v.raise_if_any()
+        account = await self._set_granted_tier(
+            caller, "RevokeTier", request.member_id, None, request.reason, request.request_id
+        )
+        return pb.RevokeTierResponse(account=account)
+
+    async def _set_granted_tier(
+        self,
+        caller: auth.Caller,
+        method: str,
+        member_id: str,
+        tier: str | None,
+        reason: str,
+        request_id: str,
+    ) -> pb.Account:
+        async with self._pool.acquire() as conn, conn.transaction():
+            cached = await idempotency.replay(
+                conn, caller.member_id, method, request_id, pb.GrantTierResponse
+            )
+            if cached is not None:
+                return cached.account
+            account = await store.lock_account(conn, member_id)
+            updated = await store.refresh_tier(
+                conn,
+                self._rt.outbox,
+                self._tiers,
+                account,
+                reason=reason,
+                actor_id=caller.member_id,
+                granted_tier=tier,
+            )
+            response = pb.GrantTierResponse(account=account_proto(updated, self._tiers))
+            await idempotency.remember(conn, caller.member_id, method, request_id, response)
+        return response.account
+
+    async def ListTierChanges(
+        self, request: pb.ListTierChangesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListTierChangesResponse:
+        member_id = _subject(request.member_id)
+        size = pagination.page_size(request.page_size)
+        fingerprint = pagination.filter_fingerprint(pb.ListTierChangesRequest(member_id=member_id))
+        position = self._rt.page_tokens.decode(request.page_token, fingerprint)
+        before = int(position["version"]) if position else None
+        async with self._pool.acquire() as conn:
+            rows = await store.list_tier_changes(conn, member_id, before, size + 1)
+        response = pb.ListTierChangesResponse(
+            tier_changes=[tier_change_proto(r) for r in rows[:size]]
+        )
+        if len(rows) > size:
+            response.next_page_token = self._rt.page_tokens.encode(
+                fingerprint, {"version": rows[size - 1]["version"]}
+            )
+        return response
+
+    # ---- the catalogue ----------------------------------------------------
+
+    async def CreateCatalogueItem(
+        self, request: pb.CreateCatalogueItemRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateCatalogueItemResponse:
+        caller = auth.require_role(auth.Role.ADMIN)
+        v = Violations()
+        _check_name(v, request.name)
+        _check_description(v, request.description)
+        _check_amount(v, request.price, "price")
+        _check_stock(v, request.stock)
+        _check_request_id(v, request.request_id)
+        v.raise_if_any()
+        method = "CreateCatalogueItem"
+        async with self._pool.acquire() as conn, conn.transaction():
+            cached = await idempotency.replay(
+                conn, caller.member_id, method, request.request_id, pb.CreateCatalogueItemResponse
+            )
+            if cached is not None:
+                return cached
+            row = await store.create_item(
+                conn, request.name.strip(), request.description, request.price, request.stock
+            )
+            response = pb.CreateCatalogueItemResponse(item=item_proto(row))
+            await idempotency.remember(conn, caller.member_id, method, request.request_id, response)
+        return response
+
+    async def UpdateCatalogueItem(
+        self, request: pb.UpdateCatalogueItemRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpdateCatalogueItemResponse:
+        caller = auth.require_role(auth.Role.ADMIN)
+        v = Violations()
+        item_id = _item_id(v, request.item_id)
+        if request.HasField("name"):
+            _check_name(v, request.name)
+        if request.HasField("description"):
+            _check_description(v, request.description)
+        if request.HasField("price"):
+            _check_amount(v, request.price, "price")
+        if request.HasField("stock"):
+            _check_stock(v, request.stock)
+        _check_request_id(v, request.request_id)
+        v.raise_if_any()
+        method = "UpdateCatalogueItem"
+        async with self._pool.acquire() as conn, conn.transaction():
+            cached = await idempotency.replay(
+                conn, caller.member_id, method, request.request_id, pb.UpdateCatalogueItemResponse
+            )
+            if cached is not None:
+                return cached
+            row = await store.update_item(
+                conn,
+                item_id,
+                name=request.name.strip() if request.HasField("name") else None,
+                description=request.description if request.HasField("description") else None,
+                price=request.price if request.HasField("price") else None,
+                stock=request.stock if request.HasField("stock") else None,
+                available=request.available if request.HasField("available") else None,
+            )
+            response = pb.UpdateCatalogueItemResponse(item=item_proto(row))
+            await idempotency.remember(conn, caller.member_id, method, request.request_id, response)
+        return response
+
+    async def GetCatalogueItem(
+        self, request: pb.GetCatalogueItemRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetCatalogueItemResponse:
+        caller = auth.current_caller()
+        v = Violations()
+        item_id = _item_id(v, request.item_id)
+        v.raise_if_any()
+        async with self._pool.acquire() as conn:
+            row = await store.get_item(conn, item_id)
+        if not row["available"] and caller.role != auth.Role.ADMIN:
+            raise NotFound("catalogue item", request.item_id)
+        return pb.GetCatalogueItemResponse(item=item_proto(row))
+
+    async def ListCatalogueItems(
+        self, request: pb.ListCatalogueItemsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListCatalogueItemsResponse:
+        caller = auth.current_caller()
+        if request.include_unavailable and caller.role != auth.Role.ADMIN:
+            raise PermissionDenied("only admins may list unavailable items")
+        size = pagination.page_size(request.page_size)
+        fingerprint = pagination.filter_fingerprint(request)
+        position = self._rt.page_tokens.decode(request.page_token, fingerprint)
+        after = (str(position["name"]), str(position["id"])) if position else None
+        async with self._pool.acquire() as conn:
+            rows = await store.list_items(
+                conn, after, size + 1, include_unavailable=request.include_unavailable
+            )
+        response = pb.ListCatalogueItemsResponse(items=[item_proto(r) for r in rows[:size]])
+        if len(rows) > size:
+            last = rows[size - 1]
+            response.next_page_token = self._rt.page_tokens.encode(
+                fingerprint, {"name": last["name"], "id": str(last["id"])}
+            )
+        return response
+
+    async def RedeemItem(
+        self, request: pb.RedeemItemRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RedeemItemResponse:
+        caller = auth.current_caller()
+        v = Violations()
+        item_id = _item_id(v, request.item_id)
+        _check_request_id(v, request.request_id)
+        v.raise_if_any()
+        method = "RedeemItem"
+        async with self._pool.acquire() as conn, conn.transaction():
+            cached = await idempotency.replay(
+                conn, caller.member_id, method, request.request_id, pb.RedeemItemResponse
+            )
+            if cached is not None:
+                return cached
+            # The item first, then the account: every redemption locks in this order.
+            item = await store.get_item(conn, item_id, lock=True)
+            if not item["available"]:
+                raise FailedPrecondition("this item is not available", reason="ITEM_UNAVAILABLE")
+            if item["stock"] <= 0:
+                raise FailedPrecondition("this item is out of stock", reason="OUT_OF_STOCK")
+            redemption_id = uuid.uuid4()
+            entry = await store.append_entry(
+                conn,
+                self._rt.outbox,
+                self._tiers,
+                store.NewEntry(
+                    member_id=caller.member_id,
+                    amount=-item["price"],
+                    kind=domain.KIND_REDEMPTION,
+                    reason=f"redeemed {item['name']}",
+                    source=f"request:{request.request_id or redemption_id}",
+                    actor_id=caller.member_id,
+                    award_key=f"redemption:{redemption_id}",
+                    occurred_at=datetime.now(UTC),
+                ),
+            )
+            assert entry is not None
+            await store.take_one_from_stock(conn, item_id)
+            redemption = await store.record_redemption(
+                conn, redemption_id, caller.member_id, item_id, item["price"], entry["id"]
+            )
+            account = await store.get_account(conn, caller.member_id)
+            response = pb.RedeemItemResponse(
+                redemption=redemption_proto(redemption), account=account_proto(account, self._tiers)
+            )
+            await idempotency.remember(conn, caller.member_id, method, request.request_id, response)
+        return response
+
+    # ---- the leaderboard -------------------------------------------------
+
+    async def ListLeaderboard(
+        self, request: pb.ListLeaderboardRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListLeaderboardResponse:
+        auth.current_caller()
+        if request.period == pb.LEADERBOARD_PERIOD_UNSPECIFIED or (
+            request.period not in pb.LeaderboardPeriod.values()
+        ):
+            raise InvalidArgument([FieldViolation("period", "must be WEEK, MONTH or ALL_TIME")])
+        size = pagination.page_size(request.page_size, default=20, maximum=100)
+        fingerprint = pagination.filter_fingerprint(request)
+        position = self._rt.page_tokens.decode(request.page_token, fingerprint)
+        offset = int(position["offset"]) if position else 0
+        async with self._pool.acquire() as conn:
+            rows = await store.leaderboard(conn, _period_start(request.period), offset, size + 1)
+        response = pb.ListLeaderboardResponse(
+            entries=[
+                pb.LeaderboardEntry(
+                    rank=offset + index + 1,
+                    member_id=row["member_id"],
+                    points_earned=row["points_earned"],
+                    ideas_shipped=row["ideas_shipped"],
+                    tier=row["tier"],
+                )
+                for index, row in enumerate(rows[:size])
+            ]
+        )
+        if len(rows) > size:
+            response.next_page_token = self._rt.page_tokens.encode(
+                fingerprint, {"offset": offset + size}
+            )
+        return response
+
+
+def _period_start(period: int) -> datetime | None:
+    now = datetime.now(UTC)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == pb.LEADERBOARD_PERIOD_WEEK:
+        return midnight - timedelta(days=midnight.weekday())
+    if period == pb.LEADERBOARD_PERIOD_MONTH:
+        return midnight.replace(day=1)
+    return None
+
+
+def _check_rule_id(v: Violations, rule_id: str) -> None:
+    v.check(0 < len(rule_id) <= 64, "rule_id", "is required (for example vote_cast)")
+
+
+def _check_name(v: Violations, name: str) -> None:
+    v.check(
+        0 < len(name.strip()) <= domain.MAX_NAME_LENGTH,
+        "name",
+        f"is required, at most {domain.MAX_NAME_LENGTH} characters",
+    )
+
+
+def _check_description(v: Violations, description: str) -> None:
+    v.check(
+        len(description) <= domain.MAX_DESCRIPTION_LENGTH,
+        "description",
+        f"must be at most {domain.MAX_DESCRIPTION_LENGTH} characters",
+    )
+
+
+def _check_stock(v: Violations, stock: int) -> None:
+    v.check(0 <= stock <= domain.MAX_STOCK, "stock", f"must be in 0..{domain.MAX_STOCK}")

@@ -1,0 +1,322 @@
+"""What rewards does with the ideas and votes events.
+
+Each reward is keyed by (member, rule, award key), where the award key names
+what is rewarded (the idea), not the event that told us: a redelivery, a
+dead-letter replay, or a release event and a status event describing the same
+ship all find the first entry and pay nothing more. The unique index on
+ledger_entries holds this even if the code is bypassed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from cocreate.events.v1 import ideas_events_pb2, votes_events_pb2
+from cocreate.ideas.v1 import idea_status_pb2
+from google.protobuf import message as pb_message
+from google.protobuf import timestamp_pb2
+
+from services.kit.events import Event
+from services.kit.inbox import InboxConsumer
+from services.kit.outbox import Outbox
+from services.rewards import domain, store
+
+IDEAS_CONSUMER = "rewards-ideas"
+VOTES_CONSUMER = "rewards-votes"
+
+
+def _when(message: pb_message.Message, field: str, event: Event[Any]) -> datetime:
+    """The time a payload field says, or the envelope's time when it is unset."""
+    if message.HasField(field):
+        stamp: timestamp_pb2.Timestamp = getattr(message, field)
+        return stamp.ToDatetime(tzinfo=UTC)
+    return event.occurred_at
+
+
+class RewardHandlers:
+    def __init__(self, outbox: Outbox, tiers: domain.TierThresholds) -> None:
+        self._outbox = outbox
+        self._tiers = tiers
+
+    def consumers(self, max_deliver: int) -> list[InboxConsumer]:
+        return [
+            InboxConsumer(
+                IDEAS_CONSUMER,
+                {
+                    ideas_events_pb2.IdeaSubmitted: self.idea_submitted,
+                    ideas_events_pb2.IdeaStatusChanged: self.idea_status_changed,
+                    ideas_events_pb2.IdeaHidden: self.idea_hidden,
+                    ideas_events_pb2.ReleasePublished: self.release_published,
+                },
+                max_deliver=max_deliver,
+            ),
+            InboxConsumer(
+                VOTES_CONSUMER,
+                {
+                    votes_events_pb2.VoteCast: self.vote_cast,
+                    votes_events_pb2.VoteRetracted: self.vote_retracted,
+                },
+                max_deliver=max_deliver,
+            ),
+        ]
+
+    # ---- ideas ------------------------------------------------------------
+
+    async def idea_submitted(
+        self, conn: asyncpg.Connection, event: Event[ideas_events_pb2.IdeaSubmitted]
+    ) -> None:
+        m = event.message
+        idea = await store.note_idea(conn, m.idea_id, m.author_id)
+        if not m.author_id:
+            return
+        await store.ensure_account(conn, m.author_id)
+        if idea["hidden_as_spam"]:
+            return  # hidden before we heard of it: nothing to pay
+        occurred = _when(m, "submitted_at", event)
+        await self._pay(
+            conn,
+            event,
+            domain.RULE_IDEA_SUBMITTED,
+            m.author_id,
+            award_key=f"idea:{m.idea_id}",
+            reason=f"idea {m.idea_id} submitted",
+            occurred_at=occurred,
+        )
+
+    async def idea_status_changed(
+        self, conn: asyncpg.Connection, event: Event[ideas_events_pb2.IdeaStatusChanged]
+    ) -> None:
+        m = event.message
+        idea = await store.note_idea(conn, m.idea_id, m.author_id)
+        await store.set_idea_status(conn, m.idea_id, m.new_status, event.aggregate_version)
+        author = m.author_id or idea["author_id"]
+        if not author or idea["hidden_as_spam"]:
+            return
+        occurred = _when(m, "changed_at", event)
+        if m.new_status in domain.ACCEPTED_STATUSES:
+            await self._pay(
+                conn,
+                event,
+                domain.RULE_IDEA_ACCEPTED,
+                author,
+                award_key=f"idea:{m.idea_id}",
+                reason=f"idea {m.idea_id} accepted",
+                occurred_at=occurred,
+            )
+        if m.new_status == idea_status_pb2.IDEA_STATUS_SHIPPED:
+            await self._ship(conn, event, m.idea_id, author, occurred)
+
+    async def release_published(
+        self, conn: asyncpg.Connection, event: Event[ideas_events_pb2.ReleasePublished]
+    ) -> None:
+        m = event.message
+        occurred = _when(m, "published_at", event)
+        for idea_id in m.shipped_idea_ids:
+            idea = await store.note_idea(conn, idea_id, "")
+            if idea["hidden_as_spam"]:
+                continue
+            await self._ship(conn, event, idea_id, idea["author_id"], occurred)
+
+    async def _ship(
+        self,
+        conn: asyncpg.Connection,
+        event: Event[Any],
+        idea_id: str,
+        author: str,
+        shipped_at: datetime,
+    ) -> None:
+        await store.mark_shipped(conn, idea_id, shipped_at)
+        if author:
+            await self._pay(
+                conn,
+                event,
+                domain.RULE_IDEA_SHIPPED_AUTHOR,
+                author,
+                award_key=f"idea:{idea_id}",
+                reason=f"idea {idea_id} shipped",
+                occurred_at=shipped_at,
+            )
+        for supporter in await store.active_supporters(conn, idea_id):
+            await self._pay_supporter(conn, event, idea_id, supporter, shipped_at)
+
+    async def _pay_supporter(
+        self,
+        conn: asyncpg.Connection,
+        event: Event[Any],
+        idea_id: str,
+        member_id: str,
+        shipped_at: datetime,
+    ) -> None:
+        await self._pay(
+            conn,
+            event,
+            domain.RULE_IDEA_SHIPPED_SUPPORTER,
+            member_id,
+            award_key=f"idea:{idea_id}",
+            reason=f"supported idea {idea_id}, which shipped",
+            occurred_at=shipped_at,
+        )
+
+    async def idea_hidden(
+        self, conn: asyncpg.Connection, event: Event[ideas_events_pb2.IdeaHidden]
+    ) -> None:
+        m = event.message
+        idea = await store.note_idea(conn, m.idea_id, m.author_id)
+        if not m.spam:
+            return
+        await store.mark_hidden_as_spam(conn, m.idea_id)
+        author = m.author_id or idea["author_id"]
+        if not author:
+            return
+        await self._reverse(
+            conn,
+            event,
+            domain.RULE_IDEA_SUBMITTED,
+            author,
+            idea_id=m.idea_id,
+            reason=f"idea {m.idea_id} hidden as spam: submission points reversed",
+            actor_id=m.actor_id or domain.SYSTEM_ACTOR,
+        )
+
+    # ---- votes ------------------------------------------------------------
+
+    async def vote_cast(
+        self, conn: asyncpg.Connection, event: Event[votes_events_pb2.VoteCast]
+    ) -> None:
+        m = event.message
+        cast_at = _when(m, "cast_at", event)
+        await store.ensure_account(conn, m.member_id)
+        newest = await store.set_support(
+            conn,
+            m.idea_id,
+            m.member_id,
+            active=True,
+            vote_version=m.vote_version or event.aggregate_version,
+            changed_at=cast_at,
+        )
+        if m.reason == votes_events_pb2.VOTE_CHANGE_REASON_MEMBER:
+            await self._pay(
+                conn,
+                event,
+                domain.RULE_VOTE_CAST,
+                m.member_id,
+                award_key=f"idea:{m.idea_id}",
+                reason=f"voted for idea {m.idea_id}",
+                occurred_at=cast_at,
+            )
+        # A vote cast before the ship whose event arrives after it still counts.
+        shipped_at = await store.shipped_at(conn, m.idea_id) if newest else None
+        if shipped_at is not None and cast_at <= shipped_at:
+            await self._pay_supporter(conn, event, m.idea_id, m.member_id, shipped_at)
+
+    async def vote_retracted(
+        self, conn: asyncpg.Connection, event: Event[votes_events_pb2.VoteRetracted]
+    ) -> None:
+        m = event.message
+        retracted_at = _when(m, "retracted_at", event)
+        newest = await store.set_support(
+            conn,
+            m.idea_id,
+            m.member_id,
+            active=False,
+            vote_version=m.vote_version or event.aggregate_version,
+            changed_at=retracted_at,
+        )
+        # Retracted before the ship, but heard of after it: take the supporter reward back.
+        shipped_at = await store.shipped_at(conn, m.idea_id) if newest else None
+        if shipped_at is not None and retracted_at < shipped_at:
+            await self._reverse(
+                conn,
+                event,
+                domain.RULE_IDEA_SHIPPED_SUPPORTER,
+                m.member_id,
+                idea_id=m.idea_id,
+                reason=f"support for idea {m.idea_id} ended before it shipped",
+                actor_id=domain.SYSTEM_ACTOR,
+            )
+
+    # ---- paying -----------------------------------------------------------
+
+    async def _pay(
+        self,
+        conn: asyncpg.Connection,
+        event: Event[Any],
+        rule_id: str,
+        member_id: str,
+        *,
+        award_key: str,
+        reason: str,
+        occurred_at: datetime,
+    ) -> None:
+        """Pay `rule` to `member` once for `award_key`, within the rule's daily cap."""
+        if not member_id:
+            return
+        await store.lock_account(conn, member_id)
+        rule = await store.get_rule(conn, rule_id)
+        if rule is None or not rule["enabled"] or rule["points"] <= 0:
+            return
+        if await store.find_entry(conn, member_id, rule_id, award_key) is not None:
+            return
+        if (
+            rule["daily_cap"] > 0
+            and await store.count_rewards_on_day(conn, member_id, rule_id, occurred_at)
+            >= rule["daily_cap"]
+        ):
+            return
+        await store.append_entry(
+            conn,
+            self._outbox,
+            self._tiers,
+            store.NewEntry(
+                member_id=member_id,
+                amount=rule["points"],
+                kind=domain.KIND_EARN,
+                reason=reason,
+                source=f"event:{event.event_id}",
+                actor_id=domain.SYSTEM_ACTOR,
+                award_key=award_key,
+                occurred_at=occurred_at,
+                rule_id=rule_id,
+                rule_version=rule["version"],
+            ),
+        )
+
+    async def _reverse(
+        self,
+        conn: asyncpg.Connection,
+        event: Event[Any],
+        rule_id: str,
+        member_id: str,
+        *,
+        idea_id: str,
+        reason: str,
+        actor_id: str,
+    ) -> None:
+        """Take back, once, what `rule` paid `member` for the idea; never more than
+        the balance, which is never negative."""
+        account = await store.lock_account(conn, member_id)
+        paid = await store.find_entry(conn, member_id, rule_id, f"idea:{idea_id}")
+        if paid is None or paid["amount"] <= 0:
+            return
+        amount = min(paid["amount"], account["balance"])
+        if amount <= 0:
+            return
+        await store.append_entry(
+            conn,
+            self._outbox,
+            self._tiers,
+            store.NewEntry(
+                member_id=member_id,
+                amount=-amount,
+                kind=domain.KIND_REVERSAL,
+                reason=reason,
+                source=f"event:{event.event_id}",
+                actor_id=actor_id,
+                award_key=f"reversal:idea:{idea_id}",
+                occurred_at=event.occurred_at,
+                rule_id=rule_id,
+                rule_version=paid["rule_version"],
+            ),
+        )

@@ -1,0 +1,581 @@
+"""SQL for the rewards tables. Every change of a balance goes through
+`append_entry`, which locks the account row, chains the entry's hash onto the
+account's last one, updates the balance in the same transaction, re-derives
+the tier and emits PointsAwarded (and TierChanged)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from cocreate.events.v1 import rewards_events_pb2
+
+from services.kit.errors import FailedPrecondition, NotFound
+from services.kit.outbox import Outbox
+from services.rewards import domain
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    member_id: str
+    amount: int
+    kind: str
+    reason: str
+    source: str
+    actor_id: str
+    award_key: str
+    occurred_at: datetime
+    rule_id: str = ""
+    rule_version: int = 0
+
+
+# ---- accounts -------------------------------------------------------------
+
+
+async def ensure_account(conn: asyncpg.Connection, member_id: str) -> None:
+    seed = os.urandom(32)
+    await conn.execute(
+        "insert into accounts (member_id, seed, last_hash) values ($1, $2, $3) "
+        "on conflict (member_id) do nothing",
+        member_id,
+        seed,
+        domain.chain_seed(member_id, seed),
+    )
+
+
+async def get_account(conn: asyncpg.Connection, member_id: str) -> asyncpg.Record:
+    await ensure_account(conn, member_id)
+    row = await conn.fetchrow("select * from accounts where member_id = $1", member_id)
+    assert row is not None
+    return row
+
+
+async def lock_account(conn: asyncpg.Connection, member_id: str) -> asyncpg.Record:
+    await ensure_account(conn, member_id)
+    row = await conn.fetchrow("select * from accounts where member_id = $1 for update", member_id)
+    assert row is not None
+    return row
+
+
+async def all_member_ids(conn: asyncpg.Connection) -> list[str]:
+    return [r["member_id"] for r in await conn.fetch("select member_id from accounts order by 1")]
+
+
+async def find_account(conn: asyncpg.Connection, member_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("select * from accounts where member_id = $1", member_id)
+
+
+# ---- the ledger -----------------------------------------------------------
+
+
+async def find_entry(
+    conn: asyncpg.Connection, member_id: str, rule_id: str, award_key: str
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "select * from ledger_entries where member_id = $1 and rule_id = $2 and award_key = $3",
+        member_id,
+        rule_id,
+        award_key,
+    )
+
+
+async def count_rewards_on_day(
+    conn: asyncpg.Connection, member_id: str, rule_id: str, moment: datetime
+) -> int:
+    day = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    count = await conn.fetchval(
+        "select count(*) from ledger_entries where member_id = $1 and rule_id = $2 "
+        "and kind = 'earn' and occurred_at >= $3 and occurred_at < $3 + interval '1 day'",
+        member_id,
+        rule_id,
+        day,
+    )
+    return int(count)
+
+
+async def append_entry(
+    conn: asyncpg.Connection, outbox: Outbox, tiers: domain.TierThresholds, new: NewEntry
+) -> asyncpg.Record | None:
+    """Append one entry; None when (member, rule, award key) already has one."""
+    account = await lock_account(conn, new.member_id)
+    if await find_entry(conn, new.member_id, new.rule_id, new.award_key) is not None:
+        return None
+    balance_after = account["balance"] + new.amount
+    if balance_after < 0:
+        raise FailedPrecondition(
+            f"the balance is {account['balance']} points; {-new.amount} are needed",
+            reason="INSUFFICIENT_POINTS",
+            metadata={"balance": str(account["balance"]), "needed": str(-new.amount)},
+        )
+    fields = domain.EntryFields(
+        entry_id=str(uuid.uuid4()),
+        member_id=new.member_id,
+        seq=account["entry_count"] + 1,
+        amount=new.amount,
+        balance_after=balance_after,
+        kind=new.kind,
+        reason=new.reason,
+        source=new.source,
+        rule_id=new.rule_id,
+        rule_version=new.rule_version,
+        actor_id=new.actor_id,
+        award_key=new.award_key,
+        occurred_at=new.occurred_at,
+        created_at=datetime.now(UTC),
+    )
+    digest = domain.entry_hash(account["last_hash"], fields)
+    row = await conn.fetchrow(
+        """
+        insert into ledger_entries
+            (id, member_id, seq, amount, balance_after, kind, reason, source, rule_id,
+             rule_version, actor_id, award_key, occurred_at, created_at, hash)
+        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+        on conflict (member_id, rule_id, award_key) do nothing
+        returning *
+        """,
+        uuid.UUID(fields.entry_id),
+        fields.member_id,
+        fields.seq,
+        fields.amount,
+        fields.balance_after,
+        fields.kind,
+        fields.reason,
+        fields.source,
+        fields.rule_id,
+        fields.rule_version,
+        fields.actor_id,
+        fields.award_key,
+        fields.occurred_at,
+        fields.created_at,
+        digest,
+    )
+    if row is None:
+        return None
+    lifetime = account["lifetime_points"] + (
+        new.amount if domain.counts_as_lifetime(new.kind) else 0
+    )
+    updated = await conn.fetchrow(
+        "update accounts set balance = $2, lifetime_points = $3, entry_count = $4, "
+        "last_hash = $5 where member_id = $1 returning *",
+        new.member_id,
+        balance_after,
+        lifetime,
+        fields.seq,
+        digest,
+    )
+    assert updated is not None
+    awarded = rewards_events_pb2.PointsAwarded(
+        entry_id=fields.entry_id,
+        member_id=new.member_id,
+        amount=new.amount,
+        kind=new.kind,
+        reason=new.reason,
+        balance=balance_after,
+        lifetime_points=lifetime,
+    )
+    awarded.awarded_at.FromDatetime(fields.created_at)
+    await outbox.emit(conn, awarded, aggregate_id=new.member_id, aggregate_version=fields.seq)
+    await refresh_tier(
+        conn, outbox, tiers, updated, reason=f"lifetime points {lifetime}", actor_id=new.actor_id
+    )
+    return row
+
+
+_KEEP = object()
+
+
+async def refresh_tier(
+    conn: asyncpg.Connection,
+    outbox: Outbox,
+    tiers: domain.TierThresholds,
+    account: asyncpg.Record,
+    *,
+    reason: str,
+    actor_id: str,
+    granted_tier: Any = _KEEP,
+) -> asyncpg.Record:
+    """Re-derive the tier of a locked account; record and emit a change."""
+    granted = account["granted_tier"] if granted_tier is _KEEP else granted_tier
+    earned = tiers.earned(account["lifetime_points"])
+    tier = domain.effective_tier(earned, granted)
+    if (earned, granted, tier) == (
+        account["earned_tier"],
+        account["granted_tier"],
+        account["tier"],
+    ):
+        return account
+    changed = tier != account["tier"]
+    version = account["tier_version"] + (1 if changed else 0)
+    updated = await conn.fetchrow(
+        "update accounts set earned_tier = $2, granted_tier = $3, tier = $4, tier_version = $5 "
+        "where member_id = $1 returning *",
+        account["member_id"],
+        earned,
+        granted,
+        tier,
+        version,
+    )
+    assert updated is not None
+    if changed:
+        changed_at = datetime.now(UTC)
+        await conn.execute(
+            "insert into tier_changes "
+            "(member_id, version, old_tier, new_tier, reason, actor_id, changed_at) "
+            "values ($1, $2, $3, $4, $5, $6, $7)",
+            account["member_id"],
+            version,
+            account["tier"],
+            tier,
+            reason,
+            actor_id,
+            changed_at,
+        )
+        event = rewards_events_pb2.TierChanged(
+            member_id=account["member_id"],
+            old_tier=account["tier"],
+            new_tier=tier,
+            version=version,
+            reason=reason,
+        )
+        event.changed_at.FromDatetime(changed_at)
+        await outbox.emit(conn, event, aggregate_id=account["member_id"], aggregate_version=version)
+    return updated
+
+
+async def list_entries(
+    conn: asyncpg.Connection, member_id: str, before_seq: int | None, limit: int
+) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            "select * from ledger_entries where member_id = $1 "
+            "and ($2::bigint is null or seq < $2) order by seq desc limit $3",
+            member_id,
+            before_seq,
+            limit,
+        )
+    )
+
+
+async def entries_in_order(conn: asyncpg.Connection, member_id: str) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            "select * from ledger_entries where member_id = $1 order by seq", member_id
+        )
+    )
+
+
+async def list_tier_changes(
+    conn: asyncpg.Connection, member_id: str, before_version: int | None, limit: int
+) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            "select * from tier_changes where member_id = $1 "
+            "and ($2::bigint is null or version < $2) order by version desc limit $3",
+            member_id,
+            before_version,
+            limit,
+        )
+    )
+
+
+# ---- rules ----------------------------------------------------------------
+
+
+async def get_rule(conn: asyncpg.Connection, rule_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("select * from reward_rules where rule_id = $1", rule_id)
+
+
+async def list_rules(conn: asyncpg.Connection, after: str, limit: int) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            "select * from reward_rules where rule_id > $1 order by rule_id limit $2", after, limit
+        )
+    )
+
+
+async def update_rule(
+    conn: asyncpg.Connection,
+    rule_id: str,
+    *,
+    points: int | None,
+    daily_cap: int | None,
+    enabled: bool | None,
+    updated_by: str,
+) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        """
+        update reward_rules set
+            version = version + 1,
+            points = coalesce($2, points),
+            daily_cap = coalesce($3, daily_cap),
+            enabled = coalesce($4, enabled),
+            updated_at = now(),
+            updated_by = $5
+        where rule_id = $1
+        returning *
+        """,
+        rule_id,
+        points,
+        daily_cap,
+        enabled,
+        updated_by,
+    )
+    assert row is not None
+    await conn.execute(
+        "insert into reward_rule_versions "
+        "(rule_id, version, points, daily_cap, enabled, updated_at, updated_by) "
+        "values ($1, $2, $3, $4, $5, $6, $7)",
+        row["rule_id"],
+        row["version"],
+        row["points"],
+        row["daily_cap"],
+        row["enabled"],
+        row["updated_at"],
+        row["updated_by"],
+    )
+    return row
+
+
+# ---- the catalogue and redemptions ---------------------------------------
+
+
+async def create_item(
+    conn: asyncpg.Connection, name: str, description: str, price: int, stock: int
+) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        "insert into catalogue_items (id, name, description, price, stock) "
+        "values ($1, $2, $3, $4, $5) returning *",
+        uuid.uuid4(),
+        name,
+        description,
+        price,
+        stock,
+    )
+    assert row is not None
+    return row
+
+
+async def get_item(
+    conn: asyncpg.Connection, item_id: uuid.UUID, *, lock: bool = False
+) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        "select * from catalogue_items where id = $1" + (" for update" if lock else ""), item_id
+    )
+    if row is None:
+        raise NotFound("catalogue item", str(item_id))
+    return row
+
+
+async def update_item(
+    conn: asyncpg.Connection,
+    item_id: uuid.UUID,
+    *,
+    name: str | None,
+    description: str | None,
+    price: int | None,
+    stock: int | None,
+    available: bool | None,
+) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        """
+        update catalogue_items set
+            name = coalesce($2, name),
+            description = coalesce($3, description),
+            price = coalesce($4, price),
+            stock = coalesce($5, stock),
+            available = coalesce($6, available),
+            updated_at = now()
+        where id = $1
+        returning *
+        """,
+        item_id,
+        name,
+        description,
+        price,
+        stock,
+        available,
+    )
+    if row is None:
+        raise NotFound("catalogue item", str(item_id))
+    return row
+
+
+async def list_items(
+    conn: asyncpg.Connection,
+    after: tuple[str, str] | None,
+    limit: int,
+    *,
+    include_unavailable: bool,
+) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            "select * from catalogue_items where ($1::bool or available) "
+            "and ($2::text is null or (name, id) > ($2, $3::uuid)) "
+            "order by name, id limit $4",
+            include_unavailable,
+            after[0] if after else None,
+            uuid.UUID(after[1]) if after else None,
+            limit,
+        )
+    )
+
+
+async def take_one_from_stock(conn: asyncpg.Connection, item_id: uuid.UUID) -> None:
+    await conn.execute(
+        "update catalogue_items set stock = stock - 1, updated_at = now() where id = $1", item_id
+    )
+
+
+async def record_redemption(
+    conn: asyncpg.Connection,
+    redemption_id: uuid.UUID,
+    member_id: str,
+    item_id: uuid.UUID,
+    price: int,
+    entry_id: uuid.UUID,
+) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        "insert into redemptions (id, member_id, item_id, price, entry_id) "
+        "values ($1, $2, $3, $4, $5) returning *",
+        redemption_id,
+        member_id,
+        item_id,
+        price,
+        entry_id,
+    )
+    assert row is not None
+    return row
+
+
+# ---- what the events tell: ideas and supporters ---------------------------
+
+
+async def note_idea(conn: asyncpg.Connection, idea_id: str, author_id: str) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        """
+        insert into ideas (idea_id, author_id) values ($1, $2)
+        on conflict (idea_id) do update
+            set author_id = case when ideas.author_id = '' then excluded.author_id
+                                 else ideas.author_id end
+        returning *
+        """,
+        idea_id,
+        author_id,
+    )
+    assert row is not None
+    return row
+
+
+async def set_idea_status(
+    conn: asyncpg.Connection, idea_id: str, status: int, version: int
+) -> None:
+    await conn.execute(
+        "update ideas set status = $2, status_version = $3 "
+        "where idea_id = $1 and status_version < $3",
+        idea_id,
+        status,
+        version,
+    )
+
+
+async def mark_shipped(conn: asyncpg.Connection, idea_id: str, shipped_at: datetime) -> None:
+    await conn.execute(
+        "update ideas set shipped_at = coalesce(shipped_at, $2) where idea_id = $1",
+        idea_id,
+        shipped_at,
+    )
+
+
+async def mark_hidden_as_spam(conn: asyncpg.Connection, idea_id: str) -> None:
+    await conn.execute("update ideas set hidden_as_spam = true where idea_id = $1", idea_id)
+
+
+async def shipped_at(conn: asyncpg.Connection, idea_id: str) -> datetime | None:
+    """When the idea shipped, if it did."""
+    moment: datetime | None = await conn.fetchval(
+        "select shipped_at from ideas where idea_id = $1", idea_id
+    )
+    return moment
+
+
+async def set_support(
+    conn: asyncpg.Connection,
+    idea_id: str,
+    member_id: str,
+    *,
+    active: bool,
+    vote_version: int,
+    changed_at: datetime,
+) -> bool:
+    """Keep the newest vote version of (idea, member); an older one changes nothing.
+    Returns whether this change is the newest known."""
+    applied = await conn.fetchval(
+        """
+        insert into supporters (idea_id, member_id, active, vote_version, changed_at)
+        values ($1, $2, $3, $4, $5)
+        on conflict (idea_id, member_id) do update
+            set active = excluded.active, vote_version = excluded.vote_version,
+                changed_at = excluded.changed_at
+            where supporters.vote_version < excluded.vote_version
+        returning true
+        """,
+        idea_id,
+        member_id,
+        active,
+        vote_version,
+        changed_at,
+    )
+    return bool(applied)
+
+
+async def active_supporters(conn: asyncpg.Connection, idea_id: str) -> list[str]:
+    rows = await conn.fetch(
+        "select member_id from supporters where idea_id = $1 and active order by member_id",
+        idea_id,
+    )
+    return [r["member_id"] for r in rows]
+
+
+# ---- the leaderboard ------------------------------------------------------
+
+
+async def leaderboard(
+    conn: asyncpg.Connection, since: datetime | None, offset: int, limit: int
+) -> list[asyncpg.Record]:
+    """Members by points earned (spending does not count), then by ideas shipped,
+    counting what happened since `since` (None: all time)."""
+    return list(
+        await conn.fetch(
+            """
+            with points as (
+                select member_id, sum(amount)::bigint as points_earned
+                from ledger_entries
+                where kind <> 'redemption' and ($1::timestamptz is null or occurred_at >= $1)
+                group by member_id
+            ), shipped as (
+                select author_id as member_id, count(*) as ideas_shipped
+                from ideas
+                where shipped_at is not null and author_id <> '' and not hidden_as_spam
+                  and ($1::timestamptz is null or shipped_at >= $1)
+                group by author_id
+            )
+            select member_id,
+                   coalesce(points_earned, 0) as points_earned,
+                   coalesce(ideas_shipped, 0) as ideas_shipped,
+                   coalesce(a.tier, $4) as tier
+            from points full join shipped using (member_id)
+                 left join accounts a using (member_id)
+            where coalesce(points_earned, 0) > 0 or coalesce(ideas_shipped, 0) > 0
+            order by points_earned desc nulls last, ideas_shipped desc nulls last, member_id
+            offset $2 limit $3
+            """,
+            since,
+            offset,
+            limit,
+            domain.NEWCOMER_TIER,
+        )
+    )
