@@ -1,0 +1,17 @@
+"""The ideas service: products, ideas, comments, the status workflow, merges,
+moderation, history, export, and the vote tallies kept from the votes events.
+
+Decisions worth knowing:
+- Text is stored exactly (trimmed only). Titles and product names refuse
+  control characters (Unicode Cc); bodies, comments, notes and reasons keep
+  everything but NUL, which Postgres cannot store.
+- Similar ideas use pg_trgm. Under the cluster's C.UTF-8 locale pg_trgm counts
+  CJK characters as word characters, so a Chinese title yields trigrams and
+  finds its near-duplicate (tested); no bigram fallback is needed.
+- Lists page by keyset on (sort column, id) — newest on the unique `number` —
+  with an index per order, so equal scores never skip or repeat an idea.
+- Settings: COCREATE_IDEAS_EDIT_WINDOW_SECONDS (3600),
+  COCREATE_IDEAS_IDEAS_PER_HOUR (10), COCREATE_IDEAS_COMMENTS_PER_MINUTE (5),
+  COCREATE_IDEAS_SIMILARITY_THRESHOLD (0.15). Rate limits apply to members;
+  0 switches a limit off.
+"""
