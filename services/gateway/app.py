@@ -1,0 +1,450 @@
+"""The HTTP side: POST /rpc (JSON-RPC 2.0, single or batch), POST /rpc/stream
+(one call, answered as NDJSON, one JSON-RPC response per streamed message),
+GET /healthz (the gateway is up), GET /readyz (every upstream answers health),
+GET /methods (every callable method), GET / (a small console for a browser).
+
+Routing: a method's proto package names its service (`cocreate.votes.v1` →
+votes). The `cocreate.ops.v1` methods (dead letters) are served by every
+service, so their calls name it in the `X-Cocreate-Service` header.
+The `Authorization` header goes upstream as the `authorization` metadata; the
+services decide what the caller may do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from aiohttp import web
+from google.protobuf import message
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.gateway import jsonrpc
+from services.gateway.jsonrpc import Call, RpcError
+from services.gateway.methods import Method, Registry
+from services.gateway.settings import UPSTREAMS, Settings
+from services.kit import log
+
+SERVICE_HEADER = "X-Cocreate-Service"
+NDJSON = "application/x-ndjson"
+
+_log = log.get("gateway")
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the HTTP request contributes to each of its calls."""
+
+    metadata: tuple[tuple[str, str], ...]
+    service_hint: str | None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _parse_body(body: bytes) -> Any:
+    """The JSON document, or RpcError(-32700)."""
+    try:
+        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RpcError(jsonrpc.PARSE_ERROR, "Parse error", {"reason": str(exc)}) from None
+
+
+def _json_response(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps(payload, ensure_ascii=False).encode("utf-8"),
+        content_type="application/json",
+    )
+
+
+class Gateway:
+    def __init__(self, settings: Settings, registry: Registry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def _channel(self, target: str) -> grpc.aio.Channel:
+        channel = self._channels.get(target)
+        if channel is None:
+            channel = grpc.aio.insecure_channel(target)
+            self._channels[target] = channel
+        return channel
+
+    async def close(self) -> None:
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            await channel.close()
+
+    # --- one call ------------------------------------------------------------
+
+    def _route(self, method: Method, context: Context) -> tuple[str, str]:
+        """(service name, gRPC target) for a call."""
+        if method.area in UPSTREAMS:
+            return method.area, self.settings.targets[method.area]
+        hint = (context.service_hint or "").strip().lower()
+        if hint in UPSTREAMS:
+            return hint, self.settings.targets[hint]
+        choices = ", ".join(UPSTREAMS)
+        raise RpcError(
+            jsonrpc.INVALID_PARAMS,
+            "Invalid params",
+            {
+                "reason": f"{method.package} is served by every service; name one in the "
+                f"{SERVICE_HEADER} header ({choices})",
+                "fieldViolations": [
+                    {"field": SERVICE_HEADER, "description": f"must be one of {choices}"}
+                ],
+            },
+        )
+
+    def _resolve(self, call: Call, context: Context) -> tuple[Method, str, str, message.Message]:
+        method = self.registry.find(call.method)
+        if method is None or method.client_streaming:
+            raise RpcError(
+                jsonrpc.METHOD_NOT_FOUND,
+                "Method not found",
+                {
+                    "method": call.method,
+                    "reason": "client-streaming methods are not served over JSON-RPC"
+                    if method is not None
+                    else "no such gRPC method (expected package.Service.Method)",
+                },
+            )
+        upstream, target = self._route(method, context)
+        request = jsonrpc.to_request(method.request_class, call.params)
+        return method, upstream, target, request
+
+    def _grpc_error(
+        self, err: grpc.aio.AioRpcError, method: Method, upstream: str, target: str
+    ) -> RpcError:
+        failure = jsonrpc.from_grpc(err, upstream=upstream, target=target)
+        if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            deadline = (
+                self.settings.stream_deadline_seconds
+                if method.server_streaming
+                else self.settings.deadline_seconds
+            )
+            failure.message = (
+                f"the {upstream} service did not answer within the gateway's deadline "
+                f"of {deadline:g}s"
+            )
+            failure.data["deadlineSeconds"] = deadline
+        return failure
+
+    async def _stream(
+        self, method: Method, target: str, request: message.Message, context: Context
+    ) -> AsyncIterator[message.Message]:
+        call = self._channel(target).unary_stream(
+            method.path,
+            request_serializer=_serialize,
+            response_deserializer=method.response_class.FromString,
+        )(request, timeout=self.settings.stream_deadline_seconds, metadata=context.metadata)
+        try:
+            async for item in call:
+                yield item
+        finally:
+            call.cancel()
+
+    async def _unary(
+        self, method: Method, target: str, request: message.Message, context: Context
+    ) -> Any:
+        response = await self._channel(target).unary_unary(
+            method.path,
+            request_serializer=_serialize,
+            response_deserializer=method.response_class.FromString,
+        )(request, timeout=self.settings.deadline_seconds, metadata=context.metadata)
+        return jsonrpc.to_json(response)
+
+    async def _collect(
+        self, method: Method, target: str, request: message.Message, context: Context
+    ) -> list[Any]:
+        limit = self.settings.max_stream_items
+        items: list[Any] = []
+        async for item in self._stream(method, target, request, context):
+            if len(items) == limit:
+                raise RpcError(
+                    jsonrpc.STREAM_TOO_LONG,
+                    f"{method.full_name} streams more than {limit} messages; "
+                    "POST /rpc/stream answers them as NDJSON without a limit",
+                    {"limit": limit},
+                )
+            items.append(jsonrpc.to_json(item))
+        return items
+
+    async def execute(self, call: Call, context: Context) -> Any:
+        """The JSON `result` of one call (a list for a server-streaming method), or RpcError."""
+        method, upstream, target, request = self._resolve(call, context)
+        try:
+            if method.server_streaming:
+                return await self._collect(method, target, request, context)
+            return await self._unary(method, target, request, context)
+        except grpc.aio.AioRpcError as err:
+            raise self._grpc_error(err, method, upstream, target) from None
+
+    async def answer(self, obj: Any, context: Context) -> dict[str, Any] | None:
+        """The response object for one request object (None for a notification)."""
+        try:
+            call = jsonrpc.parse_call(obj)
+        except RpcError as err:
+            return jsonrpc.error(jsonrpc.request_id_of(obj), err)
+        try:
+            response = jsonrpc.result(call.id, await self.execute(call, context))
+        except RpcError as err:
+            response = jsonrpc.error(call.id, err)
+        except Exception:
+            _log.exception("call failed", extra={"method": call.method})
+            response = jsonrpc.error(call.id, RpcError(jsonrpc.INTERNAL_ERROR, "Internal error"))
+        return None if call.is_notification else response
+
+    # --- HTTP ----------------------------------------------------------------
+
+    @staticmethod
+    def _context(request: web.Request) -> Context:
+        authorization = request.headers.get("Authorization")
+        metadata = (("authorization", authorization),) if authorization else ()
+        return Context(metadata=metadata, service_hint=request.headers.get(SERVICE_HEADER))
+
+    async def _document(self, request: web.Request) -> Any:
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise RpcError(
+                jsonrpc.INVALID_REQUEST,
+                f"request body exceeds the gateway's limit of {self.settings.max_body_bytes} bytes",
+                {"limitBytes": self.settings.max_body_bytes},
+            ) from None
+        return _parse_body(body)
+
+    async def handle_rpc(self, request: web.Request) -> web.StreamResponse:
+        try:
+            document = await self._document(request)
+        except RpcError as err:
+            status = 413 if err.code == jsonrpc.INVALID_REQUEST else 200
+            return _json_response(jsonrpc.error(None, err), status)
+        context = self._context(request)
+        if isinstance(document, list):
+            if not document:
+                empty = RpcError(
+                    jsonrpc.INVALID_REQUEST, "Invalid Request", {"reason": "empty batch"}
+                )
+                return _json_response(jsonrpc.error(None, empty))
+            if len(document) > self.settings.max_batch:
+                too_long = RpcError(
+                    jsonrpc.INVALID_REQUEST,
+                    f"batch of {len(document)} calls exceeds the gateway's limit of "
+                    f"{self.settings.max_batch}",
+                    {"limit": self.settings.max_batch, "size": len(document)},
+                )
+                return _json_response(jsonrpc.error(None, too_long))
+            answers = await asyncio.gather(*(self.answer(obj, context) for obj in document))
+            present = [a for a in answers if a is not None]
+            return _json_response(present) if present else web.Response(status=204)
+        answer = await self.answer(document, context)
+        return web.Response(status=204) if answer is None else _json_response(answer)
+
+    async def handle_stream(self, request: web.Request) -> web.StreamResponse:
+        """One call; each streamed message is a line `{"jsonrpc","result","id"}`; an
+        error (before or during the stream) is the last line."""
+        try:
+            document = await self._document(request)
+            if isinstance(document, list):
+                raise RpcError(
+                    jsonrpc.INVALID_REQUEST,
+                    "Invalid Request",
+                    {"reason": "the streaming endpoint takes one call, not a batch"},
+                )
+            call = jsonrpc.parse_call(document)
+        except RpcError as failure:
+            return _ndjson_response([jsonrpc.error(None, failure)])
+        response = web.StreamResponse(headers={"Content-Type": NDJSON})
+        async for line in self._stream_lines(call, self._context(request)):
+            if call.is_notification:
+                continue
+            if not response.prepared:
+                await response.prepare(request)
+            await _write_line(response, line)
+        if not response.prepared:
+            return web.Response(status=204)
+        await response.write_eof()
+        return response
+
+    async def _stream_lines(self, call: Call, context: Context) -> AsyncIterator[dict[str, Any]]:
+        method: Method | None = None
+        upstream = target = ""
+        try:
+            method, upstream, target, request = self._resolve(call, context)
+            if not method.server_streaming:
+                yield jsonrpc.result(call.id, await self._unary(method, target, request, context))
+                return
+            async for item in self._stream(method, target, request, context):
+                yield jsonrpc.result(call.id, jsonrpc.to_json(item))
+        except RpcError as failure:
+            yield jsonrpc.error(call.id, failure)
+        except grpc.aio.AioRpcError as err:
+            assert method is not None
+            yield jsonrpc.error(call.id, self._grpc_error(err, method, upstream, target))
+
+    async def handle_methods(self, request: web.Request) -> web.Response:
+        """Every method the gateway can call, for discovery."""
+        return _json_response(
+            [
+                {
+                    "method": m.full_name,
+                    "serverStreaming": m.server_streaming,
+                    "request": m.request_class.DESCRIPTOR.full_name,
+                    "response": m.response_class.DESCRIPTOR.full_name,
+                }
+                for m in self.registry.methods
+                if not m.client_streaming
+            ]
+        )
+
+    async def handle_page(self, request: web.Request) -> web.Response:
+        return web.Response(text=_PAGE, content_type="text/html")
+
+    async def handle_healthz(self, request: web.Request) -> web.Response:
+        return _json_response({"status": "ok", "upstreams": dict(self.settings.targets)})
+
+    async def handle_readyz(self, request: web.Request) -> web.Response:
+        async def probe(target: str) -> str:
+            stub = health_pb2_grpc.HealthStub(self._channel(target))
+            try:
+                answer = await stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
+            except grpc.aio.AioRpcError as err:
+                return str(err.code().name)
+            return str(health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status))
+
+        names = list(self.settings.targets)
+        states = await asyncio.gather(*(probe(self.settings.targets[n]) for n in names))
+        upstreams = dict(zip(names, states, strict=True))
+        ready = all(s == "SERVING" for s in states)
+        return _json_response(
+            {"status": "ready" if ready else "not ready", "upstreams": upstreams},
+            200 if ready else 503,
+        )
+
+    async def handle_preflight(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    async def add_cors_headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        origin = request.headers.get("Origin")
+        allowed = self.settings.cors_origins
+        if not origin or not ("*" in allowed or origin in allowed):
+            return
+        response.headers["Access-Control-Allow-Origin"] = "*" if "*" in allowed else origin
+        if "*" not in allowed:
+            response.headers["Vary"] = "Origin"
+        if request.method == "OPTIONS":
+            response.headers["Access-Control-Allow-Methods"] = "POST, GET, OPTIONS"
+            response.headers["Access-Control-Allow-Headers"] = (
+                f"Authorization, Content-Type, {SERVICE_HEADER}"
+            )
+            response.headers["Access-Control-Max-Age"] = "600"
+
+
+GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
+
+
+# A small console for trying calls from a browser.
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>cocreate gateway</title>
+<style>body{font:14px system-ui;margin:2em;max-width:60em}textarea,input,select{width:100%;
+font:13px monospace;margin:.3em 0 1em}pre{background:#f4f4f4;padding:1em;overflow:auto}</style>
+</head><body>
+<h1>cocreate JSON-RPC 2.0 gateway</h1>
+<p>POST <code>/rpc</code> (single or batch), POST <code>/rpc/stream</code> (NDJSON),
+GET <code>/methods</code>, <code>/healthz</code>, <code>/readyz</code>.</p>
+<label>method <select id="method"></select></label>
+<label>params (protobuf JSON mapping) <textarea id="params" rows="6">{}</textarea></label>
+<label>bearer token <input id="token" placeholder="cocreate token --member m1 --role pm"></label>
+<label>X-Cocreate-Service (for cocreate.ops.v1) <input id="service" placeholder="votes"></label>
+<button id="send">call</button>
+<pre id="answer"></pre>
+<script>
+const $ = (id) => document.getElementById(id);
+fetch("methods").then((r) => r.json()).then((methods) => {
+  for (const m of methods) {
+    const option = document.createElement("option");
+    option.textContent = m.method;
+    $("method").appendChild(option);
+  }
+});
+$("send").onclick = async () => {
+  const headers = {"Content-Type": "application/json"};
+  if ($("token").value) headers.Authorization = "Bearer " + $("token").value;
+  if ($("service").value) headers["X-Cocreate-Service"] = $("service").value;
+  let params;
+  try { params = JSON.parse($("params").value || "{}"); }
+  catch (e) { $("answer").textContent = "params: " + e; return; }
+  const body = JSON.stringify({jsonrpc: "2.0", method: $("method").value, params, id: 1});
+  const answer = await fetch("rpc", {method: "POST", headers, body});
+  const text = await answer.text();
+  try { $("answer").textContent = JSON.stringify(JSON.parse(text), null, 2); }
+  catch (e) { $("answer").textContent = text; }
+};
+</script>
+</body></html>
+"""
+
+
+def _serialize(msg: message.Message) -> bytes:
+    return msg.SerializeToString()
+
+
+async def _write_line(response: web.StreamResponse, payload: Any) -> None:
+    await response.write(json.dumps(payload, ensure_ascii=False).encode("utf-8") + b"\n")
+
+
+def _ndjson_response(lines: list[Any]) -> web.Response:
+    body = b"".join(json.dumps(x, ensure_ascii=False).encode("utf-8") + b"\n" for x in lines)
+    return web.Response(body=body, headers={"Content-Type": NDJSON})
+
+
+def build_app(settings: Settings, registry: Registry | None = None) -> web.Application:
+    gateway = Gateway(settings, registry or Registry.load())
+    # One byte over the limit is enough to know it is exceeded.
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[GATEWAY_KEY] = gateway
+    app.router.add_post("/rpc", gateway.handle_rpc)
+    app.router.add_post("/rpc/stream", gateway.handle_stream)
+    app.router.add_route("OPTIONS", "/rpc", gateway.handle_preflight)
+    app.router.add_route("OPTIONS", "/rpc/stream", gateway.handle_preflight)
+    app.router.add_get("/", gateway.handle_page)
+    app.router.add_get("/methods", gateway.handle_methods)
+    app.router.add_get("/healthz", gateway.handle_healthz)
+    app.router.add_get("/readyz", gateway.handle_readyz)
+    app.on_response_prepare.append(gateway.add_cors_headers)
+
+    async def close_channels(_app: web.Application) -> None:
+        await gateway.close()
+
+    app.on_cleanup.append(close_channels)
+    return app
+
+
+def run() -> None:
+    """The `python -m services.gateway` entry point."""
+    from services.gateway import settings as settings_module
+    from services.kit.config import ConfigError
+
+    log.setup()
+    try:
+        settings = settings_module.load()
+    except ConfigError as exc:
+        raise SystemExit(f"cocreate-gateway: {exc}") from None
+    host, _, port = settings.listen_addr.rpartition(":")
+    _log.info("serving", extra={"address": settings.listen_addr, "upstreams": settings.targets})
+    web.run_app(
+        build_app(settings),
+        host=host or "127.0.0.1",
+        port=int(port),
+        print=None,
+        shutdown_timeout=math.ceil(settings.deadline_seconds),
+    )
