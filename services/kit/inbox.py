@@ -24,17 +24,10 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
 from services.kit import events, failpoints, log, tracing
+from services.kit.errors import CONFLICT_ERRORS, INFRASTRUCTURE_ERRORS
 
 Handler = Callable[[asyncpg.Connection, events.Event[Any]], Awaitable[None]]
 
-_INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.CannotConnectNowError,
-)
 
 _log = log.get("inbox")
 
@@ -99,7 +92,7 @@ class InboxConsumer:
         try:
             async with pool.acquire() as conn, conn.transaction():
                 await self.apply(conn, envelope, msg.subject)
-        except _INFRASTRUCTURE_ERRORS:
+        except INFRASTRUCTURE_ERRORS + CONFLICT_ERRORS:
             _log.warning("consumer could not reach its database; will retry", exc_info=True)
             await msg.nak(delay=self._delay(deliveries))
             return

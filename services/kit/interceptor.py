@@ -120,8 +120,13 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         already aborted (the abort exception is passed on as it is)."""
         if isinstance(exc, grpc.aio.AbortError):
             return context.code() or grpc.StatusCode.UNKNOWN, None
-        if isinstance(exc, errors.DomainError):
-            return exc.code, exc.to_status(self._domain)
+        mapped = errors.from_exception(exc)
+        if mapped is not None:
+            if not isinstance(exc, errors.DomainError):
+                _log.warning(
+                    "call failed on the infrastructure", extra={"method": method}, exc_info=exc
+                )
+            return mapped.code, mapped.to_status(self._domain)
         # Our bug, not the caller's: the trace goes to our log, never to the caller.
         _log.error("unhandled error", extra={"method": method}, exc_info=exc)
         return grpc.StatusCode.INTERNAL, errors.internal_status()

@@ -77,11 +77,13 @@ class OutboxRelay:
         self._wake = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
-        listener = await asyncpg.connect(self._dsn)
-        await listener.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+        listener: asyncpg.Connection | None = None
         try:
             while not stop.is_set():
                 self._wake.clear()
+                if listener is None or listener.is_closed():
+                    # Lost with a database restart; polling covers the gap.
+                    listener = await self._listen()
                 try:
                     published = await self.publish_pending()
                 except Exception:  # broker or database away: log, back off, try again
@@ -95,8 +97,18 @@ class OutboxRelay:
                 while await self.publish_pending() >= self._batch_size:
                     pass
         finally:
-            with contextlib.suppress(Exception):
-                await listener.close()
+            if listener is not None:
+                with contextlib.suppress(Exception):
+                    await listener.close()
+
+    async def _listen(self) -> asyncpg.Connection | None:
+        try:
+            listener = await asyncpg.connect(self._dsn)
+            await listener.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+        except Exception:
+            _log.warning("relay cannot LISTEN now; polling", exc_info=True)
+            return None
+        return listener
 
     async def publish_pending(self) -> int:
         """Publish one batch of unpublished events, in order; return how many."""
