@@ -18,11 +18,9 @@ import asyncpg
 from google.protobuf import message as pb_message
 from nats.js import JetStreamContext
 
-from services.kit import events, failpoints, log, tracing
+from services.kit import events, failpoints, tracing, worker
 
 NOTIFY_CHANNEL = "cocreate_outbox"
-
-_log = log.get("outbox")
 
 
 class Outbox:
@@ -74,41 +72,23 @@ class OutboxRelay:
         self._stream = stream
         self._poll_seconds = poll_seconds
         self._batch_size = batch_size
-        self._wake = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
-        listener: asyncpg.Connection | None = None
-        try:
-            while not stop.is_set():
-                self._wake.clear()
-                if listener is None or listener.is_closed():
-                    # Lost with a database restart; polling covers the gap.
-                    listener = await self._listen()
-                try:
-                    published = await self.publish_pending()
-                except Exception:  # broker or database away: log, back off, try again
-                    _log.warning("relay could not publish; retrying", exc_info=True)
-                    published = 0
-                if published >= self._batch_size:
-                    continue  # more are waiting
-                await _first_of(self._wake, stop, seconds=self._poll_seconds)
-            # Stopping: publish what was committed before the server stopped.
-            with contextlib.suppress(Exception):
-                while await self.publish_pending() >= self._batch_size:
-                    pass
-        finally:
-            if listener is not None:
-                with contextlib.suppress(Exception):
-                    await listener.close()
+        async def step() -> bool:
+            return await self.publish_pending() >= self._batch_size
 
-    async def _listen(self) -> asyncpg.Connection | None:
-        try:
-            listener = await asyncpg.connect(self._dsn)
-            await listener.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
-        except Exception:
-            _log.warning("relay cannot LISTEN now; polling", exc_info=True)
-            return None
-        return listener
+        await worker.run_woken(
+            step,
+            dsn=self._dsn,
+            channel=NOTIFY_CHANNEL,
+            poll_seconds=self._poll_seconds,
+            stop=stop,
+            what="publish the outbox",
+        )
+        # Stopping: publish what was committed before the server stopped.
+        with contextlib.suppress(Exception):
+            while await self.publish_pending() >= self._batch_size:
+                pass
 
     async def publish_pending(self) -> int:
         """Publish one batch of unpublished events, in order; return how many."""
@@ -133,12 +113,3 @@ class OutboxRelay:
                     [row["id"] for row in rows],
                 )
         return len(rows)
-
-
-async def _first_of(wake: asyncio.Event, stop: asyncio.Event, *, seconds: float) -> None:
-    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()

@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import grpc
@@ -43,6 +44,9 @@ _log = log.get("server")
 DUPLICATE_WINDOW_SECONDS = 600
 
 
+BackgroundLoop = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+
 @dataclass
 class Runtime:
     """What a service's handlers get: the pool, the outbox and the settings."""
@@ -65,6 +69,8 @@ class ServiceDefinition:
     migrations: Path | None = None
     # The service's consumers of other services' events.
     consumers: Callable[[Runtime], Sequence[InboxConsumer]] = field(default=lambda _rt: ())
+    # Other background loops; each runs until the event it is given is set.
+    background: Callable[[Runtime], Sequence[BackgroundLoop]] = field(default=lambda _rt: ())
 
 
 async def ensure_stream(js: JetStreamContext, name: str, replicas: int = 1) -> None:
@@ -159,6 +165,8 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
                 consumer.run(pool, js, config.stream, stop_background), name=consumer.name
             )
         )
+    for loop in definition.background(runtime):
+        tasks.append(asyncio.create_task(loop(stop_background)))
 
     server = grpc.aio.server(
         interceptors=[ServiceInterceptor(service=definition.name, jwt_secret=config.jwt_secret)]

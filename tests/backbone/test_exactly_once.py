@@ -156,7 +156,10 @@ async def test_same_event_published_again_after_dedup_window_is_applied_once(
     )
 
     async def all_acked() -> bool:
-        info = await backbone.js.consumer_info(effects.STREAM, effects.CONSUMER)
+        try:
+            info = await backbone.js.consumer_info(effects.STREAM, effects.CONSUMER)
+        except nats.js.errors.NotFoundError:
+            return False  # the consumer task has not created it yet
         return bool(info.ack_floor.stream_seq == 5)
 
     try:
