@@ -1,0 +1,46 @@
+"""The votes service's wiring: its gRPC servicer, migrations, the consumers of
+the ideas and rewards events, and the tally folder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+from cocreate.votes.v1 import votes_service_pb2, votes_service_pb2_grpc
+
+from services.kit.inbox import InboxConsumer
+from services.kit.server import BackgroundLoop, Runtime, ServiceDefinition
+from services.votes import handlers
+from services.votes.api import VoteServicer
+from services.votes.tallies import TallyFolder
+
+FOLD_POLL_SETTING = "COCREATE_VOTES_FOLD_POLL_SECONDS"
+
+
+def _register(server: grpc.aio.Server, runtime: Runtime) -> None:
+    votes_service_pb2_grpc.add_VoteServiceServicer_to_server(VoteServicer(runtime), server)
+
+
+def _consumers(runtime: Runtime) -> Sequence[InboxConsumer]:
+    return handlers.consumers(runtime.outbox)
+
+
+def _background(runtime: Runtime) -> Sequence[BackgroundLoop]:
+    folder = TallyFolder(
+        runtime.pool,
+        runtime.outbox,
+        runtime.config.database_url,
+        poll_seconds=runtime.config.get_float(FOLD_POLL_SETTING, 0.5),
+    )
+    return [folder.run]
+
+
+DEFINITION = ServiceDefinition(
+    name="votes",
+    service_names=[votes_service_pb2.DESCRIPTOR.services_by_name["VoteService"].full_name],
+    register=_register,
+    migrations=Path(__file__).parent / "migrations",
+    consumers=_consumers,
+    background=_background,
+)

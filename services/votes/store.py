@@ -1,0 +1,540 @@
+"""SQL for the votes service's tables. Every function runs on the caller's
+connection, inside the caller's transaction.
+
+Locks: writers take transaction-level advisory locks in one order — the
+weight policy, then ideas (sorted), then the member — shared where they only
+need the thing to stay as read (a cast: the policy, the idea's state, the
+member's tier) and exclusive where they change it (a policy update, a status
+change or merge, a tier change or void). Shared locks do not wait for each
+other, so thousands of casts on one idea proceed side by side. A merge holds
+its voters' member rows (not one advisory lock per voter, which would fill
+the lock table on a popular idea), so a tier change of one of them waits for
+it. Vote rows come last: a cast locks only its own (idea, member) row; the
+few bulk writers lock theirs in (idea_id, member_id) order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from services.votes import domain
+
+TALLY_DIRTY_CHANNEL = "cocreate_votes_tally_dirty"
+
+Record = Any  # asyncpg.Record, untyped
+
+
+async def _lock(conn: asyncpg.Connection, key: str, *, exclusive: bool) -> None:
+    function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    await conn.execute(f"select {function}(hashtextextended($1, 0))", key)
+
+
+async def lock_policy(conn: asyncpg.Connection, *, exclusive: bool = False) -> None:
+    await _lock(conn, "votes:policy", exclusive=exclusive)
+
+
+async def lock_ideas(
+    conn: asyncpg.Connection, idea_ids: Iterable[str], *, exclusive: bool = False
+) -> None:
+    for idea_id in sorted(set(idea_ids)):
+        await _lock(conn, f"votes:idea:{idea_id}", exclusive=exclusive)
+
+
+async def lock_member(conn: asyncpg.Connection, member_id: str, *, exclusive: bool = False) -> None:
+    await _lock(conn, f"votes:member:{member_id}", exclusive=exclusive)
+
+
+# Policy
+
+
+@dataclass(frozen=True)
+class StoredPolicy:
+    policy: domain.WeightPolicy
+    version: int
+    updated_at: datetime
+    updated_by: str
+
+
+async def get_policy(conn: asyncpg.Connection | asyncpg.Pool) -> StoredPolicy:
+    row = await conn.fetchrow("select * from weight_policy")
+    return StoredPolicy(
+        policy=domain.WeightPolicy({k: int(v) for k, v in json.loads(row["weights"]).items()}),
+        version=row["version"],
+        updated_at=row["updated_at"],
+        updated_by=row["updated_by"],
+    )
+
+
+async def replace_policy(
+    conn: asyncpg.Connection, weights: dict[str, int], updated_by: str
+) -> StoredPolicy:
+    await conn.execute(
+        "update weight_policy set weights = $1::jsonb, version = version + 1, "
+        "updated_at = now(), updated_by = $2",
+        json.dumps(weights, sort_keys=True),
+        updated_by,
+    )
+    return await get_policy(conn)
+
+
+async def reweight_to_policy(conn: asyncpg.Connection, policy: domain.WeightPolicy) -> list[Record]:
+    """Give every active vote on an open idea its tier's weight under `policy`;
+    returns the changed votes with their previous weight."""
+    return list(
+        await conn.fetch(
+            """
+            with target as (
+                select v.idea_id, v.member_id, v.weight as previous_weight,
+                       coalesce(($1::jsonb ->> v.tier)::bigint, $2) as weight
+                from votes v join ideas i using (idea_id)
+                where v.active and i.open
+                order by v.idea_id, v.member_id
+                for update of v
+            )
+            update votes v set weight = t.weight
+            from target t
+            where v.idea_id = t.idea_id and v.member_id = t.member_id
+              and v.weight <> t.weight
+            returning v.idea_id, v.member_id, v.tier, v.weight, t.previous_weight
+            """,
+            json.dumps(dict(policy.weights)),
+            policy.weight_of(policy.lowest_tier),
+        )
+    )
+
+
+# Ideas and members
+
+
+async def get_idea(conn: asyncpg.Connection | asyncpg.Pool, idea_id: str) -> Record | None:
+    return await conn.fetchrow("select * from ideas where idea_id = $1", idea_id)
+
+
+async def upsert_idea(conn: asyncpg.Connection, idea_id: str, status: int, version: int) -> bool:
+    """Store the idea's status unless a newer version is stored; whether it applied.
+    A merged idea stays merged whatever arrives later."""
+    applied = await conn.fetchval(
+        """
+        insert into ideas (idea_id, status, open, version) values ($1, $2, $3, $4)
+        on conflict (idea_id) do update
+            set status = excluded.status, open = excluded.open,
+                version = excluded.version, updated_at = now()
+            where ideas.version <= excluded.version and ideas.merged_into is null
+        returning true
+        """,
+        idea_id,
+        status,
+        domain.is_open(status),
+        version,
+    )
+    return bool(applied)
+
+
+async def ensure_idea(conn: asyncpg.Connection, idea_id: str, status: int) -> None:
+    await conn.execute(
+        "insert into ideas (idea_id, status, open, version) values ($1, $2, $3, 0) "
+        "on conflict (idea_id) do nothing",
+        idea_id,
+        status,
+        domain.is_open(status),
+    )
+
+
+async def mark_merged(
+    conn: asyncpg.Connection, source_id: str, target_id: str, status: int
+) -> None:
+    await conn.execute(
+        """
+        insert into ideas (idea_id, status, open, merged_into, version)
+        values ($1, $3, false, $2, 0)
+        on conflict (idea_id) do update
+            set status = $3, open = false, merged_into = $2, updated_at = now()
+        """,
+        source_id,
+        target_id,
+        status,
+    )
+
+
+async def final_target(conn: asyncpg.Connection, idea_id: str) -> str:
+    """The idea at the end of a chain of merges starting at `idea_id`."""
+    final: str = await conn.fetchval(
+        """
+        with recursive chain (idea_id, depth) as (
+            select $1::text, 0
+            union all
+            select i.merged_into, c.depth + 1 from chain c join ideas i using (idea_id)
+            where i.merged_into is not null and c.depth < 100
+        )
+        select idea_id from chain order by depth desc limit 1
+        """,
+        idea_id,
+    )
+    return final
+
+
+async def get_member_tier(conn: asyncpg.Connection, member_id: str) -> str | None:
+    tier: str | None = await conn.fetchval(
+        "select tier from members where member_id = $1", member_id
+    )
+    return tier
+
+
+async def upsert_member_tier(
+    conn: asyncpg.Connection, member_id: str, tier: str, version: int
+) -> bool:
+    """Store the tier unless a newer (or the same) version is stored."""
+    applied = await conn.fetchval(
+        """
+        insert into members (member_id, tier, version) values ($1, $2, $3)
+        on conflict (member_id) do update
+            set tier = excluded.tier, version = excluded.version, updated_at = now()
+            where members.version < excluded.version
+        returning true
+        """,
+        member_id,
+        tier,
+        version,
+    )
+    return bool(applied)
+
+
+# Votes
+
+
+async def get_vote(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    idea_id: str,
+    member_id: str,
+    *,
+    for_update: bool = False,
+) -> Record | None:
+    lock = " for update" if for_update else ""
+    return await conn.fetchrow(
+        f"select * from votes where idea_id = $1 and member_id = $2{lock}", idea_id, member_id
+    )
+
+
+async def activate_vote(
+    conn: asyncpg.Connection,
+    idea_id: str,
+    member_id: str,
+    weight: int,
+    tier: str,
+    cast_at: datetime | None = None,
+) -> Record | None:
+    """Make the member's vote on the idea active; None when it already was."""
+    return await conn.fetchrow(
+        """
+        insert into votes (idea_id, member_id, weight, tier, active, cast_at, version)
+        values ($1, $2, $3, $4, true, coalesce($5, now()), 1)
+        on conflict (idea_id, member_id) do update
+            set weight = excluded.weight, tier = excluded.tier, active = true,
+                cast_at = excluded.cast_at, retracted_at = null, version = votes.version + 1
+            where not votes.active
+        returning *
+        """,
+        idea_id,
+        member_id,
+        weight,
+        tier,
+        cast_at,
+    )
+
+
+async def deactivate_vote(conn: asyncpg.Connection, idea_id: str, member_id: str) -> Record:
+    return await conn.fetchrow(
+        """
+        update votes set active = false, retracted_at = now(), version = version + 1
+        where idea_id = $1 and member_id = $2 and active
+        returning *
+        """,
+        idea_id,
+        member_id,
+    )
+
+
+async def set_vote_weight(
+    conn: asyncpg.Connection, idea_id: str, member_id: str, weight: int, tier: str
+) -> Record:
+    return await conn.fetchrow(
+        "update votes set weight = $3, tier = $4 where idea_id = $1 and member_id = $2 returning *",
+        idea_id,
+        member_id,
+        weight,
+        tier,
+    )
+
+
+async def active_votes_of_member(
+    conn: asyncpg.Connection, member_id: str, *, open_ideas_only: bool
+) -> list[Record]:
+    """Locked, in idea order."""
+    open_filter = "and i.open" if open_ideas_only else ""
+    return list(
+        await conn.fetch(
+            f"""
+            select v.* from votes v join ideas i using (idea_id)
+            where v.member_id = $1 and v.active {open_filter}
+            order by v.idea_id
+            for update of v
+            """,
+            member_id,
+        )
+    )
+
+
+async def active_votes_of_ideas(conn: asyncpg.Connection, idea_ids: Sequence[str]) -> list[Record]:
+    """Locked, in (idea, member) order."""
+    return list(
+        await conn.fetch(
+            "select * from votes where idea_id = any($1::text[]) and active "
+            "order by idea_id, member_id for update",
+            list(idea_ids),
+        )
+    )
+
+
+async def voters_of(conn: asyncpg.Connection, idea_id: str) -> list[str]:
+    rows = await conn.fetch("select member_id from votes where idea_id = $1 and active", idea_id)
+    return [row["member_id"] for row in rows]
+
+
+async def hold_members(conn: asyncpg.Connection, member_ids: Sequence[str]) -> None:
+    """Share-lock the members' rows until commit, creating a placeholder
+    (no tier, version 0: the lowest tier) for a member not seen yet. A tier
+    change updates the row, so it waits; row locks, unlike advisory locks,
+    do not fill the lock table however many members there are."""
+    ids = sorted(set(member_ids))
+    await conn.execute(
+        "insert into members (member_id, tier, version) "
+        "select unnest($1::text[]), '', 0 on conflict do nothing",
+        ids,
+    )
+    await conn.execute(
+        "select 1 from members where member_id = any($1::text[]) order by member_id for share",
+        ids,
+    )
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    idea_id: str
+    member_id: str
+    action: int
+    cause: int
+    weight: int
+    previous_weight: int
+    tier: str
+    actor_id: str = ""
+    note: str = ""
+
+
+async def add_history(conn: asyncpg.Connection, entries: Sequence[HistoryEntry]) -> None:
+    if not entries:
+        return
+    await conn.executemany(
+        "insert into vote_history (idea_id, member_id, action, cause, weight, "
+        "previous_weight, tier, actor_id, note) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        [
+            (
+                e.idea_id,
+                e.member_id,
+                e.action,
+                e.cause,
+                e.weight,
+                e.previous_weight,
+                e.tier,
+                e.actor_id,
+                e.note,
+            )
+            for e in entries
+        ],
+    )
+
+
+async def mark_dirty(conn: asyncpg.Connection, idea_ids: Iterable[str]) -> None:
+    """Note that these ideas' tallies must be folded again (append-only: no
+    two writers share a row)."""
+    ids = sorted(set(idea_ids))
+    if not ids:
+        return
+    await conn.execute("insert into tally_dirty (idea_id) select unnest($1::text[])", ids)
+    await conn.execute("select pg_notify($1, '')", TALLY_DIRTY_CHANNEL)
+
+
+async def record_void(
+    conn: asyncpg.Connection, member_id: str, actor_id: str, reason: str, idea_ids: list[str]
+) -> None:
+    await conn.execute(
+        "insert into vote_voids (member_id, actor_id, reason, voided_vote_count, idea_ids) "
+        "values ($1, $2, $3, $4, $5)",
+        member_id,
+        actor_id,
+        reason,
+        len(idea_ids),
+        idea_ids,
+    )
+
+
+# Tallies
+
+
+async def take_dirty(conn: asyncpg.Connection, limit: int) -> list[str]:
+    """Remove up to `limit` committed marks; the ideas they name."""
+    rows = await conn.fetch(
+        "delete from tally_dirty where id in "
+        "(select id from tally_dirty order by id limit $1) returning idea_id",
+        limit,
+    )
+    return sorted({row["idea_id"] for row in rows})
+
+
+async def tier_groups(
+    conn: asyncpg.Connection, idea_ids: Sequence[str]
+) -> dict[str, list[domain.TierGroup]]:
+    rows = await conn.fetch(
+        """
+        with v as (
+            select idea_id, tier, weight,
+                   extract(epoch from cast_at - $2::timestamptz)::float8 / $3 as x
+            from votes where idea_id = any($1::text[]) and active
+        ), top as (
+            select idea_id, max(x) as top from v group by idea_id
+        )
+        select v.idea_id, v.tier, count(*) as voters, sum(v.weight)::bigint as score,
+               t.top, sum(v.weight * exp(v.x - t.top)) as scaled
+        from v join top t using (idea_id)
+        group by v.idea_id, v.tier, t.top
+        """,
+        list(idea_ids),
+        domain.EPOCH,
+        domain.TAU_SECONDS,
+    )
+    groups: dict[str, list[domain.TierGroup]] = {idea_id: [] for idea_id in idea_ids}
+    for row in rows:
+        groups[row["idea_id"]].append(
+            domain.TierGroup(
+                tier=row["tier"],
+                voters=row["voters"],
+                score=row["score"],
+                top=row["top"],
+                scaled=row["scaled"],
+            )
+        )
+    return groups
+
+
+async def save_tally(conn: asyncpg.Connection, tally: domain.Tally) -> Record:
+    """Store a folded tally with the next version; returns the stored row."""
+    return await conn.fetchrow(
+        """
+        insert into tallies as t (idea_id, version, weighted_score, voter_count,
+                                  voters_by_tier, trending_score)
+        values ($1, 1, $2, $3, $4::jsonb, $5)
+        on conflict (idea_id) do update
+            set version = t.version + 1, weighted_score = excluded.weighted_score,
+                voter_count = excluded.voter_count, voters_by_tier = excluded.voters_by_tier,
+                trending_score = excluded.trending_score, updated_at = now()
+        returning *
+        """,
+        tally.idea_id,
+        tally.weighted_score,
+        tally.voter_count,
+        json.dumps(tally.voters_by_tier, sort_keys=True),
+        tally.trending_score,
+    )
+
+
+async def get_tallies(
+    conn: asyncpg.Connection | asyncpg.Pool, idea_ids: Sequence[str]
+) -> dict[str, Record]:
+    """Known ideas with their tally (the tally columns null before the first vote)."""
+    rows = await conn.fetch(
+        """
+        select i.idea_id, i.open, i.updated_at as idea_updated_at, t.version,
+               t.weighted_score, t.voter_count, t.voters_by_tier, t.trending_score,
+               t.updated_at
+        from ideas i left join tallies t using (idea_id)
+        where i.idea_id = any($1::text[])
+        """,
+        list(idea_ids),
+    )
+    return {row["idea_id"]: row for row in rows}
+
+
+# Lists
+
+
+async def list_member_votes(
+    conn: asyncpg.Pool, member_id: str, after: tuple[datetime, str] | None, limit: int
+) -> list[Record]:
+    """Active votes, newest first."""
+    if after is None:
+        return list(
+            await conn.fetch(
+                "select * from votes where member_id = $1 and active "
+                "order by cast_at desc, idea_id limit $2",
+                member_id,
+                limit,
+            )
+        )
+    return list(
+        await conn.fetch(
+            "select * from votes where member_id = $1 and active "
+            "and (cast_at < $2 or (cast_at = $2 and idea_id > $3)) "
+            "order by cast_at desc, idea_id limit $4",
+            member_id,
+            after[0],
+            after[1],
+            limit,
+        )
+    )
+
+
+async def list_supporters(
+    conn: asyncpg.Pool, idea_id: str, after: tuple[datetime, str] | None, limit: int
+) -> list[Record]:
+    """Active votes, oldest first."""
+    if after is None:
+        return list(
+            await conn.fetch(
+                "select * from votes where idea_id = $1 and active "
+                "order by cast_at, member_id limit $2",
+                idea_id,
+                limit,
+            )
+        )
+    return list(
+        await conn.fetch(
+            "select * from votes where idea_id = $1 and active "
+            "and (cast_at, member_id) > ($2, $3) "
+            "order by cast_at, member_id limit $4",
+            idea_id,
+            after[0],
+            after[1],
+            limit,
+        )
+    )
+
+
+async def list_history(conn: asyncpg.Pool, idea_id: str, after_id: int, limit: int) -> list[Record]:
+    return list(
+        await conn.fetch(
+            "select * from vote_history where idea_id = $1 and id > $2 order by id limit $3",
+            idea_id,
+            after_id,
+            limit,
+        )
+    )
+
+
+def tier_counts(voters_by_tier: str | None) -> dict[str, int]:
+    """The voters-per-tier column as a dict."""
+    return {k: int(v) for k, v in json.loads(voters_by_tier or "{}").items()}

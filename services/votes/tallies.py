@@ -1,0 +1,106 @@
+"""Tallies are folded from the votes by one writer, so a hot idea is never a
+hot row.
+
+Why: the obvious design — every cast does `update tallies set score = score
++ w where idea_id = $1` — makes every vote on a popular idea queue on that
+one row lock until the voter's transaction commits; 2,000 members voting on
+one idea at once would run one at a time. Sharded counter rows spread that
+lock, but a tally event must carry a per-idea version and a consistent
+snapshot, which brings the serialisation back when the event is written.
+
+Instead a cast writes only rows nobody else writes: the member's own vote row
+(keyed by idea and member), its history entry, its event and an append-only
+`tally_dirty` mark. It commits and answers. This background folder — one per
+database, elected by an advisory lock, woken by NOTIFY at commit and polling
+as a fallback — takes the committed marks, recounts each marked idea from
+its active votes (one grouped aggregate: score, voters, voters per tier and
+the log-space trending sum), stores the tally with the next version, and
+emits one TallyChanged per idea in the same transaction. Many casts that land
+between two folds make one tally change, whose version still grows by one.
+
+Nothing is lost: a mark commits with its vote, so the fold that takes the
+mark sees the vote, and a mark committed after a fold started is left for the
+next one. Because the fold recounts instead of adding deltas, a tally always
+equals the recount of its active votes, whatever order the writes committed
+in. The cost is one scan of the idea's active votes per fold of that idea;
+an incremental fold of per-vote deltas would replace it if ideas ever carry
+millions of votes.
+
+The folder is one of the service's background loops (ServiceDefinition.background).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+from cocreate.events.v1 import votes_events_pb2 as events_pb
+
+from services.kit import worker
+from services.kit.events import now_timestamp
+from services.kit.outbox import Outbox
+from services.votes import domain, store
+
+_FOLDER_LOCK = "votes:tally-folder"
+
+
+class TallyFolder:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        outbox: Outbox,
+        dsn: str,
+        *,
+        poll_seconds: float = 0.5,
+        batch_size: int = 2000,
+    ) -> None:
+        self._pool = pool
+        self._outbox = outbox
+        self._dsn = dsn
+        self._poll_seconds = poll_seconds
+        self._fold_batch = batch_size
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async def step() -> bool:
+            return await self.fold_once(self._pool) > 0  # more marks may be waiting
+
+        await worker.run_woken(
+            step,
+            dsn=self._dsn,
+            channel=store.TALLY_DIRTY_CHANNEL,
+            poll_seconds=self._poll_seconds,
+            stop=stop,
+            what="fold tallies",
+        )
+
+    async def fold_once(self, pool: asyncpg.Pool) -> int:
+        """Fold one batch of marks; how many ideas were folded (0 when another
+        replica is folding or nothing was marked)."""
+        async with pool.acquire() as conn, conn.transaction():
+            elected = await conn.fetchval(
+                "select pg_try_advisory_xact_lock(hashtextextended($1, 0))", _FOLDER_LOCK
+            )
+            if not elected:
+                return 0
+            idea_ids = await store.take_dirty(conn, self._fold_batch)
+            if not idea_ids:
+                return 0
+            groups = await store.tier_groups(conn, idea_ids)
+            for idea_id in idea_ids:
+                stored = await store.save_tally(conn, domain.fold(idea_id, groups[idea_id]))
+                await self._emit(conn, stored)
+            return len(idea_ids)
+
+    async def _emit(self, conn: asyncpg.Connection, stored: store.Record) -> None:
+        event = events_pb.TallyChanged(
+            idea_id=stored["idea_id"],
+            version=stored["version"],
+            weighted_score=stored["weighted_score"],
+            voter_count=stored["voter_count"],
+            trending_score=stored["trending_score"],
+            changed_at=now_timestamp(),
+        )
+        event.voters_by_tier.update(store.tier_counts(stored["voters_by_tier"]))
+        await self._outbox.emit(
+            conn, event, aggregate_id=stored["idea_id"], aggregate_version=stored["version"]
+        )

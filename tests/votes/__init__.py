@@ -1,0 +1,1 @@
+"""Tests of the votes service against real Postgres and NATS."""

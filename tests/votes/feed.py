@@ -1,0 +1,198 @@
+"""Helpers for the votes tests: feed the service the ideas and rewards events
+it consumes (written through the kit outbox under the producing service's
+name, so the relay publishes them to the same stream the consumers read),
+cast votes as members, and wait for the folded tallies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from cocreate.events.v1 import envelope_pb2, ideas_events_pb2, rewards_events_pb2
+from cocreate.ideas.v1 import idea_status_pb2
+from cocreate.votes.v1 import votes_service_pb2 as pb
+from cocreate.votes.v1 import votes_service_pb2_grpc as pb_grpc
+from google.protobuf import message as pb_message
+
+from services.kit.outbox import Outbox
+from services.kit.server import RunningService
+from tests.support import eventually, metadata, stub
+
+
+async def emit(
+    svc: RunningService,
+    source: str,
+    events: list[tuple[pb_message.Message, str, int]],
+) -> None:
+    """Write (event, aggregate_id, aggregate_version) as `source` would, in one transaction."""
+    outbox = Outbox(source)
+    async with svc.runtime.pool.acquire() as conn, conn.transaction():
+        for message, aggregate_id, version in events:
+            await outbox.emit(conn, message, aggregate_id=aggregate_id, aggregate_version=version)
+
+
+async def submit_ideas(svc: RunningService, *idea_ids: str) -> None:
+    """Announce the ideas and wait until the votes service knows them all."""
+    await emit(
+        svc,
+        "ideas",
+        [
+            (ideas_events_pb2.IdeaSubmitted(idea_id=i, author_id="author", title=i), i, 1)
+            for i in idea_ids
+        ],
+    )
+
+    async def known() -> bool:
+        count = await svc.runtime.pool.fetchval(
+            "select count(*) from ideas where idea_id = any($1::text[])", list(idea_ids)
+        )
+        return bool(count == len(set(idea_ids)))
+
+    await eventually(known, within=60)
+
+
+async def change_status(
+    svc: RunningService, idea_id: str, status: idea_status_pb2.IdeaStatus.ValueType, version: int
+) -> None:
+    await emit(
+        svc,
+        "ideas",
+        [
+            (
+                ideas_events_pb2.IdeaStatusChanged(idea_id=idea_id, new_status=status),
+                idea_id,
+                version,
+            )
+        ],
+    )
+
+
+async def wait_for_status(
+    svc: RunningService, idea_id: str, status: idea_status_pb2.IdeaStatus.ValueType
+) -> None:
+    async def reached() -> bool:
+        stored = await svc.runtime.pool.fetchval(
+            "select status from ideas where idea_id = $1", idea_id
+        )
+        return bool(stored == status)
+
+    await eventually(reached)
+
+
+async def close(svc: RunningService, idea_id: str, version: int = 2) -> None:
+    await change_status(svc, idea_id, idea_status_pb2.IDEA_STATUS_SHIPPED, version)
+    await wait_for_status(svc, idea_id, idea_status_pb2.IDEA_STATUS_SHIPPED)
+
+
+async def merge(svc: RunningService, source_id: str, target_id: str) -> None:
+    await emit(
+        svc,
+        "ideas",
+        [
+            (
+                ideas_events_pb2.IdeasMerged(source_idea_id=source_id, target_idea_id=target_id),
+                source_id,
+                0,
+            )
+        ],
+    )
+
+
+async def change_tier(svc: RunningService, member_id: str, tier: str, version: int) -> None:
+    await emit(
+        svc,
+        "rewards",
+        [
+            (
+                rewards_events_pb2.TierChanged(member_id=member_id, new_tier=tier, version=version),
+                member_id,
+                version,
+            )
+        ],
+    )
+
+
+async def wait_for_tier(svc: RunningService, member_id: str, version: int) -> None:
+    async def stored() -> bool:
+        found = await svc.runtime.pool.fetchval(
+            "select version from members where member_id = $1", member_id
+        )
+        return found is not None and found >= version
+
+    await eventually(stored)
+
+
+def votes(svc: RunningService) -> pb_grpc.VoteServiceStub:
+    return stub(svc, pb_grpc.VoteServiceStub)
+
+
+async def cast(
+    client: pb_grpc.VoteServiceStub, member_id: str, idea_id: str, request_id: str = ""
+) -> pb.Vote:
+    answer: pb.CastVoteResponse = await client.CastVote(
+        pb.CastVoteRequest(idea_id=idea_id, request_id=request_id), metadata=metadata(member_id)
+    )
+    return answer.vote
+
+
+async def retract(client: pb_grpc.VoteServiceStub, member_id: str, idea_id: str) -> pb.Vote:
+    answer: pb.RetractVoteResponse = await client.RetractVote(
+        pb.RetractVoteRequest(idea_id=idea_id), metadata=metadata(member_id)
+    )
+    return answer.vote
+
+
+async def tally(client: pb_grpc.VoteServiceStub, idea_id: str) -> pb.Tally:
+    answer: pb.GetTallyResponse = await client.GetTally(
+        pb.GetTallyRequest(idea_id=idea_id), metadata=metadata("x")
+    )
+    return answer.tally
+
+
+async def tally_settles(
+    client: pb_grpc.VoteServiceStub, idea_id: str, score: int, voters: int, within: float = 20
+) -> pb.Tally:
+    """Wait until the folded tally of the idea has this score and voter count."""
+
+    async def probe() -> pb.Tally | None:
+        found = await tally(client, idea_id)
+        return found if (found.weighted_score, found.voter_count) == (score, voters) else None
+
+    result = await eventually(probe, within=within)
+    assert result is not None
+    return result
+
+
+async def folded(svc: RunningService) -> None:
+    """Wait until every committed vote change is folded into the tallies."""
+
+    async def done() -> bool:
+        return not await svc.runtime.pool.fetchval("select exists (select from tally_dirty)")
+
+    await eventually(done, within=60)
+
+
+async def outbox_events(svc: RunningService, subject: str, kind: type[Any]) -> list[Any]:
+    """The payloads of the events the votes service wrote on `subject`, in order."""
+    rows = await svc.runtime.pool.fetch(
+        "select envelope from outbox where subject = $1 order by id", subject
+    )
+    found = []
+    for row in rows:
+        envelope = envelope_pb2.Envelope()
+        envelope.ParseFromString(row["envelope"])
+        if envelope.source != "votes":
+            continue
+        message = kind()
+        envelope.payload.Unpack(message)
+        found.append(message)
+    return found
+
+
+async def expect_error(call: Any, code: grpc.StatusCode) -> grpc.aio.AioRpcError:
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:
+        assert error.code() == code, f"{error.code()}: {error.details()}"
+        return error
+    raise AssertionError(f"expected {code}, the call succeeded")
