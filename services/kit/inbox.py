@@ -12,6 +12,7 @@ counting towards parking.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -74,8 +75,24 @@ class InboxConsumer:
                     continue  # nothing to do right now
                 except nats.errors.ConnectionClosedError:
                     return
+                except Exception:  # the broker away or restarting: keep the consumer alive
+                    _log.warning(
+                        "consumer could not fetch; retrying",
+                        extra={"consumer": self.name},
+                        exc_info=True,
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=1.0)
+                    continue
                 for msg in messages:
-                    await self._deliver(pool, msg)
+                    try:
+                        await self._deliver(pool, msg)
+                    except Exception:  # the ack or nak did not reach the broker
+                        _log.warning(
+                            "could not settle an event; JetStream will deliver it again",
+                            extra={"consumer": self.name},
+                            exc_info=True,
+                        )
         finally:
             await subscription.unsubscribe()
 

@@ -57,6 +57,9 @@ class Runtime:
     page_tokens: PageTokens
     nats: NatsClient
     js: JetStreamContext
+    # Objects a service's own parts share within one running instance (for
+    # example a servicer and the background loop that feeds it).
+    shared: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass

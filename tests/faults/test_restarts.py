@@ -96,7 +96,7 @@ async def test_votes_answered_ok_survive_broker_and_database_kills(
     restarted(postgres)  # both databases die and come back
     await cast_batch("after-database")
 
-    async def everyone_agrees() -> bool:
+    async def everyone_agrees() -> bool | None:
         try:
             tally = await votes_client.GetTally(votes.GetTallyRequest(idea_id=idea_id), metadata=PM)
             idea = await ideas_client.GetIdea(ideas.GetIdeaRequest(idea_id=idea_id), metadata=PM)
@@ -105,13 +105,19 @@ async def test_votes_answered_ok_survive_broker_and_database_kills(
                 return False
             raise
         want = len(answered_ok)
+        seen.append((want, tally.tally.voter_count, idea.idea.voter_count))
         return bool(
             tally.tally.voter_count == want
             and idea.idea.voter_count == want
             and idea.idea.weighted_score == tally.tally.weighted_score
         )
 
-    await eventually(everyone_agrees, within=60)
+    seen: list[tuple[int, int, int]] = []  # (answered OK, votes' tally, ideas' read model)
+
+    try:
+        await eventually(everyone_agrees, within=60)
+    except AssertionError as failure:
+        raise AssertionError(f"{failure}; last (ok, tally, read model): {seen[-1:]}") from None
     recount = await votes_service.runtime.pool.fetchval(
         "select count(*) from votes where idea_id = $1 and active", idea_id
     )
