@@ -1,0 +1,220 @@
+"""Writing exported rows as CSV, JSON or Markdown, one row at a time.
+
+Columns come from the export row's protobuf descriptor (field order), so the
+header is right even for an empty export and a new field in the .proto shows
+up without CLI code. Nested messages become dotted columns, maps and repeated
+fields one cell (`a;b`, `k=v;k=v`), timestamps ISO 8601, enums their short
+lowercase name (IDEA_STATUS_PLANNED → planned).
+
+Nothing is collected: each writer takes an iterator and writes as it goes, so
+memory stays flat however many rows the server streams.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol, TextIO
+
+from google.protobuf import json_format, message, timestamp_pb2
+
+FORMATS = ("csv", "json", "md")
+
+Row = dict[str, Any]
+
+
+class Writable(Protocol):
+    def write(self, text: str, /) -> int: ...
+
+
+# Descriptors from the C (upb) and Python implementations differ in type; both work.
+Descriptor = Any
+
+
+def row_descriptor(response: Descriptor) -> Descriptor:
+    """The message that holds one row: the response itself, or its only field
+    when that field is a message (`ExportIdeasResponse { IdeaRow row = 1; }`)."""
+    fields = list(response.fields)
+    if (
+        len(fields) == 1
+        and fields[0].message_type is not None
+        and not fields[0].is_repeated
+        and not _is_special(fields[0].message_type)
+    ):
+        return fields[0].message_type
+    return response
+
+
+def unwrap(msg: message.Message) -> message.Message:
+    target = row_descriptor(msg.DESCRIPTOR)
+    if target is msg.DESCRIPTOR:
+        return msg
+    inner: message.Message = getattr(msg, msg.DESCRIPTOR.fields[0].name)
+    return inner
+
+
+def _is_map(field: Any) -> bool:
+    return bool(field.message_type is not None and field.message_type.GetOptions().map_entry)
+
+
+def _is_special(message_type: Descriptor) -> bool:
+    return bool(message_type.full_name.startswith("google.protobuf."))
+
+
+def columns(row_type: Descriptor, prefix: str = "") -> list[str]:
+    names: list[str] = []
+    for field in row_type.fields:
+        nested = field.message_type
+        if (
+            nested is not None
+            and not field.is_repeated
+            and not _is_special(nested)
+            and not _is_map(field)
+        ):
+            names.extend(columns(nested, f"{prefix}{field.name}."))
+        else:
+            names.append(prefix + field.name)
+    return names
+
+
+def _enum_name(field: Any, number: int) -> str:
+    value = field.enum_type.values_by_number.get(number)
+    if value is None:
+        return str(number)
+    name: str = value.name
+    enum_prefix = _upper_snake(field.enum_type.name) + "_"
+    if name.startswith(enum_prefix):
+        name = name[len(enum_prefix) :]
+    return name.lower()
+
+
+def _upper_snake(name: str) -> str:
+    out = []
+    for i, ch in enumerate(name):
+        if ch.isupper() and i and not name[i - 1].isupper():
+            out.append("_")
+        out.append(ch.upper())
+    return "".join(out)
+
+
+def _scalar(field: Any, value: Any) -> Any:
+    if field.enum_type is not None:
+        return _enum_name(field, value)
+    if isinstance(value, timestamp_pb2.Timestamp):
+        if value.seconds == 0 and value.nanos == 0:
+            return ""
+        return value.ToDatetime().isoformat(timespec="seconds") + "Z"
+    if isinstance(value, message.Message):
+        return json_format.MessageToDict(value)
+    return value
+
+
+def flatten(msg: message.Message, prefix: str = "", into: Row | None = None) -> Row:
+    """One row: column name → str | int | float | bool | list | dict."""
+    row: Row = {} if into is None else into
+    row_type: Descriptor = msg.DESCRIPTOR
+    for field in row_type.fields:
+        value = getattr(msg, field.name)
+        name = prefix + field.name
+        if _is_map(field):
+            value_field = field.message_type.fields_by_name["value"]
+            row[name] = {str(k): _scalar(value_field, v) for k, v in sorted(value.items())}
+        elif field.is_repeated:
+            row[name] = [_scalar(field, v) for v in value]
+        elif field.message_type is not None and not _is_special(field.message_type):
+            flatten(value, name + ".", row)
+        else:
+            row[name] = _scalar(field, value)
+    return row
+
+
+def text(value: Any) -> str:
+    """A cell of CSV or Markdown."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ";".join(text(v) for v in value)
+    if isinstance(value, dict):
+        return ";".join(f"{k}={text(v)}" for k, v in value.items())
+    if value is None:
+        return ""
+    return str(value)
+
+
+def _md_cell(value: Any) -> str:
+    return " ".join(text(value).split()).replace("\\", "\\\\").replace("|", "\\|")
+
+
+class Progress:
+    """`exported N ideas (R/s)` on stderr, redrawn in place, only when stderr is a
+    terminal (the export itself may go to stdout)."""
+
+    def __init__(self, stream: TextIO | None = None, every_seconds: float = 0.2) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = self.stream.isatty()
+        self.every = every_seconds
+        self.count = 0
+        self._started = time.monotonic()
+        self._shown_at = 0.0
+
+    def _show(self, end: str = "") -> None:
+        elapsed = max(time.monotonic() - self._started, 1e-6)
+        self.stream.write(
+            f"\rexported {self.count:,} ideas ({self.count / elapsed:,.0f}/s, {elapsed:.1f}s){end}"
+        )
+        self.stream.flush()
+
+    def tick(self) -> None:
+        self.count += 1
+        if self.enabled and time.monotonic() - self._shown_at >= self.every:
+            self._shown_at = time.monotonic()
+            self._show()
+
+    def done(self) -> None:
+        if self.enabled:
+            self._show("\n")
+
+
+def write_rows(
+    rows: Iterable[Row],
+    header: list[str],
+    fmt: str,
+    out: Writable,
+    progress: Progress | None = None,
+) -> int:
+    """Write every row as it comes; return how many were written."""
+    count = 0
+    iterator: Iterator[Row] = iter(rows)
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        for row in iterator:
+            writer.writerow([text(row.get(c)) for c in header])
+            count += 1
+            if progress:
+                progress.tick()
+    elif fmt == "json":
+        out.write("[")
+        for row in iterator:
+            out.write(",\n" if count else "\n")
+            out.write(json.dumps({c: row.get(c) for c in header}, ensure_ascii=False))
+            count += 1
+            if progress:
+                progress.tick()
+        out.write("\n]\n" if count else "]\n")
+    elif fmt == "md":
+        out.write("| " + " | ".join(_md_cell(c) for c in header) + " |\n")
+        out.write("|" + "|".join(" --- " for _ in header) + "|\n")
+        for row in iterator:
+            out.write("| " + " | ".join(_md_cell(row.get(c)) for c in header) + " |\n")
+            count += 1
+            if progress:
+                progress.tick()
+    else:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if progress:
+        progress.done()
+    return count
