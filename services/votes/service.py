@@ -1,5 +1,6 @@
-"""The votes service's wiring: its gRPC servicer, migrations, the consumers of
-the ideas and rewards events, and the tally folder."""
+"""The votes service's wiring: its gRPC servicers (votes, notifications),
+migrations, the consumers of the ideas and rewards events, and the background
+loops (the tally folder, the live notification fan-out)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,12 @@ from services.kit.inbox import InboxConsumer
 from services.kit.server import BackgroundLoop, Runtime, ServiceDefinition
 from services.votes import handlers
 from services.votes.api import VoteServicer
+from services.votes.notifications import (
+    NOTIFICATION_SERVICE_NAMES,
+    notification_background,
+    notification_consumers,
+    register_notification_service,
+)
 from services.votes.tallies import TallyFolder
 
 FOLD_POLL_SETTING = "COCREATE_VOTES_FOLD_POLL_SECONDS"
@@ -20,10 +27,11 @@ FOLD_POLL_SETTING = "COCREATE_VOTES_FOLD_POLL_SECONDS"
 
 def _register(server: grpc.aio.Server, runtime: Runtime) -> None:
     votes_service_pb2_grpc.add_VoteServiceServicer_to_server(VoteServicer(runtime), server)
+    register_notification_service(server, runtime)
 
 
 def _consumers(runtime: Runtime) -> Sequence[InboxConsumer]:
-    return handlers.consumers(runtime.outbox)
+    return [*handlers.consumers(runtime.outbox), *notification_consumers(runtime)]
 
 
 def _background(runtime: Runtime) -> Sequence[BackgroundLoop]:
@@ -33,12 +41,15 @@ def _background(runtime: Runtime) -> Sequence[BackgroundLoop]:
         runtime.config.database_url,
         poll_seconds=runtime.config.get_float(FOLD_POLL_SETTING, 0.5),
     )
-    return [folder.run]
+    return [folder.run, *notification_background(runtime)]
 
 
 DEFINITION = ServiceDefinition(
     name="votes",
-    service_names=[votes_service_pb2.DESCRIPTOR.services_by_name["VoteService"].full_name],
+    service_names=[
+        votes_service_pb2.DESCRIPTOR.services_by_name["VoteService"].full_name,
+        *NOTIFICATION_SERVICE_NAMES,
+    ],
     register=_register,
     migrations=Path(__file__).parent / "migrations",
     consumers=_consumers,

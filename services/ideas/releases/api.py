@@ -1,0 +1,634 @@
+"""The gRPC servicer of cocreate.ideas.v1.ReleaseService: iterations, planning,
+the release cut and release notes. Status changes go through the ideas
+service's own unit of work (services/ideas/workflow.py, which ChangeIdeaStatus
+uses too), so planning and a cut record history and emit IdeaStatusChanged
+exactly like ChangeIdeaStatus (a cut with the release id set)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import asyncpg
+import grpc
+from cocreate.events.v1 import ideas_events_pb2 as events_pb
+from cocreate.ideas.v1 import release_service_pb2 as pb
+from cocreate.ideas.v1 import release_service_pb2_grpc as pb_grpc
+from google.protobuf import message as pb_message
+from google.protobuf import timestamp_pb2
+
+from services.ideas import domain, workflow
+from services.ideas import store as ideas_store
+from services.ideas.releases import notes, rules, store
+from services.ideas.releases.rules import Outcome, State
+from services.kit import idempotency, pagination
+from services.kit.auth import Caller, Role, current_caller, require_role
+from services.kit.errors import AlreadyExists, FailedPrecondition, NotFound, Violations
+from services.kit.server import Runtime
+
+R = TypeVar("R", bound=pb_message.Message)
+
+RELEASE_MANAGERS = (Role.PM, Role.ADMIN, Role.SERVICE)
+MAX_COMMENTERS_READ = 20
+
+
+def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def iteration_message(row: asyncpg.Record) -> pb.Iteration:
+    return pb.Iteration(
+        id=str(row["id"]),
+        product_id=str(row["product_id"]),
+        name=row["name"],
+        state=row["state"],
+        start_date=row["start_date"].isoformat(),
+        end_date=row["end_date"].isoformat(),
+        idea_count=row["idea_count"],
+        done_count=row["done_count"],
+        release_id=str(row["release_id"]) if row["release_id"] else "",
+        created_by=row["created_by"],
+        create_time=timestamp(row["created_at"]),
+        update_time=timestamp(row["updated_at"]),
+    )
+
+
+def item_message(row: asyncpg.Record) -> pb.IterationIdea:
+    return pb.IterationIdea(
+        idea_id=str(row["idea_id"]),
+        number=row["number"],
+        title=row["title"],
+        status=row["status"],
+        author_id=row["author_id"],
+        weighted_score=row["weighted_score"],
+        voter_count=row["voter_count"],
+        voters_by_tier=store.tier_counts(row["voters_by_tier"]),
+        done=row["done"],
+        outcome=row["outcome"],
+        planned_by=row["planned_by"],
+        plan_time=timestamp(row["planned_at"]),
+    )
+
+
+def released_idea_message(row: asyncpg.Record) -> pb.ReleasedIdea:
+    return pb.ReleasedIdea(
+        idea_id=str(row["idea_id"]),
+        number=row["number"],
+        title=row["title"],
+        author_id=row["author_id"],
+        weighted_score=row["weighted_score"],
+        voter_count=row["voter_count"],
+        voters_by_tier=store.tier_counts(row["voters_by_tier"]),
+    )
+
+
+async def release_message(conn: asyncpg.Connection, row: asyncpg.Record) -> pb.Release:
+    shipped = await store.released_ideas(conn, str(row["id"]))
+    return pb.Release(
+        id=str(row["id"]),
+        iteration_id=str(row["iteration_id"]),
+        iteration_name=row["iteration_name"],
+        product_id=str(row["product_id"]),
+        product_name=row["product_name"],
+        version=row["version"],
+        shipped_ideas=[released_idea_message(r) for r in shipped],
+        rolled_over_idea_ids=[str(i) for i in row["rolled_over_idea_ids"]],
+        next_iteration_id=str(row["next_iteration_id"]) if row["next_iteration_id"] else "",
+        dropped_idea_ids=[str(i) for i in row["dropped_idea_ids"]],
+        published_by=row["published_by"],
+        publish_time=timestamp(row["published_at"]),
+    )
+
+
+class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+
+    async def _change_status(
+        self,
+        conn: asyncpg.Connection,
+        actor: Caller,
+        idea_id: str,
+        new_status: int,
+        note: str,
+        release_id: str = "",
+    ) -> None:
+        """The ideas service's one path for a status change, its history and event."""
+        await workflow.change_status(
+            conn, self._rt.outbox, actor, idea_id, new_status, note, release_id=release_id
+        )
+
+    async def _replay(
+        self,
+        conn: asyncpg.Connection,
+        caller: Caller,
+        method: str,
+        request_id: str,
+        response_type: type[R],
+    ) -> R | None:
+        return await idempotency.replay(
+            conn, caller.member_id, f"ReleaseService.{method}", request_id, response_type
+        )
+
+    async def _remember(
+        self,
+        conn: asyncpg.Connection,
+        caller: Caller,
+        method: str,
+        request_id: str,
+        response: pb_message.Message,
+    ) -> None:
+        await idempotency.remember(
+            conn, caller.member_id, f"ReleaseService.{method}", request_id, response
+        )
+
+    async def _locked_iteration(
+        self, conn: asyncpg.Connection, iteration_id: str
+    ) -> asyncpg.Record:
+        row = await store.lock_iteration(conn, iteration_id)
+        if row is None:
+            raise NotFound("iteration", iteration_id)
+        return row
+
+    async def _iteration_reply(self, conn: asyncpg.Connection, iteration_id: str) -> pb.Iteration:
+        row = await store.iteration(conn, iteration_id)
+        assert row is not None
+        return iteration_message(row)
+
+    # Iterations
+
+    async def CreateIteration(
+        self, request: pb.CreateIterationRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateIterationResponse:
+        caller = require_role(*RELEASE_MANAGERS)
+        v = Violations()
+        product_id = rules.check_id(v, request.product_id, "product_id")
+        name = rules.clean_text(v, request.name, "name", maximum=rules.NAME_MAX)
+        dates = rules.iteration_dates(v, name, request.start_date, request.end_date)
+        v.raise_if_any()
+        assert dates is not None
+        async with self._rt.pool.acquire() as conn, conn.transaction():
+            cached = await self._replay(
+                conn, caller, "CreateIteration", request.request_id, pb.CreateIterationResponse
+            )
+            if cached is not None:
+                return cached
+            product = await ideas_store.product(conn, product_id)
+            if product is None:
+                raise NotFound("product", product_id)
+            row = await store.insert_iteration(
+                conn,
+                product_id=product_id,
+                name=name,
+                start=dates[0],
+                end=dates[1],
+                created_by=caller.member_id,
+            )
+            if row is None:
+                raise AlreadyExists(
+                    f"product {product['name']!r} has an iteration named {name!r}",
+                    reason="ITERATION_NAME_TAKEN",
+                    metadata={"product_id": product_id, "name": name},
+                )
+            response = pb.CreateIterationResponse(iteration=iteration_message(row))
+            await self._remember(conn, caller, "CreateIteration", request.request_id, response)
+            return response
+
+    async def GetIteration(
+        self, request: pb.GetIterationRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetIterationResponse:
+        current_caller()
+        v = Violations()
+        iteration_id = rules.check_id(v, request.iteration_id, "iteration_id")
+        v.raise_if_any()
+        async with self._rt.pool.acquire() as conn:
+            row = await store.iteration(conn, iteration_id)
+        if row is None:
+            raise NotFound("iteration", iteration_id)
+        return pb.GetIterationResponse(iteration=iteration_message(row))
+
+    async def ListIterations(
+        self, request: pb.ListIterationsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListIterationsResponse:
+        current_caller()
+        v = Violations()
+        product_id = rules.check_id(v, request.product_id, "product_id", required=False)
+        for index, state in enumerate(request.states):
+            v.check(state in {s.value for s in State}, f"states[{index}]", "must be a known state")
+        v.raise_if_any()
+        size = pagination.page_size(request.page_size)
+        fingerprint = pagination.filter_fingerprint(request)
+        after = self._rt.page_tokens.decode(request.page_token, fingerprint)
+        async with self._rt.pool.acquire() as conn:
+            rows = await store.list_iterations(
+                conn,
+                product_id=product_id,
+                states=sorted(set(request.states)),
+                after=after,
+                limit=size + 1,
+            )
+        response = pb.ListIterationsResponse(iterations=[iteration_message(r) for r in rows[:size]])
+        if len(rows) > size:
+            last = rows[size - 1]
+            response.next_page_token = self._rt.page_tokens.encode(
+                fingerprint, {"start": last["start_date"].isoformat(), "id": str(last["id"])}
+            )
+        return response
+
+    async def FreezeIteration(
+        self, request: pb.FreezeIterationRequest, context: grpc.aio.ServicerContext
+    ) -> pb.FreezeIterationResponse:
+        caller = require_role(*RELEASE_MANAGERS)
+        v = Violations()
+        iteration_id = rules.check_id(v, request.iteration_id, "iteration_id")
+        v.raise_if_any()
+        async with self._rt.pool.acquire() as conn, conn.transaction():
+            cached = await self._replay(
+                conn, caller, "FreezeIteration", request.request_id, pb.FreezeIterationResponse
+            )
+            if cached is not None:
+                return cached
+            row = await self._locked_iteration(conn, iteration_id)
+            rules.require_state(
+                row["state"], (State.PLANNING, State.FROZEN), "freeze", iteration_id
+            )
+            if row["state"] == State.PLANNING:
+                await store.set_state(conn, iteration_id, State.FROZEN)
+            response = pb.FreezeIterationResponse(
+                iteration=await self._iteration_reply(conn, iteration_id)
+            )
+            await self._remember(conn, caller, "FreezeIteration", request.request_id, response)
+            return response
+
+    # Planning
+
+    async def PlanIdea(
+        self, request: pb.PlanIdeaRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PlanIdeaResponse:
+        caller = require_role(*RELEASE_MANAGERS)
+        v = Violations()
+        iteration_id = rules.check_id(v, request.iteration_id, "iteration_id")
+        idea_id = rules.check_id(v, request.idea_id, "idea_id")
+        v.raise_if_any()
+        async with self._rt.pool.acquire() as conn, conn.transaction():
+            cached = await self._replay(
+                conn, caller, "PlanIdea", request.request_id, pb.PlanIdeaResponse
+            )
+            if cached is not None:
+                return cached
+            iteration = await self._locked_iteration(conn, iteration_id)
+            idea = await ideas_store.lock_idea(conn, idea_id)
+            if idea is None:
+                raise NotFound("idea", idea_id)
+            planned_in = await store.open_iteration_of(conn, idea_id)
+            if planned_in != iteration_id:
+                await self._plan(conn, caller, iteration, idea, planned_in)
+            row = await store.item(conn, iteration_id, idea_id)
+            assert row is not None
+            response = pb.PlanIdeaResponse(idea=item_message(row))
+            await self._remember(conn, caller, "PlanIdea", request.request_id, response)
+            return response
+
+    async def _plan(
+        self,
+        conn: asyncpg.Connection,
+        caller: Caller,
+        iteration: asyncpg.Record,
+        idea: asyncpg.Record,
+        planned_in: str | None,
+    ) -> None:
+        iteration_id, idea_id = str(iteration["id"]), str(idea["id"])
+        rules.require_state(iteration["state"], (State.PLANNING,), "plan ideas", iteration_id)
+        if idea["product_id"] != iteration["product_id"]:
+            raise FailedPrecondition(
+                "the idea belongs to another product than the iteration",
+                reason="IDEA_OF_OTHER_PRODUCT",
+                metadata={"idea_product_id": str(idea["product_id"])},
+            )
+        if planned_in is not None:
+            raise FailedPrecondition(
+                "the idea is planned in another open iteration; unplan it there first",
+                reason="IDEA_IN_OTHER_ITERATION",
+                metadata={"iteration_id": planned_in},
+            )
+        status = idea["status"]
+        if status not in rules.PLANNABLE:
+            raise FailedPrecondition(
+                f"the idea is {domain.status_name(status)}; only open ideas can be planned",
+                reason="IDEA_CLOSED",
+                metadata={"status": domain.status_name(status)},
+            )
+        note = f"planned into iteration {iteration['name']}"
+        if status == domain.OPEN:
+            await self._change_status(conn, caller, idea_id, domain.UNDER_REVIEW, note)
+            status = domain.UNDER_REVIEW
+        if status == domain.UNDER_REVIEW:
+            await self._change_status(conn, caller, idea_id, domain.PLANNED, note)
+        await store.plan(conn, iteration_id, idea_id, caller.member_id)
+
+    async def UnplanIdea(
+        self, request: pb.UnplanIdeaRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UnplanIdeaResponse:
+        caller = require_role(*RELEASE_MANAGERS)
+        v = Violations()
+        iteration_id = rules.check_id(v, request.iteration_id, "iteration_id")
+        idea_id = rules.check_id(v, request.idea_id, "idea_id")
+        v.raise_if_any()
+        async with self._rt.pool.acquire() as conn, conn.transaction():
+            cached = await self._replay(
+                conn, caller, "UnplanIdea", request.request_id, pb.UnplanIdeaResponse
+            )
+            if cached is not None:
+                return cached
+            iteration = await self._locked_iteration(conn, iteration_id)
+            rules.require_state(iteration["state"], (State.PLANNING,), "unplan ideas", iteration_id)
+            if not await store.unplan(conn, iteration_id, idea_id):
+                raise NotFound("planned idea", idea_id)
+            response = pb.UnplanIdeaResponse()
+            await self._remember(conn, caller, "UnplanIdea", request.request_id, response)
+            return response
+
+    async def MarkIdeaDone(
+        self, request: pb.MarkIdeaDoneRequest, context: grpc.aio.ServicerContext
+    ) -> pb.MarkIdeaDoneResponse:
+        caller = require_role(*RELEASE_MANAGERS)
+        v = Violations()
+        iteration_id = rules.check_id(v, request.iteration_id, "iteration_id")
+        idea_id = rules.check_id(v, request.idea_id, "idea_id")
+        v.raise_if_any()
+        async with self._rt.pool.acquire() as conn, conn.transaction():
+            cached = await self._replay(
+                conn, caller, "MarkIdeaDone", request.request_id, pb.MarkIdeaDoneResponse
+            )
+            if cached is not None:
+                return cached
+            iteration = await self._locked_iteration(conn, iteration_id)
+            rules.require_state(
+                iteration["state"],
+                (State.PLANNING, State.FROZEN),
+                "mark ideas done",
+                iteration_id,
+            )
+            row = await store.item(conn, iteration_id, idea_id)
+            if row is None or row["outcome"] != Outcome.PLANNED:
+                raise NotFound("planned idea", idea_id)
+            if not request.undo and row["status"] not in rules.SHIPPABLE:
+                raise FailedPrecondition(
+                    f"the idea is {domain.status_name(row['status'])}; only planned or "
+                    "in-progress ideas can be done",
+                    reason="IDEA_NOT_IN_WORK",
+                    metadata={"status": domain.status_name(row["status"])},
+                )
+            await store.set_done(conn, iteration_id, idea_id, not request.undo)
+            updated = await store.item(conn, iteration_id, idea_id)
+            assert updated is not None
+            response = pb.MarkIdeaDoneResponse(idea=item_message(updated))
+            await self._remember(conn, caller, "MarkIdeaDone", request.request_id, response)
+            return response
+
+    async def ListIterationIdeas(
+        self, request: pb.ListIterationIdeasRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListIterationIdeasResponse:
+        caller = current_caller()
+        v = Violations()
+        iteration_id = rules.check_id(v, request.iteration_id, "iteration_id")
+        v.raise_if_any()
+        size = pagination.page_size(request.page_size)
+        fingerprint = pagination.filter_fingerprint(request)
+        after = self._rt.page_tokens.decode(request.page_token, fingerprint)
+        async with self._rt.pool.acquire() as conn:
+            if await store.iteration(conn, iteration_id) is None:
+                raise NotFound("iteration", iteration_id)
+            rows = await store.list_items(conn, iteration_id, after, size + 1)
+        visible = [r for r in rows[:size] if caller.is_staff or not r["hidden"]]
+        response = pb.ListIterationIdeasResponse(ideas=[item_message(r) for r in visible])
+        if len(rows) > size:
+            last = rows[size - 1]
+            response.next_page_token = self._rt.page_tokens.encode(
+                fingerprint, {"score": last["weighted_score"], "id": str(last["idea_id"])}
+            )
+        return response
+
+    # The cut
+
+    async def CutRelease(
+        self, request: pb.CutReleaseRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CutReleaseResponse:
+        caller = require_role(*RELEASE_MANAGERS)
+        v = Violations()
+        iteration_id = rules.check_id(v, request.iteration_id, "iteration_id")
+        version = rules.clean_version(v, request.version)
+        v.raise_if_any()
+        async with self._rt.pool.acquire() as conn, conn.transaction():
+            cached = await self._replay(
+                conn, caller, "CutRelease", request.request_id, pb.CutReleaseResponse
+            )
+            if cached is not None:
+                return cached
+            iteration = await self._locked_iteration(conn, iteration_id)
+            if iteration["state"] == State.RELEASED:
+                release_row = await store.release_of_iteration(conn, iteration_id)
+                assert release_row is not None
+                if release_row["version"].lower() != version.lower():
+                    raise FailedPrecondition(
+                        f"the iteration was released as {release_row['version']!r}",
+                        reason="ITERATION_ALREADY_RELEASED",
+                        metadata={
+                            "release_id": str(release_row["id"]),
+                            "version": release_row["version"],
+                        },
+                    )
+            else:
+                release_id = await self._cut(conn, caller, iteration, version)
+                release_row = await store.release(conn, release_id)
+                assert release_row is not None
+            response = pb.CutReleaseResponse(release=await release_message(conn, release_row))
+            await self._remember(conn, caller, "CutRelease", request.request_id, response)
+            return response
+
+    async def _cut(
+        self, conn: asyncpg.Connection, caller: Caller, iteration: asyncpg.Record, version: str
+    ) -> str:
+        """Ship, roll over, store the release and announce it; the release id."""
+        iteration_id, product_id = str(iteration["id"]), str(iteration["product_id"])
+        taken = await store.release_by_version(conn, product_id, version)
+        if taken is not None:
+            raise AlreadyExists(
+                f"the product already has a release {taken['version']!r}",
+                reason="VERSION_TAKEN",
+                metadata={"release_id": str(taken["id"]), "version": taken["version"]},
+            )
+        items = await store.open_items_locked(conn, iteration_id)
+        plan = rules.plan_cut([(str(r["idea_id"]), r["status"], r["done"]) for r in items])
+        release_id = str(uuid.uuid4())
+        next_iteration_id: str | None = None
+        if plan.roll_over:
+            next_iteration_id = await self._next_iteration(conn, caller, iteration)
+            await store.set_outcome(conn, iteration_id, plan.roll_over, Outcome.ROLLED_OVER)
+            await store.carry_over(conn, iteration_id, next_iteration_id, plan.roll_over)
+        await store.set_outcome(conn, iteration_id, plan.drop, Outcome.DROPPED)
+        # The release tooling's transition (PLANNED → SHIPPED), recorded as the caller.
+        release_manager = Caller(member_id=caller.member_id, role=Role.SERVICE)
+        for idea_id in plan.ship:
+            await self._change_status(
+                conn,
+                release_manager,
+                idea_id,
+                domain.SHIPPED,
+                f"shipped in {version}",
+                release_id=release_id,
+            )
+        shipped = [*plan.ship, *plan.already_shipped]
+        await store.set_outcome(conn, iteration_id, shipped, Outcome.SHIPPED)
+        try:
+            async with conn.transaction():
+                await store.insert_release(
+                    conn,
+                    release_id=release_id,
+                    iteration_id=iteration_id,
+                    product_id=product_id,
+                    version=version,
+                    next_iteration_id=next_iteration_id,
+                    rolled_over=plan.roll_over,
+                    dropped=plan.drop,
+                    published_by=caller.member_id,
+                )
+        except asyncpg.UniqueViolationError:  # a concurrent cut took the version
+            raise AlreadyExists(
+                f"the product already has a release {version!r}",
+                reason="VERSION_TAKEN",
+                metadata={"version": version},
+            ) from None
+        await store.snapshot_shipped(conn, release_id, shipped)
+        await store.set_state(conn, iteration_id, State.RELEASED, release_id)
+        await self._rt.outbox.emit(
+            conn,
+            events_pb.ReleasePublished(
+                release_id=release_id,
+                iteration_id=iteration_id,
+                product_id=product_id,
+                version=version,
+                shipped_idea_ids=shipped,
+                rolled_over_idea_ids=plan.roll_over,
+                published_at=timestamp(datetime.now(UTC)),
+            ),
+            aggregate_id=release_id,
+            aggregate_version=1,
+        )
+        return release_id
+
+    async def _next_iteration(
+        self, conn: asyncpg.Connection, caller: Caller, iteration: asyncpg.Record
+    ) -> str:
+        """The ISO-week iteration after `iteration`, created when missing."""
+        product_id = str(iteration["product_id"])
+        name = rules.next_week_name(
+            iteration["start_date"], iteration["end_date"], iteration["name"]
+        )
+        row = await store.iteration_by_name(conn, product_id, name)
+        if row is None:
+            week = rules.iso_week(name)
+            assert week is not None
+            row = await store.insert_iteration(
+                conn,
+                product_id=product_id,
+                name=name,
+                start=week[0],
+                end=week[1],
+                created_by=caller.member_id,
+            ) or await store.iteration_by_name(conn, product_id, name)
+            assert row is not None
+        if row["state"] == State.RELEASED:
+            raise FailedPrecondition(
+                f"the next iteration {name} is already released; nothing can roll over into it",
+                reason="NEXT_ITERATION_RELEASED",
+                metadata={"iteration_id": str(row["id"]), "name": name},
+            )
+        return str(row["id"])
+
+    # Releases and notes
+
+    async def GetRelease(
+        self, request: pb.GetReleaseRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetReleaseResponse:
+        current_caller()
+        v = Violations()
+        release_id = rules.check_id(v, request.release_id, "release_id")
+        v.raise_if_any()
+        async with self._rt.pool.acquire() as conn:
+            row = await store.release(conn, release_id)
+            if row is None:
+                raise NotFound("release", release_id)
+            return pb.GetReleaseResponse(release=await release_message(conn, row))
+
+    async def ListReleases(
+        self, request: pb.ListReleasesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListReleasesResponse:
+        current_caller()
+        v = Violations()
+        product_id = rules.check_id(v, request.product_id, "product_id", required=False)
+        v.raise_if_any()
+        size = pagination.page_size(request.page_size, default=20, maximum=100)
+        fingerprint = pagination.filter_fingerprint(request)
+        after = self._rt.page_tokens.decode(request.page_token, fingerprint)
+        async with self._rt.pool.acquire() as conn:
+            rows = await store.list_releases(conn, product_id, after, size + 1)
+            response = pb.ListReleasesResponse(
+                releases=[await release_message(conn, r) for r in rows[:size]]
+            )
+        if len(rows) > size:
+            response.next_page_token = self._rt.page_tokens.encode(
+                fingerprint, {"n": rows[size - 1]["number"]}
+            )
+        return response
+
+    async def GetReleaseNotes(
+        self, request: pb.GetReleaseNotesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetReleaseNotesResponse:
+        current_caller()
+        v = Violations()
+        release_id = rules.check_id(v, request.release_id, "release_id", required=False)
+        iteration_id = rules.check_id(v, request.iteration_id, "iteration_id", required=False)
+        if bool(request.release_id) == bool(request.iteration_id):
+            v.add("release_id", "give exactly one of release_id and iteration_id")
+        v.check(
+            request.format in pb.ReleaseNotesFormat.values(), "format", "must be MARKDOWN or JSON"
+        )
+        v.raise_if_any()
+        async with self._rt.pool.acquire() as conn:
+            if release_id:
+                row = await store.release(conn, release_id)
+                if row is None:
+                    raise NotFound("release", release_id)
+            else:
+                iteration = await store.iteration(conn, iteration_id)
+                if iteration is None:
+                    raise NotFound("iteration", iteration_id)
+                row = await store.release_of_iteration(conn, iteration_id)
+                if row is None:
+                    raise FailedPrecondition(
+                        f"iteration {iteration['name']} has not been released yet",
+                        reason="ITERATION_NOT_RELEASED",
+                        metadata={"iteration_id": iteration_id},
+                    )
+            release = await release_message(conn, row)
+            talkers = await store.commenters(
+                conn, [i.idea_id for i in release.shipped_ideas], MAX_COMMENTERS_READ
+            )
+        built = notes.build(
+            release,
+            release.shipped_ideas,
+            [notes.Commenter(r["author_id"], r["comments"]) for r in talkers],
+        )
+        if request.format == pb.RELEASE_NOTES_FORMAT_JSON:
+            content, media_type = notes.as_json(built), notes.JSON
+        else:
+            content, media_type = notes.markdown(built), notes.MARKDOWN
+        return pb.GetReleaseNotesResponse(notes=built, content=content, media_type=media_type)
+
+
+def register(server: grpc.aio.Server, runtime: Runtime) -> None:
+    pb_grpc.add_ReleaseServiceServicer_to_server(ReleaseServicer(runtime), server)

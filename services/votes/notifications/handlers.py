@@ -1,0 +1,131 @@
+"""Who is told what, from the ideas and rewards events.
+
+- IdeaStatusChanged to PLANNED, IN_PROGRESS, SHIPPED or DECLINED: every
+  member with an active vote on the idea (UNDER_REVIEW and a re-opening are
+  not worth a message). A status change older than one already told is not
+  told.
+- IdeasMerged: every member who supported the duplicate (their votes moved
+  to the target, or are still being moved).
+- PointsAwarded: the member, for every ledger entry (positive or negative).
+- TierChanged: the member.
+
+Each fact is stored once per member (a unique "about" key), so a redelivered
+or replayed event tells nobody twice.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+from cocreate.events.v1 import ideas_events_pb2, rewards_events_pb2
+from cocreate.ideas.v1 import idea_status_pb2
+from cocreate.votes.v1 import notification_service_pb2 as pb
+
+from services.kit.events import Event
+from services.kit.inbox import InboxConsumer
+from services.votes.notifications import store
+from services.votes.notifications.store import NewNotification
+
+CONSUMER_NAME = "votes-notifications"
+
+TOLD_STATUSES: dict[int, str] = {
+    idea_status_pb2.IDEA_STATUS_PLANNED: "is planned",
+    idea_status_pb2.IDEA_STATUS_IN_PROGRESS: "is in progress",
+    idea_status_pb2.IDEA_STATUS_SHIPPED: "has shipped",
+    idea_status_pb2.IDEA_STATUS_DECLINED: "was declined",
+}
+
+
+async def status_changed(
+    conn: asyncpg.Connection, event: Event[ideas_events_pb2.IdeaStatusChanged]
+) -> None:
+    m = event.message
+    if not await store.newer_status(conn, m.idea_id, event.aggregate_version):
+        return  # an older change arriving late
+    what = TOLD_STATUSES.get(m.new_status)
+    if what is None:
+        return
+    text = f"An idea you support {what}"
+    if m.note:
+        text += f": {m.note}"
+    await store.add(
+        conn,
+        await store.supporters(conn, m.idea_id),
+        NewNotification(
+            kind=pb.NOTIFICATION_KIND_IDEA_STATUS_CHANGED,
+            text=text,
+            about=f"status:{m.idea_id}:{event.aggregate_version}",
+            idea_id=m.idea_id,
+            new_status=m.new_status,
+            release_id=m.release_id,
+        ),
+    )
+
+
+async def merged(conn: asyncpg.Connection, event: Event[ideas_events_pb2.IdeasMerged]) -> None:
+    m = event.message
+    if m.source_idea_id == m.target_idea_id:
+        return
+    await store.add(
+        conn,
+        await store.merged_supporters(conn, m.source_idea_id),
+        NewNotification(
+            kind=pb.NOTIFICATION_KIND_IDEA_MERGED,
+            text="An idea you support was merged into another one; your vote moved with it",
+            about=f"merged:{m.source_idea_id}",
+            idea_id=m.source_idea_id,
+            new_status=idea_status_pb2.IDEA_STATUS_MERGED,
+            target_idea_id=m.target_idea_id,
+        ),
+    )
+
+
+async def points_awarded(
+    conn: asyncpg.Connection, event: Event[rewards_events_pb2.PointsAwarded]
+) -> None:
+    m = event.message
+    if m.amount == 0:
+        return
+    verb = "received" if m.amount > 0 else "lost"
+    text = f"You {verb} {abs(m.amount)} points"
+    if m.reason:
+        text += f": {m.reason}"
+    await store.add(
+        conn,
+        [m.member_id],
+        NewNotification(
+            kind=pb.NOTIFICATION_KIND_POINTS_AWARDED,
+            text=text,
+            about=f"points:{m.entry_id or event.event_id}",
+            points=m.amount,
+        ),
+    )
+
+
+async def tier_changed(
+    conn: asyncpg.Connection, event: Event[rewards_events_pb2.TierChanged]
+) -> None:
+    m = event.message
+    version = m.version or event.aggregate_version
+    await store.add(
+        conn,
+        [m.member_id],
+        NewNotification(
+            kind=pb.NOTIFICATION_KIND_TIER_CHANGED,
+            text=f"Your tier is now {m.new_tier}" + (f" (was {m.old_tier})" if m.old_tier else ""),
+            about=f"tier:{version}" if version else f"tier-event:{event.event_id}",
+            tier=m.new_tier,
+        ),
+    )
+
+
+def consumer(max_deliver: int = 5) -> InboxConsumer:
+    return InboxConsumer(
+        CONSUMER_NAME,
+        {
+            ideas_events_pb2.IdeaStatusChanged: status_changed,
+            ideas_events_pb2.IdeasMerged: merged,
+            rewards_events_pb2.PointsAwarded: points_awarded,
+            rewards_events_pb2.TierChanged: tier_changed,
+        },
+        max_deliver=max_deliver,
+    )
