@@ -11,7 +11,7 @@ from cocreate.events.v1 import envelope_pb2
 from cocreate.ops.v1 import dead_letter_service_pb2 as pb
 from cocreate.ops.v1 import dead_letter_service_pb2_grpc as pb_grpc
 
-from services.kit import auth, pagination
+from services.kit import auth
 from services.kit.errors import (
     DomainError,
     FailedPrecondition,
@@ -48,19 +48,15 @@ class DeadLetterServicer(pb_grpc.DeadLetterServiceServicer):
         self, request: pb.ListDeadLettersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListDeadLettersResponse:
         auth.require_role(auth.Role.ADMIN)
-        size = pagination.page_size(request.page_size)
-        fingerprint = pagination.filter_fingerprint(request)
-        position = self._rt.page_tokens.decode(request.page_token, fingerprint)
-        after = int(position["id"]) if position else 0
+        page = self._rt.page_tokens.page(request)
+        after = int(page.after["id"]) if page.after else 0
         rows = await self._rt.pool.fetch(
-            "select * from dead_letters where id > $1 order by id limit $2", after, size + 1
+            "select * from dead_letters where id > $1 order by id limit $2", after, page.fetch
         )
-        response = pb.ListDeadLettersResponse(dead_letters=[_to_proto(r) for r in rows[:size]])
-        if len(rows) > size:
-            response.next_page_token = self._rt.page_tokens.encode(
-                fingerprint, {"id": rows[size - 1]["id"]}
-            )
-        return response
+        return pb.ListDeadLettersResponse(
+            dead_letters=[_to_proto(r) for r in page.items(rows)],
+            next_page_token=page.next_token(rows, lambda r: {"id": r["id"]}),
+        )
 
     async def ReplayDeadLetter(
         self, request: pb.ReplayDeadLetterRequest, context: grpc.aio.ServicerContext

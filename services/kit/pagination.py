@@ -14,11 +14,15 @@ import hashlib
 import hmac
 import json
 import zlib
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from google.protobuf import message as pb_message
 
 from services.kit.errors import FieldViolation, InvalidArgument
+
+T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -45,9 +49,48 @@ def filter_fingerprint(request: pb_message.Message) -> str:
     return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class Page:
+    """One page of a list call: its size, where the previous page ended, and
+    the token of the next page. Fetch `page.fetch` rows (one more than the
+    size, to learn whether another page follows), answer `page.items(rows)`
+    and `page.next_token(rows, position_of)`."""
+
+    size: int
+    after: dict[str, Any] | None
+    fingerprint: str
+    tokens: PageTokens
+
+    @property
+    def fetch(self) -> int:
+        return self.size + 1
+
+    def items(self, rows: Sequence[T]) -> Sequence[T]:
+        return rows[: self.size]
+
+    def next_token(self, rows: Sequence[T], position_of: Callable[[T], dict[str, Any]]) -> str:
+        """The token after the last item of this page; empty at the end of the list."""
+        if len(rows) <= self.size:
+            return ""
+        return self.tokens.encode(self.fingerprint, position_of(rows[self.size - 1]))
+
+
 class PageTokens:
     def __init__(self, secret: str) -> None:
         self._key = hashlib.sha256(b"page-token:" + secret.encode()).digest()
+
+    def page(
+        self,
+        request: Any,  # a protobuf list request: it has page_size and page_token
+        *,
+        default: int = DEFAULT_PAGE_SIZE,
+        maximum: int = MAX_PAGE_SIZE,
+    ) -> Page:
+        """The page a list request (with page_size and page_token) asks for."""
+        size = page_size(request.page_size, default=default, maximum=maximum)
+        fingerprint = filter_fingerprint(request)
+        after = self.decode(request.page_token, fingerprint)
+        return Page(size=size, after=after, fingerprint=fingerprint, tokens=self)
 
     def encode(self, fingerprint: str, position: dict[str, Any]) -> str:
         body = zlib.compress(json.dumps([fingerprint, position], separators=(",", ":")).encode())

@@ -4,8 +4,6 @@ states, which ideas may be planned, and what a cut does with each idea."""
 from __future__ import annotations
 
 import re
-import unicodedata
-import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import IntEnum
@@ -108,29 +106,13 @@ def iteration_dates(
     return start, end
 
 
+# The ideas service's own validators serve the releases too.
+check_id = domain.check_id
+
+
 def clean_text(v: Violations, raw: str, field: str, *, maximum: int) -> str:
     """A required one-line text: trimmed, 1..maximum characters, no control characters."""
-    text = raw.strip()
-    if not text:
-        v.add(field, "is required")
-    elif len(text) > maximum:
-        v.add(field, f"must be at most {maximum} characters")
-    elif any(unicodedata.category(ch) == "Cc" for ch in text):
-        v.add(field, "must not contain control characters")
-    return text
-
-
-def check_id(v: Violations, raw: str, field: str, *, required: bool = True) -> str:
-    """A UUID, in its canonical lower-case form."""
-    if not raw:
-        if required:
-            v.add(field, "is required")
-        return ""
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError:
-        v.add(field, "must be a UUID")
-        return ""
+    return domain.clean_name(v, raw, field, maximum=maximum, required=True)
 
 
 def clean_version(v: Violations, raw: str) -> str:
