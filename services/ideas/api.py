@@ -18,7 +18,7 @@ from google.protobuf import message as pb_message
 
 from services.ideas import domain, store, workflow
 from services.ideas.store import HistoryKind, IdeaQuery, Order
-from services.kit import idempotency, pagination, ratelimit
+from services.kit import idempotency, ratelimit
 from services.kit.auth import Caller, Role, current_caller, require_role
 from services.kit.errors import (
     AlreadyExists,
@@ -275,20 +275,17 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
         self, request: pb.ListProductsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListProductsResponse:
         current_caller()
-        size = pagination.page_size(request.page_size)
-        fingerprint = pagination.filter_fingerprint(request)
-        after = self._rt.page_tokens.decode(request.page_token, fingerprint)
+        page = self._rt.page_tokens.page(request)
         async with self._rt.pool.acquire() as conn:
             rows = await store.list_products(
-                conn, include_archived=request.include_archived, after=after, limit=size + 1
+                conn, include_archived=request.include_archived, after=page.after, limit=page.fetch
             )
-        response = pb.ListProductsResponse(products=[product_message(r) for r in rows[:size]])
-        if len(rows) > size:
-            last = rows[size - 1]
-            response.next_page_token = self._rt.page_tokens.encode(
-                fingerprint, {"name": last["sort_name"], "id": str(last["id"])}
-            )
-        return response
+        return pb.ListProductsResponse(
+            products=[product_message(r) for r in page.items(rows)],
+            next_page_token=page.next_token(
+                rows, lambda last: {"name": last["sort_name"], "id": str(last["id"])}
+            ),
+        )
 
     async def UpdateProduct(
         self, request: pb.UpdateProductRequest, context: grpc.aio.ServicerContext
@@ -441,17 +438,13 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
         v = Violations()
         query = self._query(v, caller, request.filter, request.order)
         v.raise_if_any()
-        size = pagination.page_size(request.page_size)
-        fingerprint = pagination.filter_fingerprint(request)
-        after = self._rt.page_tokens.decode(request.page_token, fingerprint)
+        page = self._rt.page_tokens.page(request)
         async with self._rt.pool.acquire() as conn:
-            rows = await store.list_ideas(conn, query, after, size + 1)
-        response = pb.ListIdeasResponse(ideas=[idea_message(r, caller) for r in rows[:size]])
-        if len(rows) > size:
-            response.next_page_token = self._rt.page_tokens.encode(
-                fingerprint, query.position_of(rows[size - 1])
-            )
-        return response
+            rows = await store.list_ideas(conn, query, page.after, page.fetch)
+        return pb.ListIdeasResponse(
+            ideas=[idea_message(r, caller) for r in page.items(rows)],
+            next_page_token=page.next_token(rows, query.position_of),
+        )
 
     async def FindSimilarIdeas(
         self, request: pb.FindSimilarIdeasRequest, context: grpc.aio.ServicerContext
@@ -720,20 +713,16 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
         v = Violations()
         idea_id = domain.check_id(v, request.idea_id, "idea_id")
         v.raise_if_any()
-        size = pagination.page_size(request.page_size)
-        fingerprint = pagination.filter_fingerprint(request)
-        after = self._rt.page_tokens.decode(request.page_token, fingerprint)
+        page = self._rt.page_tokens.page(request)
         async with self._rt.pool.acquire() as conn:
             await self._visible_idea(conn, idea_id, caller)
             rows = await store.list_history(
-                conn, idea_id, int(after["id"]) if after else 0, size + 1
+                conn, idea_id, int(page.after["id"]) if page.after else 0, page.fetch
             )
-        response = pb.ListIdeaHistoryResponse(entries=[history_message(r) for r in rows[:size]])
-        if len(rows) > size:
-            response.next_page_token = self._rt.page_tokens.encode(
-                fingerprint, {"id": rows[size - 1]["id"]}
-            )
-        return response
+        return pb.ListIdeaHistoryResponse(
+            entries=[history_message(r) for r in page.items(rows)],
+            next_page_token=page.next_token(rows, lambda r: {"id": r["id"]}),
+        )
 
     async def ExportIdeas(
         self, request: pb.ExportIdeasRequest, context: grpc.aio.ServicerContext
@@ -797,24 +786,20 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
         v = Violations()
         idea_id = domain.check_id(v, request.idea_id, "idea_id")
         v.raise_if_any()
-        size = pagination.page_size(request.page_size)
-        fingerprint = pagination.filter_fingerprint(request)
-        after = self._rt.page_tokens.decode(request.page_token, fingerprint)
+        page = self._rt.page_tokens.page(request)
         async with self._rt.pool.acquire() as conn:
             await self._visible_idea(conn, idea_id, caller)
             rows = await store.list_comments(
                 conn,
                 idea_id,
                 include_hidden=caller.is_staff,
-                after_seq=int(after["seq"]) if after else 0,
-                limit=size + 1,
+                after_seq=int(page.after["seq"]) if page.after else 0,
+                limit=page.fetch,
             )
-        response = pb.ListCommentsResponse(comments=[comment_message(r) for r in rows[:size]])
-        if len(rows) > size:
-            response.next_page_token = self._rt.page_tokens.encode(
-                fingerprint, {"seq": rows[size - 1]["seq"]}
-            )
-        return response
+        return pb.ListCommentsResponse(
+            comments=[comment_message(r) for r in page.items(rows)],
+            next_page_token=page.next_token(rows, lambda r: {"seq": r["seq"]}),
+        )
 
     async def _own_comment(
         self, conn: asyncpg.Connection, comment_id: str, caller: Caller, *, staff_may: bool

@@ -11,7 +11,7 @@ import grpc
 from cocreate.rewards.v1 import rewards_service_pb2 as pb
 from cocreate.rewards.v1 import rewards_service_pb2_grpc as pb_grpc
 
-from services.kit import auth, idempotency, pagination
+from services.kit import auth, idempotency
 from services.kit.errors import (
     Aborted,
     FailedPrecondition,
@@ -211,19 +211,21 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         self, request: pb.ListEntriesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListEntriesResponse:
         member_id = _subject(request.member_id)
-        size = pagination.page_size(request.page_size)
-        fingerprint = pagination.filter_fingerprint(pb.ListEntriesRequest(member_id=member_id))
-        position = self._rt.page_tokens.decode(request.page_token, fingerprint)
-        before = int(position["seq"]) if position else None
+        # The filter is the resolved member, so a token from the list without a
+        # member_id goes on with the caller's own member_id named, and back.
+        page = self._rt.page_tokens.page(
+            pb.ListEntriesRequest(
+                member_id=member_id, page_size=request.page_size, page_token=request.page_token
+            )
+        )
+        before = int(page.after["seq"]) if page.after else None
         async with self._pool.acquire() as conn:
             await store.ensure_account(conn, member_id)
-            rows = await store.list_entries(conn, member_id, before, size + 1)
-        response = pb.ListEntriesResponse(entries=[entry_proto(r) for r in rows[:size]])
-        if len(rows) > size:
-            response.next_page_token = self._rt.page_tokens.encode(
-                fingerprint, {"seq": rows[size - 1]["seq"]}
-            )
-        return response
+            rows = await store.list_entries(conn, member_id, before, page.fetch)
+        return pb.ListEntriesResponse(
+            entries=[entry_proto(r) for r in page.items(rows)],
+            next_page_token=page.next_token(rows, lambda r: {"seq": r["seq"]}),
+        )
 
     async def VerifyLedger(
         self, request: pb.VerifyLedgerRequest, context: grpc.aio.ServicerContext
@@ -261,18 +263,14 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         self, request: pb.ListRulesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListRulesResponse:
         auth.require_role(auth.Role.ADMIN)
-        size = pagination.page_size(request.page_size)
-        fingerprint = pagination.filter_fingerprint(request)
-        position = self._rt.page_tokens.decode(request.page_token, fingerprint)
-        after = str(position["rule_id"]) if position else ""
+        page = self._rt.page_tokens.page(request)
+        after = str(page.after["rule_id"]) if page.after else ""
         async with self._pool.acquire() as conn:
-            rows = await store.list_rules(conn, after, size + 1)
-        response = pb.ListRulesResponse(rules=[rule_proto(r) for r in rows[:size]])
-        if len(rows) > size:
-            response.next_page_token = self._rt.page_tokens.encode(
-                fingerprint, {"rule_id": rows[size - 1]["rule_id"]}
-            )
-        return response
+            rows = await store.list_rules(conn, after, page.fetch)
+        return pb.ListRulesResponse(
+            rules=[rule_proto(r) for r in page.items(rows)],
+            next_page_token=page.next_token(rows, lambda r: {"rule_id": r["rule_id"]}),
+        )
 
     async def UpdateRule(
         self, request: pb.UpdateRuleRequest, context: grpc.aio.ServicerContext
@@ -473,20 +471,19 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         self, request: pb.ListTierChangesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListTierChangesResponse:
         member_id = _subject(request.member_id)
-        size = pagination.page_size(request.page_size)
-        fingerprint = pagination.filter_fingerprint(pb.ListTierChangesRequest(member_id=member_id))
-        position = self._rt.page_tokens.decode(request.page_token, fingerprint)
-        before = int(position["version"]) if position else None
-        async with self._pool.acquire() as conn:
-            rows = await store.list_tier_changes(conn, member_id, before, size + 1)
-        response = pb.ListTierChangesResponse(
-            tier_changes=[tier_change_proto(r) for r in rows[:size]]
-        )
-        if len(rows) > size:
-            response.next_page_token = self._rt.page_tokens.encode(
-                fingerprint, {"version": rows[size - 1]["version"]}
+        # As in ListEntries: the filter is the resolved member.
+        page = self._rt.page_tokens.page(
+            pb.ListTierChangesRequest(
+                member_id=member_id, page_size=request.page_size, page_token=request.page_token
             )
-        return response
+        )
+        before = int(page.after["version"]) if page.after else None
+        async with self._pool.acquire() as conn:
+            rows = await store.list_tier_changes(conn, member_id, before, page.fetch)
+        return pb.ListTierChangesResponse(
+            tier_changes=[tier_change_proto(r) for r in page.items(rows)],
+            next_page_token=page.next_token(rows, lambda r: {"version": r["version"]}),
+        )
 
     # ---- the catalogue ----------------------------------------------------
 
@@ -570,21 +567,18 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         caller = auth.current_caller()
         if request.include_unavailable and caller.role != auth.Role.ADMIN:
             raise PermissionDenied("only admins may list unavailable items")
-        size = pagination.page_size(request.page_size)
-        fingerprint = pagination.filter_fingerprint(request)
-        position = self._rt.page_tokens.decode(request.page_token, fingerprint)
-        after = (str(position["name"]), str(position["id"])) if position else None
+        page = self._rt.page_tokens.page(request)
+        after = (str(page.after["name"]), str(page.after["id"])) if page.after else None
         async with self._pool.acquire() as conn:
             rows = await store.list_items(
-                conn, after, size + 1, include_unavailable=request.include_unavailable
+                conn, after, page.fetch, include_unavailable=request.include_unavailable
             )
-        response = pb.ListCatalogueItemsResponse(items=[item_proto(r) for r in rows[:size]])
-        if len(rows) > size:
-            last = rows[size - 1]
-            response.next_page_token = self._rt.page_tokens.encode(
-                fingerprint, {"name": last["name"], "id": str(last["id"])}
-            )
-        return response
+        return pb.ListCatalogueItemsResponse(
+            items=[item_proto(r) for r in page.items(rows)],
+            next_page_token=page.next_token(
+                rows, lambda last: {"name": last["name"], "id": str(last["id"])}
+            ),
+        )
 
     async def RedeemItem(
         self, request: pb.RedeemItemRequest, context: grpc.aio.ServicerContext
@@ -645,13 +639,11 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
             request.period not in pb.LeaderboardPeriod.values()
         ):
             raise InvalidArgument([FieldViolation("period", "must be WEEK, MONTH or ALL_TIME")])
-        size = pagination.page_size(request.page_size, default=20, maximum=100)
-        fingerprint = pagination.filter_fingerprint(request)
-        position = self._rt.page_tokens.decode(request.page_token, fingerprint)
-        offset = int(position["offset"]) if position else 0
+        page = self._rt.page_tokens.page(request, default=20, maximum=100)
+        offset = int(page.after["offset"]) if page.after else 0
         async with self._pool.acquire() as conn:
-            rows = await store.leaderboard(conn, _period_start(request.period), offset, size + 1)
-        response = pb.ListLeaderboardResponse(
+            rows = await store.leaderboard(conn, _period_start(request.period), offset, page.fetch)
+        return pb.ListLeaderboardResponse(
             entries=[
                 pb.LeaderboardEntry(
                     rank=offset + index + 1,
@@ -660,14 +652,11 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
                     ideas_shipped=row["ideas_shipped"],
                     tier=row["tier"],
                 )
-                for index, row in enumerate(rows[:size])
-            ]
+                for index, row in enumerate(page.items(rows))
+            ],
+            # Offset paging: the next page starts after this one's rows.
+            next_page_token=page.next_token(rows, lambda _: {"offset": offset + page.size}),
         )
-        if len(rows) > size:
-            response.next_page_token = self._rt.page_tokens.encode(
-                fingerprint, {"offset": offset + size}
-            )
-        return response
 
 
 def _period_start(period: int) -> datetime | None:

@@ -12,7 +12,7 @@ from cocreate.ideas.v1 import idea_status_pb2
 from cocreate.votes.v1 import votes_service_pb2 as pb
 from cocreate.votes.v1 import votes_service_pb2_grpc as pb_grpc
 
-from services.kit import idempotency, pagination, ratelimit
+from services.kit import idempotency, ratelimit
 from services.kit.auth import Caller, Role, current_caller, require_role
 from services.kit.errors import FailedPrecondition, NotFound, PermissionDenied, Violations
 from services.kit.server import Runtime
@@ -148,57 +148,57 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
             )
         if request.member_id:
             _check_ids(("member_id", request.member_id))
-        size = pagination.page_size(request.page_size)
-        fingerprint = pagination.filter_fingerprint(pb.ListMyVotesRequest(member_id=member_id))
-        position = self._rt.page_tokens.decode(request.page_token, fingerprint)
-        after = _after(position, "idea_id")
-        rows = await store.list_member_votes(self._rt.pool, member_id, after, size + 1)
-        response = pb.ListMyVotesResponse(votes=[_vote(r) for r in rows[:size]])
-        if len(rows) > size:
-            last = rows[size - 1]
-            response.next_page_token = self._rt.page_tokens.encode(
-                fingerprint, {"cast_at": last["cast_at"].isoformat(), "idea_id": last["idea_id"]}
+        # The filter is the resolved member: a token from the list without a
+        # member_id goes on with the caller's own member_id named, and back.
+        page = self._rt.page_tokens.page(
+            pb.ListMyVotesRequest(
+                member_id=member_id, page_size=request.page_size, page_token=request.page_token
             )
-        return response
+        )
+        after = _after(page.after, "idea_id")
+        rows = await store.list_member_votes(self._rt.pool, member_id, after, page.fetch)
+        return pb.ListMyVotesResponse(
+            votes=[_vote(r) for r in page.items(rows)],
+            next_page_token=page.next_token(
+                rows,
+                lambda last: {"cast_at": last["cast_at"].isoformat(), "idea_id": last["idea_id"]},
+            ),
+        )
 
     async def ListSupporters(
         self, request: pb.ListSupportersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListSupportersResponse:
         require_role(Role.PM, Role.ADMIN)
         _check_ids(("idea_id", request.idea_id))
-        size = pagination.page_size(request.page_size)
-        fingerprint = pagination.filter_fingerprint(request)
-        position = self._rt.page_tokens.decode(request.page_token, fingerprint)
+        page = self._rt.page_tokens.page(request)
         await self._known_idea(request.idea_id)
         rows = await store.list_supporters(
-            self._rt.pool, request.idea_id, _after(position, "member_id"), size + 1
+            self._rt.pool, request.idea_id, _after(page.after, "member_id"), page.fetch
         )
-        response = pb.ListSupportersResponse(supporters=[_vote(r) for r in rows[:size]])
-        if len(rows) > size:
-            last = rows[size - 1]
-            response.next_page_token = self._rt.page_tokens.encode(
-                fingerprint,
-                {"cast_at": last["cast_at"].isoformat(), "member_id": last["member_id"]},
-            )
-        return response
+        return pb.ListSupportersResponse(
+            supporters=[_vote(r) for r in page.items(rows)],
+            next_page_token=page.next_token(
+                rows,
+                lambda last: {
+                    "cast_at": last["cast_at"].isoformat(),
+                    "member_id": last["member_id"],
+                },
+            ),
+        )
 
     async def ListVoteHistory(
         self, request: pb.ListVoteHistoryRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListVoteHistoryResponse:
         require_role(Role.PM, Role.ADMIN)
         _check_ids(("idea_id", request.idea_id))
-        size = pagination.page_size(request.page_size)
-        fingerprint = pagination.filter_fingerprint(request)
-        position = self._rt.page_tokens.decode(request.page_token, fingerprint)
+        page = self._rt.page_tokens.page(request)
         await self._known_idea(request.idea_id)
-        after_id = int(position["id"]) if position else 0
-        rows = await store.list_history(self._rt.pool, request.idea_id, after_id, size + 1)
-        response = pb.ListVoteHistoryResponse(entries=[_history(r) for r in rows[:size]])
-        if len(rows) > size:
-            response.next_page_token = self._rt.page_tokens.encode(
-                fingerprint, {"id": rows[size - 1]["id"]}
-            )
-        return response
+        after_id = int(page.after["id"]) if page.after else 0
+        rows = await store.list_history(self._rt.pool, request.idea_id, after_id, page.fetch)
+        return pb.ListVoteHistoryResponse(
+            entries=[_history(r) for r in page.items(rows)],
+            next_page_token=page.next_token(rows, lambda r: {"id": r["id"]}),
+        )
 
     async def GetWeightPolicy(
         self, request: pb.GetWeightPolicyRequest, context: grpc.aio.ServicerContext

@@ -22,7 +22,7 @@ from services.ideas import domain, workflow
 from services.ideas import store as ideas_store
 from services.ideas.releases import notes, rules, store
 from services.ideas.releases.rules import Outcome, State
-from services.kit import idempotency, pagination
+from services.kit import idempotency
 from services.kit.auth import Caller, Role, current_caller, require_role
 from services.kit.errors import AlreadyExists, FailedPrecondition, NotFound, Violations
 from services.kit.server import Runtime
@@ -219,24 +219,21 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
         for index, state in enumerate(request.states):
             v.check(state in {s.value for s in State}, f"states[{index}]", "must be a known state")
         v.raise_if_any()
-        size = pagination.page_size(request.page_size)
-        fingerprint = pagination.filter_fingerprint(request)
-        after = self._rt.page_tokens.decode(request.page_token, fingerprint)
+        page = self._rt.page_tokens.page(request)
         async with self._rt.pool.acquire() as conn:
             rows = await store.list_iterations(
                 conn,
                 product_id=product_id,
                 states=sorted(set(request.states)),
-                after=after,
-                limit=size + 1,
+                after=page.after,
+                limit=page.fetch,
             )
-        response = pb.ListIterationsResponse(iterations=[iteration_message(r) for r in rows[:size]])
-        if len(rows) > size:
-            last = rows[size - 1]
-            response.next_page_token = self._rt.page_tokens.encode(
-                fingerprint, {"start": last["start_date"].isoformat(), "id": str(last["id"])}
-            )
-        return response
+        return pb.ListIterationsResponse(
+            iterations=[iteration_message(r) for r in page.items(rows)],
+            next_page_token=page.next_token(
+                rows, lambda last: {"start": last["start_date"].isoformat(), "id": str(last["id"])}
+            ),
+        )
 
     async def FreezeIteration(
         self, request: pb.FreezeIterationRequest, context: grpc.aio.ServicerContext
@@ -396,21 +393,18 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
         v = Violations()
         iteration_id = rules.check_id(v, request.iteration_id, "iteration_id")
         v.raise_if_any()
-        size = pagination.page_size(request.page_size)
-        fingerprint = pagination.filter_fingerprint(request)
-        after = self._rt.page_tokens.decode(request.page_token, fingerprint)
+        page = self._rt.page_tokens.page(request)
         async with self._rt.pool.acquire() as conn:
             if await store.iteration(conn, iteration_id) is None:
                 raise NotFound("iteration", iteration_id)
-            rows = await store.list_items(conn, iteration_id, after, size + 1)
-        visible = [r for r in rows[:size] if caller.is_staff or not r["hidden"]]
-        response = pb.ListIterationIdeasResponse(ideas=[item_message(r) for r in visible])
-        if len(rows) > size:
-            last = rows[size - 1]
-            response.next_page_token = self._rt.page_tokens.encode(
-                fingerprint, {"score": last["weighted_score"], "id": str(last["idea_id"])}
-            )
-        return response
+            rows = await store.list_items(conn, iteration_id, page.after, page.fetch)
+        visible = [r for r in page.items(rows) if caller.is_staff or not r["hidden"]]
+        return pb.ListIterationIdeasResponse(
+            ideas=[item_message(r) for r in visible],
+            next_page_token=page.next_token(
+                rows, lambda last: {"score": last["weighted_score"], "id": str(last["idea_id"])}
+            ),
+        )
 
     # The cut
 
@@ -571,19 +565,14 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
         v = Violations()
         product_id = rules.check_id(v, request.product_id, "product_id", required=False)
         v.raise_if_any()
-        size = pagination.page_size(request.page_size, default=20, maximum=100)
-        fingerprint = pagination.filter_fingerprint(request)
-        after = self._rt.page_tokens.decode(request.page_token, fingerprint)
+        page = self._rt.page_tokens.page(request, default=20, maximum=100)
         async with self._rt.pool.acquire() as conn:
-            rows = await store.list_releases(conn, product_id, after, size + 1)
-            response = pb.ListReleasesResponse(
-                releases=[await release_message(conn, r) for r in rows[:size]]
-            )
-        if len(rows) > size:
-            response.next_page_token = self._rt.page_tokens.encode(
-                fingerprint, {"n": rows[size - 1]["number"]}
-            )
-        return response
+            rows = await store.list_releases(conn, product_id, page.after, page.fetch)
+            releases = [await release_message(conn, r) for r in page.items(rows)]
+        return pb.ListReleasesResponse(
+            releases=releases,
+            next_page_token=page.next_token(rows, lambda r: {"n": r["number"]}),
+        )
 
     async def GetReleaseNotes(
         self, request: pb.GetReleaseNotesRequest, context: grpc.aio.ServicerContext

@@ -14,7 +14,7 @@ from cocreate.votes.v1 import notification_service_pb2 as pb
 from cocreate.votes.v1 import notification_service_pb2_grpc as pb_grpc
 from google.protobuf import timestamp_pb2
 
-from services.kit import idempotency, pagination
+from services.kit import idempotency
 from services.kit.auth import current_caller
 from services.kit.errors import Violations
 from services.kit.server import Runtime
@@ -70,28 +70,24 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
         self, request: pb.ListNotificationsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListNotificationsResponse:
         caller = current_caller()
-        size = pagination.page_size(request.page_size)
-        fingerprint = pagination.filter_fingerprint(request)
-        after = self._rt.page_tokens.decode(request.page_token, fingerprint)
-        position = (bool(after["read"]), int(after["id"])) if after else None
+        page = self._rt.page_tokens.page(request)
+        position = (bool(page.after["read"]), int(page.after["id"])) if page.after else None
         async with self._rt.pool.acquire() as conn:
             rows = await store.page(
                 conn,
                 caller.member_id,
                 unread_only=request.unread_only,
                 after=position,
-                limit=size + 1,
+                limit=page.fetch,
             )
             unread = await store.unread_count(conn, caller.member_id)
-        response = pb.ListNotificationsResponse(
-            notifications=[notification_message(r) for r in rows[:size]], unread_count=unread
+        return pb.ListNotificationsResponse(
+            notifications=[notification_message(r) for r in page.items(rows)],
+            unread_count=unread,
+            next_page_token=page.next_token(
+                rows, lambda last: {"read": last["read"], "id": last["id"]}
+            ),
         )
-        if len(rows) > size:
-            last = rows[size - 1]
-            response.next_page_token = self._rt.page_tokens.encode(
-                fingerprint, {"read": last["read"], "id": last["id"]}
-            )
-        return response
 
     async def MarkNotificationsRead(
         self, request: pb.MarkNotificationsReadRequest, context: grpc.aio.ServicerContext
