@@ -1,13 +1,17 @@
 """Mutations with a client-chosen request_id: a retry gets the first answer.
 
-Inside the mutation's transaction: `cached = await replay(...)`; if it is not
-None, answer it; otherwise do the work and `remember(...)` the response. The
-advisory lock makes two concurrent retries of one request take turns, so the
-second sees the first's committed answer.
+`await run_once(pool, caller_id, "Method", request.request_id, ResponseType, work)`
+runs `work(conn)` in one transaction and remembers its response with the
+request_id; a retry of the same request answers the remembered response and
+does nothing. (Lower level, inside a transaction of your own: `replay(...)`,
+then the work, then `remember(...)`.) The advisory lock makes two concurrent
+retries of one request take turns, so the second sees the first's committed
+answer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import asyncpg
@@ -72,3 +76,21 @@ async def remember(
         request_id,
         response.SerializeToString(deterministic=True),
     )
+
+
+async def run_once(
+    pool: asyncpg.Pool,
+    caller: str,
+    method: str,
+    request_id: str,
+    response_type: type[R],
+    work: Callable[[asyncpg.Connection], Awaitable[R]],
+) -> R:
+    """Run `work` in a transaction, once per (caller, method, request_id)."""
+    async with pool.acquire() as conn, conn.transaction():
+        cached = await replay(conn, caller, method, request_id, response_type)
+        if cached is not None:
+            return cached
+        response = await work(conn)
+        await remember(conn, caller, method, request_id, response)
+        return response
