@@ -54,6 +54,7 @@ async def change_status(
         note=note,
         changed_at=changed_at,
         release_id=release_id,
+        title=row["title"],
     )
     event.old_status = old_status  # type: ignore[assignment]
     event.new_status = new_status  # type: ignore[assignment]

@@ -50,12 +50,20 @@ async def submitted(votes: VotesClients, idea_id: str) -> None:
 
 
 async def status_changed(
-    votes: VotesClients, idea_id: str, new_status: status.IdeaStatus.ValueType, version: int
+    votes: VotesClients,
+    idea_id: str,
+    new_status: status.IdeaStatus.ValueType,
+    version: int,
+    title: str = "",
 ) -> None:
     await emit(
         votes,
         ideas_events_pb2.IdeaStatusChanged(
-            idea_id=idea_id, new_status=new_status, release_id="rel-1", actor_id="pm-1"
+            idea_id=idea_id,
+            new_status=new_status,
+            release_id="rel-1",
+            actor_id="pm-1",
+            title=title,
         ),
         source="ideas",
         aggregate_id=idea_id,
@@ -88,14 +96,16 @@ async def test_supporters_are_told_when_their_idea_ships_and_nobody_else(
     for member in ("s1", "s2"):
         await cast(votes.votes, IDEA, member)
     await status_changed(votes, IDEA, status.IDEA_STATUS_PLANNED, 3)
-    await status_changed(votes, IDEA, status.IDEA_STATUS_SHIPPED, 5)
+    await status_changed(votes, IDEA, status.IDEA_STATUS_SHIPPED, 5, title="Offline maps")
     for member in ("s1", "s2"):
         told = await inbox_of_size(votes, member, 2)
         assert [(n.kind, n.new_status, n.idea_id) for n in told] == [
             (pb.NOTIFICATION_KIND_IDEA_STATUS_CHANGED, status.IDEA_STATUS_SHIPPED, IDEA),
             (pb.NOTIFICATION_KIND_IDEA_STATUS_CHANGED, status.IDEA_STATUS_PLANNED, IDEA),
         ]
-        assert told[0].release_id == "rel-1" and told[0].text.startswith("An idea you support")
+        assert told[0].release_id == "rel-1"
+        assert told[0].text == "“Offline maps”, an idea you support, has shipped"
+        assert told[1].text == "An idea you support is planned"  # an event with no title
     # A status change older than the one told arrives late: nobody hears of it.
     await status_changed(votes, IDEA, status.IDEA_STATUS_IN_PROGRESS, 4)
     await submitted(votes, OTHER_IDEA)

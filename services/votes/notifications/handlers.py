@@ -44,7 +44,7 @@ async def status_changed(
     what = TOLD_STATUSES.get(m.new_status)
     if what is None:
         return
-    text = f"An idea you support {what}"
+    text = f"“{m.title}”, an idea you support, {what}" if m.title else f"An idea you support {what}"
     if m.note:
         text += f": {m.note}"
     await store.add(
