@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import nats.errors
@@ -31,6 +31,27 @@ Handler = Callable[[asyncpg.Connection, events.Event[Any]], Awaitable[None]]
 
 
 _log = log.get("inbox")
+
+# How long one fetch waits for events; a stop does not wait for it.
+FETCH_WAIT_SECONDS = 1.0
+
+T = TypeVar("T")
+
+
+async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """The result of `work`, or None (and `work` cancelled) once `stop` is set."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    return None
 
 
 class InboxConsumer:
@@ -70,7 +91,11 @@ class InboxConsumer:
         try:
             while not stop.is_set():
                 try:
-                    messages = await subscription.fetch(self._batch_size, timeout=1.0)
+                    messages = await _unless_stopped(
+                        subscription.fetch(self._batch_size, timeout=FETCH_WAIT_SECONDS), stop
+                    )
+                    if messages is None:
+                        return  # stopping: what the broker sent meanwhile is redelivered
                 except (nats.errors.TimeoutError, TimeoutError):
                     continue  # nothing to do right now
                 except nats.errors.ConnectionClosedError:
