@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
 
 import asyncpg
 import grpc
@@ -14,7 +13,6 @@ from cocreate.events.v1 import ideas_events_pb2 as events_pb
 from cocreate.ideas.v1 import ideas_service_pb2 as pb
 from cocreate.ideas.v1 import ideas_service_pb2_grpc as pb_grpc
 from google.protobuf import field_mask_pb2, timestamp_pb2
-from google.protobuf import message as pb_message
 
 from services.ideas import domain, store, workflow
 from services.ideas.store import HistoryKind, IdeaQuery, Order
@@ -28,8 +26,6 @@ from services.kit.errors import (
     Violations,
 )
 from services.kit.server import Runtime
-
-R = TypeVar("R", bound=pb_message.Message)
 
 STAFF = (Role.PM, Role.ADMIN)
 MAX_QUERY = 200
@@ -219,16 +215,6 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
             order=Order(order) if order in set(Order) else Order.NEWEST,
         )
 
-    async def _mutate(
-        self,
-        conn: asyncpg.Connection,
-        caller: Caller,
-        method: str,
-        request_id: str,
-        response_type: type[R],
-    ) -> R | None:
-        return await idempotency.replay(conn, caller.member_id, method, request_id, response_type)
-
     # Products
 
     async def CreateProduct(
@@ -243,20 +229,21 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
             v, request.description, "description", domain.PRODUCT_DESCRIPTION_MAX
         )
         v.raise_if_any()
-        async with self._rt.pool.acquire() as conn, conn.transaction():
-            cached = await self._mutate(
-                conn, caller, "CreateProduct", request.request_id, pb.CreateProductResponse
-            )
-            if cached is not None:
-                return cached
+
+        async def work(conn: asyncpg.Connection) -> pb.CreateProductResponse:
             row = await store.insert_product(conn, name, description)
             if row is None:
                 raise AlreadyExists(f"a product named {name!r} exists", reason="PRODUCT_NAME_TAKEN")
-            response = pb.CreateProductResponse(product=product_message(row))
-            await idempotency.remember(
-                conn, caller.member_id, "CreateProduct", request.request_id, response
-            )
-            return response
+            return pb.CreateProductResponse(product=product_message(row))
+
+        return await idempotency.run_once(
+            self._rt.pool,
+            caller.member_id,
+            "CreateProduct",
+            request.request_id,
+            pb.CreateProductResponse,
+            work,
+        )
 
     async def GetProduct(
         self, request: pb.GetProductRequest, context: grpc.aio.ServicerContext
@@ -301,12 +288,8 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
             v, request.description, "description", domain.PRODUCT_DESCRIPTION_MAX
         )
         v.raise_if_any()
-        async with self._rt.pool.acquire() as conn, conn.transaction():
-            cached = await self._mutate(
-                conn, caller, "UpdateProduct", request.request_id, pb.UpdateProductResponse
-            )
-            if cached is not None:
-                return cached
+
+        async def work(conn: asyncpg.Connection) -> pb.UpdateProductResponse:
             if await store.product(conn, product_id, for_update=True) is None:
                 raise NotFound("product", product_id)
             if "name" in paths and await store.name_taken(conn, name, product_id):
@@ -322,11 +305,16 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
                 raise AlreadyExists(
                     f"a product named {name!r} exists", reason="PRODUCT_NAME_TAKEN"
                 ) from None
-            response = pb.UpdateProductResponse(product=product_message(row))
-            await idempotency.remember(
-                conn, caller.member_id, "UpdateProduct", request.request_id, response
-            )
-            return response
+            return pb.UpdateProductResponse(product=product_message(row))
+
+        return await idempotency.run_once(
+            self._rt.pool,
+            caller.member_id,
+            "UpdateProduct",
+            request.request_id,
+            pb.UpdateProductResponse,
+            work,
+        )
 
     async def ArchiveProduct(
         self, request: pb.ArchiveProductRequest, context: grpc.aio.ServicerContext
@@ -335,22 +323,23 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
         v = Violations()
         product_id = domain.check_id(v, request.product_id, "product_id")
         v.raise_if_any()
-        async with self._rt.pool.acquire() as conn, conn.transaction():
-            cached = await self._mutate(
-                conn, caller, "ArchiveProduct", request.request_id, pb.ArchiveProductResponse
-            )
-            if cached is not None:
-                return cached
+
+        async def work(conn: asyncpg.Connection) -> pb.ArchiveProductResponse:
             if await store.product(conn, product_id, for_update=True) is None:
                 raise NotFound("product", product_id)
             row = await store.update_product(
                 conn, product_id, name=None, description=None, archived=True
             )
-            response = pb.ArchiveProductResponse(product=product_message(row))
-            await idempotency.remember(
-                conn, caller.member_id, "ArchiveProduct", request.request_id, response
-            )
-            return response
+            return pb.ArchiveProductResponse(product=product_message(row))
+
+        return await idempotency.run_once(
+            self._rt.pool,
+            caller.member_id,
+            "ArchiveProduct",
+            request.request_id,
+            pb.ArchiveProductResponse,
+            work,
+        )
 
     # Ideas
 
@@ -364,12 +353,8 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
         body = domain.clean_body(v, request.body)
         tags = domain.clean_tags(v, request.tags)
         v.raise_if_any()
-        async with self._rt.pool.acquire() as conn, conn.transaction():
-            cached = await self._mutate(
-                conn, caller, "SubmitIdea", request.request_id, pb.SubmitIdeaResponse
-            )
-            if cached is not None:
-                return cached
+
+        async def work(conn: asyncpg.Connection) -> pb.SubmitIdeaResponse:
             product = await store.product(conn, product_id)
             if product is None:
                 raise NotFound("product", product_id)
@@ -403,11 +388,16 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
                 aggregate_id=idea_id,
                 aggregate_version=1,
             )
-            response = pb.SubmitIdeaResponse(idea=idea)
-            await idempotency.remember(
-                conn, caller.member_id, "SubmitIdea", request.request_id, response
-            )
-            return response
+            return pb.SubmitIdeaResponse(idea=idea)
+
+        return await idempotency.run_once(
+            self._rt.pool,
+            caller.member_id,
+            "SubmitIdea",
+            request.request_id,
+            pb.SubmitIdeaResponse,
+            work,
+        )
 
     async def GetIdea(
         self, request: pb.GetIdeaRequest, context: grpc.aio.ServicerContext
@@ -491,12 +481,8 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
         body = domain.clean_body(v, request.body) if "body" in paths else None
         tags = domain.clean_tags(v, request.tags) if "tags" in paths else None
         v.raise_if_any()
-        async with self._rt.pool.acquire() as conn, conn.transaction():
-            cached = await self._mutate(
-                conn, caller, "UpdateIdea", request.request_id, pb.UpdateIdeaResponse
-            )
-            if cached is not None:
-                return cached
+
+        async def work(conn: asyncpg.Connection) -> pb.UpdateIdeaResponse:
             row = await self._locked_idea(conn, idea_id, caller)
             domain.check_can_edit(
                 caller,
@@ -527,11 +513,16 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
                     previous_tags=list(row["tags"]) if "tags" in changed else [],
                     changed_fields=changed,
                 )
-            response = pb.UpdateIdeaResponse(idea=await self._idea_reply(conn, idea_id, caller))
-            await idempotency.remember(
-                conn, caller.member_id, "UpdateIdea", request.request_id, response
-            )
-            return response
+            return pb.UpdateIdeaResponse(idea=await self._idea_reply(conn, idea_id, caller))
+
+        return await idempotency.run_once(
+            self._rt.pool,
+            caller.member_id,
+            "UpdateIdea",
+            request.request_id,
+            pb.UpdateIdeaResponse,
+            work,
+        )
 
     async def ChangeIdeaStatus(
         self, request: pb.ChangeIdeaStatusRequest, context: grpc.aio.ServicerContext
@@ -542,20 +533,19 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
         domain.check_status(v, request.status, "status")
         note = domain.clean_note(v, request.note, "note")
         v.raise_if_any()
-        async with self._rt.pool.acquire() as conn, conn.transaction():
-            cached = await self._mutate(
-                conn, caller, "ChangeIdeaStatus", request.request_id, pb.ChangeIdeaStatusResponse
-            )
-            if cached is not None:
-                return cached
+
+        async def work(conn: asyncpg.Connection) -> pb.ChangeIdeaStatusResponse:
             await self.change_status(conn, caller, idea_id, request.status, note)
-            response = pb.ChangeIdeaStatusResponse(
-                idea=await self._idea_reply(conn, idea_id, caller)
-            )
-            await idempotency.remember(
-                conn, caller.member_id, "ChangeIdeaStatus", request.request_id, response
-            )
-            return response
+            return pb.ChangeIdeaStatusResponse(idea=await self._idea_reply(conn, idea_id, caller))
+
+        return await idempotency.run_once(
+            self._rt.pool,
+            caller.member_id,
+            "ChangeIdeaStatus",
+            request.request_id,
+            pb.ChangeIdeaStatusResponse,
+            work,
+        )
 
     async def change_status(
         self,
@@ -584,12 +574,8 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
         if source_id and source_id == target_id:
             v.add("target_idea_id", "an idea cannot be merged into itself")
         v.raise_if_any()
-        async with self._rt.pool.acquire() as conn, conn.transaction():
-            cached = await self._mutate(
-                conn, caller, "MergeIdeas", request.request_id, pb.MergeIdeasResponse
-            )
-            if cached is not None:
-                return cached
+
+        async def work(conn: asyncpg.Connection) -> pb.MergeIdeasResponse:
             final_id = await self._final_target(conn, target_id)
             await store.lock_ideas(conn, [source_id, final_id])
             source = await store.lock_idea(conn, source_id)
@@ -631,14 +617,19 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
                 aggregate_id=source_id,
                 aggregate_version=version,
             )
-            response = pb.MergeIdeasResponse(
+            return pb.MergeIdeasResponse(
                 source=await self._idea_reply(conn, source_id, caller),
                 target=await self._idea_reply(conn, final_id, caller),
             )
-            await idempotency.remember(
-                conn, caller.member_id, "MergeIdeas", request.request_id, response
-            )
-            return response
+
+        return await idempotency.run_once(
+            self._rt.pool,
+            caller.member_id,
+            "MergeIdeas",
+            request.request_id,
+            pb.MergeIdeasResponse,
+            work,
+        )
 
     async def _final_target(self, conn: asyncpg.Connection, target_id: str) -> str:
         """Follow merges from `target_id` to the idea they end at."""
@@ -661,12 +652,8 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
         idea_id = domain.check_id(v, request.idea_id, "idea_id")
         reason = domain.clean_note(v, request.reason, "reason", required=True)
         v.raise_if_any()
-        async with self._rt.pool.acquire() as conn, conn.transaction():
-            cached = await self._mutate(
-                conn, caller, "HideIdea", request.request_id, pb.HideIdeaResponse
-            )
-            if cached is not None:
-                return cached
+
+        async def work(conn: asyncpg.Connection) -> pb.HideIdeaResponse:
             row = await self._locked_idea(conn, idea_id, caller)
             if not row["hidden"]:
                 version = await store.hide_idea(conn, idea_id, reason, request.spam)
@@ -686,11 +673,16 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
                     aggregate_id=idea_id,
                     aggregate_version=version,
                 )
-            response = pb.HideIdeaResponse(idea=await self._idea_reply(conn, idea_id, caller))
-            await idempotency.remember(
-                conn, caller.member_id, "HideIdea", request.request_id, response
-            )
-            return response
+            return pb.HideIdeaResponse(idea=await self._idea_reply(conn, idea_id, caller))
+
+        return await idempotency.run_once(
+            self._rt.pool,
+            caller.member_id,
+            "HideIdea",
+            request.request_id,
+            pb.HideIdeaResponse,
+            work,
+        )
 
     async def ReportIdea(
         self, request: pb.ReportIdeaRequest, context: grpc.aio.ServicerContext
@@ -756,12 +748,8 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
         idea_id = domain.check_id(v, request.idea_id, "idea_id")
         body = domain.clean_comment_body(v, request.body)
         v.raise_if_any()
-        async with self._rt.pool.acquire() as conn, conn.transaction():
-            cached = await self._mutate(
-                conn, caller, "AddComment", request.request_id, pb.AddCommentResponse
-            )
-            if cached is not None:
-                return cached
+
+        async def work(conn: asyncpg.Connection) -> pb.AddCommentResponse:
             row = await self._locked_idea(conn, idea_id, caller)
             if row["status"] == domain.MERGED:
                 raise FailedPrecondition(
@@ -773,11 +761,16 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
             comment = await store.insert_comment(
                 conn, idea_id, caller.member_id, body, request.official
             )
-            response = pb.AddCommentResponse(comment=comment_message(comment))
-            await idempotency.remember(
-                conn, caller.member_id, "AddComment", request.request_id, response
-            )
-            return response
+            return pb.AddCommentResponse(comment=comment_message(comment))
+
+        return await idempotency.run_once(
+            self._rt.pool,
+            caller.member_id,
+            "AddComment",
+            request.request_id,
+            pb.AddCommentResponse,
+            work,
+        )
 
     async def ListComments(
         self, request: pb.ListCommentsRequest, context: grpc.aio.ServicerContext
@@ -821,19 +814,20 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
         comment_id = domain.check_id(v, request.comment_id, "comment_id")
         body = domain.clean_comment_body(v, request.body)
         v.raise_if_any()
-        async with self._rt.pool.acquire() as conn, conn.transaction():
-            cached = await self._mutate(
-                conn, caller, "UpdateComment", request.request_id, pb.UpdateCommentResponse
-            )
-            if cached is not None:
-                return cached
+
+        async def work(conn: asyncpg.Connection) -> pb.UpdateCommentResponse:
             await self._own_comment(conn, comment_id, caller, staff_may=False)
             row = await store.update_comment(conn, comment_id, body=body)
-            response = pb.UpdateCommentResponse(comment=comment_message(row))
-            await idempotency.remember(
-                conn, caller.member_id, "UpdateComment", request.request_id, response
-            )
-            return response
+            return pb.UpdateCommentResponse(comment=comment_message(row))
+
+        return await idempotency.run_once(
+            self._rt.pool,
+            caller.member_id,
+            "UpdateComment",
+            request.request_id,
+            pb.UpdateCommentResponse,
+            work,
+        )
 
     async def DeleteComment(
         self, request: pb.DeleteCommentRequest, context: grpc.aio.ServicerContext
@@ -842,19 +836,20 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
         v = Violations()
         comment_id = domain.check_id(v, request.comment_id, "comment_id")
         v.raise_if_any()
-        async with self._rt.pool.acquire() as conn, conn.transaction():
-            cached = await self._mutate(
-                conn, caller, "DeleteComment", request.request_id, pb.DeleteCommentResponse
-            )
-            if cached is not None:
-                return cached
+
+        async def work(conn: asyncpg.Connection) -> pb.DeleteCommentResponse:
             row = await self._own_comment(conn, comment_id, caller, staff_may=True)
             await store.delete_comment(conn, comment_id, str(row["idea_id"]))
-            response = pb.DeleteCommentResponse()
-            await idempotency.remember(
-                conn, caller.member_id, "DeleteComment", request.request_id, response
-            )
-            return response
+            return pb.DeleteCommentResponse()
+
+        return await idempotency.run_once(
+            self._rt.pool,
+            caller.member_id,
+            "DeleteComment",
+            request.request_id,
+            pb.DeleteCommentResponse,
+            work,
+        )
 
     async def HideComment(
         self, request: pb.HideCommentRequest, context: grpc.aio.ServicerContext
@@ -864,12 +859,8 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
         comment_id = domain.check_id(v, request.comment_id, "comment_id")
         reason = domain.clean_note(v, request.reason, "reason", required=True)
         v.raise_if_any()
-        async with self._rt.pool.acquire() as conn, conn.transaction():
-            cached = await self._mutate(
-                conn, caller, "HideComment", request.request_id, pb.HideCommentResponse
-            )
-            if cached is not None:
-                return cached
+
+        async def work(conn: asyncpg.Connection) -> pb.HideCommentResponse:
             existing = await store.comment(conn, comment_id, for_update=True)
             if existing is None:
                 raise NotFound("comment", comment_id)
@@ -883,11 +874,16 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
                     caller.member_id,
                     note=reason,
                 )
-            response = pb.HideCommentResponse(comment=comment_message(row))
-            await idempotency.remember(
-                conn, caller.member_id, "HideComment", request.request_id, response
-            )
-            return response
+            return pb.HideCommentResponse(comment=comment_message(row))
+
+        return await idempotency.run_once(
+            self._rt.pool,
+            caller.member_id,
+            "HideComment",
+            request.request_id,
+            pb.HideCommentResponse,
+            work,
+        )
 
 
 def register(server: grpc.aio.Server, runtime: Runtime) -> None:

@@ -294,12 +294,8 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         _check_request_id(v, request.request_id)
         v.raise_if_any()
         method = "UpdateRule"
-        async with self._pool.acquire() as conn, conn.transaction():
-            cached = await idempotency.replay(
-                conn, caller.member_id, method, request.request_id, pb.UpdateRuleResponse
-            )
-            if cached is not None:
-                return cached
+
+        async def work(conn: asyncpg.Connection) -> pb.UpdateRuleResponse:
             current = await conn.fetchrow(
                 "select * from reward_rules where rule_id = $1 for update", request.rule_id
             )
@@ -319,9 +315,11 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
                 enabled=request.enabled if request.HasField("enabled") else None,
                 updated_by=caller.member_id,
             )
-            response = pb.UpdateRuleResponse(rule=rule_proto(row))
-            await idempotency.remember(conn, caller.member_id, method, request.request_id, response)
-        return response
+            return pb.UpdateRuleResponse(rule=rule_proto(row))
+
+        return await idempotency.run_once(
+            self._pool, caller.member_id, method, request.request_id, pb.UpdateRuleResponse, work
+        )
 
     # ---- grants and corrections ------------------------------------------
 
@@ -371,12 +369,10 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         _check_request_id(v, request_id)
         v.raise_if_any()
         method = response_type.DESCRIPTOR.name.removesuffix("Response")
-        async with self._pool.acquire() as conn, conn.transaction():
-            cached = await idempotency.replay(
-                conn, caller.member_id, method, request_id, response_type
-            )
-            if cached is not None:
-                return cached
+
+        async def work(
+            conn: asyncpg.Connection,
+        ) -> pb.GrantPointsResponse | pb.DeductPointsResponse:
             source, award_key = _request_source(caller, method, request_id)
             row = await store.append_entry(
                 conn,
@@ -397,11 +393,13 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
                 # Only a request_id seen before (and remembered) can land here.
                 raise Aborted("this request is being applied; retry it", reason="IN_PROGRESS")
             account = await store.get_account(conn, member_id)
-            response = response_type(
+            return response_type(
                 entry=entry_proto(row), account=account_proto(account, self._tiers)
             )
-            await idempotency.remember(conn, caller.member_id, method, request_id, response)
-        return response
+
+        return await idempotency.run_once(
+            self._pool, caller.member_id, method, request_id, response_type, work
+        )
 
     # ---- tiers ------------------------------------------------------------
 
@@ -447,12 +445,8 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         reason: str,
         request_id: str,
     ) -> pb.Account:
-        async with self._pool.acquire() as conn, conn.transaction():
-            cached = await idempotency.replay(
-                conn, caller.member_id, method, request_id, pb.GrantTierResponse
-            )
-            if cached is not None:
-                return cached.account
+
+        async def work(conn: asyncpg.Connection) -> pb.GrantTierResponse:
             account = await store.lock_account(conn, member_id)
             updated = await store.refresh_tier(
                 conn,
@@ -463,8 +457,11 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
                 actor_id=caller.member_id,
                 granted_tier=tier,
             )
-            response = pb.GrantTierResponse(account=account_proto(updated, self._tiers))
-            await idempotency.remember(conn, caller.member_id, method, request_id, response)
+            return pb.GrantTierResponse(account=account_proto(updated, self._tiers))
+
+        response = await idempotency.run_once(
+            self._pool, caller.member_id, method, request_id, pb.GrantTierResponse, work
+        )
         return response.account
 
     async def ListTierChanges(
@@ -499,18 +496,21 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         _check_request_id(v, request.request_id)
         v.raise_if_any()
         method = "CreateCatalogueItem"
-        async with self._pool.acquire() as conn, conn.transaction():
-            cached = await idempotency.replay(
-                conn, caller.member_id, method, request.request_id, pb.CreateCatalogueItemResponse
-            )
-            if cached is not None:
-                return cached
+
+        async def work(conn: asyncpg.Connection) -> pb.CreateCatalogueItemResponse:
             row = await store.create_item(
                 conn, request.name.strip(), request.description, request.price, request.stock
             )
-            response = pb.CreateCatalogueItemResponse(item=item_proto(row))
-            await idempotency.remember(conn, caller.member_id, method, request.request_id, response)
-        return response
+            return pb.CreateCatalogueItemResponse(item=item_proto(row))
+
+        return await idempotency.run_once(
+            self._pool,
+            caller.member_id,
+            method,
+            request.request_id,
+            pb.CreateCatalogueItemResponse,
+            work,
+        )
 
     async def UpdateCatalogueItem(
         self, request: pb.UpdateCatalogueItemRequest, context: grpc.aio.ServicerContext
@@ -529,12 +529,8 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         _check_request_id(v, request.request_id)
         v.raise_if_any()
         method = "UpdateCatalogueItem"
-        async with self._pool.acquire() as conn, conn.transaction():
-            cached = await idempotency.replay(
-                conn, caller.member_id, method, request.request_id, pb.UpdateCatalogueItemResponse
-            )
-            if cached is not None:
-                return cached
+
+        async def work(conn: asyncpg.Connection) -> pb.UpdateCatalogueItemResponse:
             row = await store.update_item(
                 conn,
                 item_id,
@@ -544,9 +540,16 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
                 stock=request.stock if request.HasField("stock") else None,
                 available=request.available if request.HasField("available") else None,
             )
-            response = pb.UpdateCatalogueItemResponse(item=item_proto(row))
-            await idempotency.remember(conn, caller.member_id, method, request.request_id, response)
-        return response
+            return pb.UpdateCatalogueItemResponse(item=item_proto(row))
+
+        return await idempotency.run_once(
+            self._pool,
+            caller.member_id,
+            method,
+            request.request_id,
+            pb.UpdateCatalogueItemResponse,
+            work,
+        )
 
     async def GetCatalogueItem(
         self, request: pb.GetCatalogueItemRequest, context: grpc.aio.ServicerContext
@@ -589,12 +592,8 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         _check_request_id(v, request.request_id)
         v.raise_if_any()
         method = "RedeemItem"
-        async with self._pool.acquire() as conn, conn.transaction():
-            cached = await idempotency.replay(
-                conn, caller.member_id, method, request.request_id, pb.RedeemItemResponse
-            )
-            if cached is not None:
-                return cached
+
+        async def work(conn: asyncpg.Connection) -> pb.RedeemItemResponse:
             # The item first, then the account: every redemption locks in this order.
             item = await store.get_item(conn, item_id, lock=True)
             if not item["available"]:
@@ -623,11 +622,13 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
                 conn, redemption_id, caller.member_id, item_id, item["price"], entry["id"]
             )
             account = await store.get_account(conn, caller.member_id)
-            response = pb.RedeemItemResponse(
+            return pb.RedeemItemResponse(
                 redemption=redemption_proto(redemption), account=account_proto(account, self._tiers)
             )
-            await idempotency.remember(conn, caller.member_id, method, request.request_id, response)
-        return response
+
+        return await idempotency.run_once(
+            self._pool, caller.member_id, method, request.request_id, pb.RedeemItemResponse, work
+        )
 
     # ---- the leaderboard -------------------------------------------------
 

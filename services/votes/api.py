@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 import grpc
 from cocreate.ideas.v1 import idea_status_pb2
 from cocreate.votes.v1 import votes_service_pb2 as pb
@@ -37,12 +38,8 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
     ) -> pb.CastVoteResponse:
         caller = current_caller()
         _check_ids(("idea_id", request.idea_id))
-        async with self._rt.pool.acquire() as conn, conn.transaction():
-            replayed = await idempotency.replay(
-                conn, caller.member_id, "CastVote", request.request_id, pb.CastVoteResponse
-            )
-            if replayed is not None:
-                return replayed
+
+        async def work(conn: asyncpg.Connection) -> pb.CastVoteResponse:
             await ratelimit.hit(
                 conn,
                 caller.member_id,
@@ -68,23 +65,24 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
                 cause=domain.CAUSE_MEMBER,
                 actor_id=caller.member_id,
             )
-            response = pb.CastVoteResponse(vote=_vote(vote))
-            await idempotency.remember(
-                conn, caller.member_id, "CastVote", request.request_id, response
-            )
-        return response
+            return pb.CastVoteResponse(vote=_vote(vote))
+
+        return await idempotency.run_once(
+            self._rt.pool,
+            caller.member_id,
+            "CastVote",
+            request.request_id,
+            pb.CastVoteResponse,
+            work,
+        )
 
     async def RetractVote(
         self, request: pb.RetractVoteRequest, context: grpc.aio.ServicerContext
     ) -> pb.RetractVoteResponse:
         caller = current_caller()
         _check_ids(("idea_id", request.idea_id))
-        async with self._rt.pool.acquire() as conn, conn.transaction():
-            replayed = await idempotency.replay(
-                conn, caller.member_id, "RetractVote", request.request_id, pb.RetractVoteResponse
-            )
-            if replayed is not None:
-                return replayed
+
+        async def work(conn: asyncpg.Connection) -> pb.RetractVoteResponse:
             await store.lock_ideas(conn, [request.idea_id])
             await _open_idea(conn, request.idea_id)
             vote = await store.get_vote(conn, request.idea_id, caller.member_id, for_update=True)
@@ -98,11 +96,16 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
                     cause=domain.CAUSE_MEMBER,
                     actor_id=caller.member_id,
                 )
-            response = pb.RetractVoteResponse(vote=_vote(vote))
-            await idempotency.remember(
-                conn, caller.member_id, "RetractVote", request.request_id, response
-            )
-        return response
+            return pb.RetractVoteResponse(vote=_vote(vote))
+
+        return await idempotency.run_once(
+            self._rt.pool,
+            caller.member_id,
+            "RetractVote",
+            request.request_id,
+            pb.RetractVoteResponse,
+            work,
+        )
 
     async def GetTally(
         self, request: pb.GetTallyRequest, context: grpc.aio.ServicerContext
@@ -214,16 +217,8 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
         violations = Violations()
         domain.check_policy(violations, weights)
         violations.raise_if_any()
-        async with self._rt.pool.acquire() as conn, conn.transaction():
-            replayed = await idempotency.replay(
-                conn,
-                caller.member_id,
-                "UpdateWeightPolicy",
-                request.request_id,
-                pb.UpdateWeightPolicyResponse,
-            )
-            if replayed is not None:
-                return replayed
+
+        async def work(conn: asyncpg.Connection) -> pb.UpdateWeightPolicyResponse:
             await store.lock_policy(conn, exclusive=True)
             stored = await store.replace_policy(conn, weights, caller.member_id)
             changed = await store.reweight_to_policy(conn, stored.policy)
@@ -244,13 +239,18 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
                 ],
             )
             await store.mark_dirty(conn, [row["idea_id"] for row in changed])
-            response = pb.UpdateWeightPolicyResponse(
+            return pb.UpdateWeightPolicyResponse(
                 policy=_policy(stored), reweighted_vote_count=len(changed)
             )
-            await idempotency.remember(
-                conn, caller.member_id, "UpdateWeightPolicy", request.request_id, response
-            )
-        return response
+
+        return await idempotency.run_once(
+            self._rt.pool,
+            caller.member_id,
+            "UpdateWeightPolicy",
+            request.request_id,
+            pb.UpdateWeightPolicyResponse,
+            work,
+        )
 
     async def VoidMemberVotes(
         self, request: pb.VoidMemberVotesRequest, context: grpc.aio.ServicerContext
@@ -264,16 +264,8 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
             f"must be at most {domain.MAX_NOTE_LENGTH} characters",
         )
         violations.raise_if_any()
-        async with self._rt.pool.acquire() as conn, conn.transaction():
-            replayed = await idempotency.replay(
-                conn,
-                caller.member_id,
-                "VoidMemberVotes",
-                request.request_id,
-                pb.VoidMemberVotesResponse,
-            )
-            if replayed is not None:
-                return replayed
+
+        async def work(conn: asyncpg.Connection) -> pb.VoidMemberVotesResponse:
             await store.lock_policy(conn)
             await store.lock_member(conn, request.member_id, exclusive=True)
             votes = await store.active_votes_of_member(
@@ -292,11 +284,16 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
             await store.record_void(
                 conn, request.member_id, caller.member_id, request.reason, idea_ids
             )
-            response = pb.VoidMemberVotesResponse(voided_vote_count=len(votes), idea_ids=idea_ids)
-            await idempotency.remember(
-                conn, caller.member_id, "VoidMemberVotes", request.request_id, response
-            )
-        return response
+            return pb.VoidMemberVotesResponse(voided_vote_count=len(votes), idea_ids=idea_ids)
+
+        return await idempotency.run_once(
+            self._rt.pool,
+            caller.member_id,
+            "VoidMemberVotes",
+            request.request_id,
+            pb.VoidMemberVotesResponse,
+            work,
+        )
 
     async def _known_idea(self, idea_id: str) -> None:
         if await store.get_idea(self._rt.pool, idea_id) is None:

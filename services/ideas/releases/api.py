@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import TypeVar
 
 import asyncpg
 import grpc
 from cocreate.events.v1 import ideas_events_pb2 as events_pb
 from cocreate.ideas.v1 import release_service_pb2 as pb
 from cocreate.ideas.v1 import release_service_pb2_grpc as pb_grpc
-from google.protobuf import message as pb_message
 from google.protobuf import timestamp_pb2
 
 from services.ideas import domain, workflow
@@ -26,8 +24,6 @@ from services.kit import idempotency
 from services.kit.auth import Caller, Role, current_caller, require_role
 from services.kit.errors import AlreadyExists, FailedPrecondition, NotFound, Violations
 from services.kit.server import Runtime
-
-R = TypeVar("R", bound=pb_message.Message)
 
 RELEASE_MANAGERS = (Role.PM, Role.ADMIN, Role.SERVICE)
 MAX_COMMENTERS_READ = 20
@@ -121,30 +117,6 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
             conn, self._rt.outbox, actor, idea_id, new_status, note, release_id=release_id
         )
 
-    async def _replay(
-        self,
-        conn: asyncpg.Connection,
-        caller: Caller,
-        method: str,
-        request_id: str,
-        response_type: type[R],
-    ) -> R | None:
-        return await idempotency.replay(
-            conn, caller.member_id, f"ReleaseService.{method}", request_id, response_type
-        )
-
-    async def _remember(
-        self,
-        conn: asyncpg.Connection,
-        caller: Caller,
-        method: str,
-        request_id: str,
-        response: pb_message.Message,
-    ) -> None:
-        await idempotency.remember(
-            conn, caller.member_id, f"ReleaseService.{method}", request_id, response
-        )
-
     async def _locked_iteration(
         self, conn: asyncpg.Connection, iteration_id: str
     ) -> asyncpg.Record:
@@ -170,12 +142,8 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
         dates = rules.iteration_dates(v, name, request.start_date, request.end_date)
         v.raise_if_any()
         assert dates is not None
-        async with self._rt.pool.acquire() as conn, conn.transaction():
-            cached = await self._replay(
-                conn, caller, "CreateIteration", request.request_id, pb.CreateIterationResponse
-            )
-            if cached is not None:
-                return cached
+
+        async def work(conn: asyncpg.Connection) -> pb.CreateIterationResponse:
             product = await ideas_store.product(conn, product_id)
             if product is None:
                 raise NotFound("product", product_id)
@@ -193,9 +161,16 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
                     reason="ITERATION_NAME_TAKEN",
                     metadata={"product_id": product_id, "name": name},
                 )
-            response = pb.CreateIterationResponse(iteration=iteration_message(row))
-            await self._remember(conn, caller, "CreateIteration", request.request_id, response)
-            return response
+            return pb.CreateIterationResponse(iteration=iteration_message(row))
+
+        return await idempotency.run_once(
+            self._rt.pool,
+            caller.member_id,
+            "ReleaseService.CreateIteration",
+            request.request_id,
+            pb.CreateIterationResponse,
+            work,
+        )
 
     async def GetIteration(
         self, request: pb.GetIterationRequest, context: grpc.aio.ServicerContext
@@ -242,23 +217,26 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
         v = Violations()
         iteration_id = rules.check_id(v, request.iteration_id, "iteration_id")
         v.raise_if_any()
-        async with self._rt.pool.acquire() as conn, conn.transaction():
-            cached = await self._replay(
-                conn, caller, "FreezeIteration", request.request_id, pb.FreezeIterationResponse
-            )
-            if cached is not None:
-                return cached
+
+        async def work(conn: asyncpg.Connection) -> pb.FreezeIterationResponse:
             row = await self._locked_iteration(conn, iteration_id)
             rules.require_state(
                 row["state"], (State.PLANNING, State.FROZEN), "freeze", iteration_id
             )
             if row["state"] == State.PLANNING:
                 await store.set_state(conn, iteration_id, State.FROZEN)
-            response = pb.FreezeIterationResponse(
+            return pb.FreezeIterationResponse(
                 iteration=await self._iteration_reply(conn, iteration_id)
             )
-            await self._remember(conn, caller, "FreezeIteration", request.request_id, response)
-            return response
+
+        return await idempotency.run_once(
+            self._rt.pool,
+            caller.member_id,
+            "ReleaseService.FreezeIteration",
+            request.request_id,
+            pb.FreezeIterationResponse,
+            work,
+        )
 
     # Planning
 
@@ -270,12 +248,8 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
         iteration_id = rules.check_id(v, request.iteration_id, "iteration_id")
         idea_id = rules.check_id(v, request.idea_id, "idea_id")
         v.raise_if_any()
-        async with self._rt.pool.acquire() as conn, conn.transaction():
-            cached = await self._replay(
-                conn, caller, "PlanIdea", request.request_id, pb.PlanIdeaResponse
-            )
-            if cached is not None:
-                return cached
+
+        async def work(conn: asyncpg.Connection) -> pb.PlanIdeaResponse:
             iteration = await self._locked_iteration(conn, iteration_id)
             idea = await ideas_store.lock_idea(conn, idea_id)
             if idea is None:
@@ -285,9 +259,16 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
                 await self._plan(conn, caller, iteration, idea, planned_in)
             row = await store.item(conn, iteration_id, idea_id)
             assert row is not None
-            response = pb.PlanIdeaResponse(idea=item_message(row))
-            await self._remember(conn, caller, "PlanIdea", request.request_id, response)
-            return response
+            return pb.PlanIdeaResponse(idea=item_message(row))
+
+        return await idempotency.run_once(
+            self._rt.pool,
+            caller.member_id,
+            "ReleaseService.PlanIdea",
+            request.request_id,
+            pb.PlanIdeaResponse,
+            work,
+        )
 
     async def _plan(
         self,
@@ -334,19 +315,22 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
         iteration_id = rules.check_id(v, request.iteration_id, "iteration_id")
         idea_id = rules.check_id(v, request.idea_id, "idea_id")
         v.raise_if_any()
-        async with self._rt.pool.acquire() as conn, conn.transaction():
-            cached = await self._replay(
-                conn, caller, "UnplanIdea", request.request_id, pb.UnplanIdeaResponse
-            )
-            if cached is not None:
-                return cached
+
+        async def work(conn: asyncpg.Connection) -> pb.UnplanIdeaResponse:
             iteration = await self._locked_iteration(conn, iteration_id)
             rules.require_state(iteration["state"], (State.PLANNING,), "unplan ideas", iteration_id)
             if not await store.unplan(conn, iteration_id, idea_id):
                 raise NotFound("planned idea", idea_id)
-            response = pb.UnplanIdeaResponse()
-            await self._remember(conn, caller, "UnplanIdea", request.request_id, response)
-            return response
+            return pb.UnplanIdeaResponse()
+
+        return await idempotency.run_once(
+            self._rt.pool,
+            caller.member_id,
+            "ReleaseService.UnplanIdea",
+            request.request_id,
+            pb.UnplanIdeaResponse,
+            work,
+        )
 
     async def MarkIdeaDone(
         self, request: pb.MarkIdeaDoneRequest, context: grpc.aio.ServicerContext
@@ -356,12 +340,8 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
         iteration_id = rules.check_id(v, request.iteration_id, "iteration_id")
         idea_id = rules.check_id(v, request.idea_id, "idea_id")
         v.raise_if_any()
-        async with self._rt.pool.acquire() as conn, conn.transaction():
-            cached = await self._replay(
-                conn, caller, "MarkIdeaDone", request.request_id, pb.MarkIdeaDoneResponse
-            )
-            if cached is not None:
-                return cached
+
+        async def work(conn: asyncpg.Connection) -> pb.MarkIdeaDoneResponse:
             iteration = await self._locked_iteration(conn, iteration_id)
             rules.require_state(
                 iteration["state"],
@@ -382,9 +362,16 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
             await store.set_done(conn, iteration_id, idea_id, not request.undo)
             updated = await store.item(conn, iteration_id, idea_id)
             assert updated is not None
-            response = pb.MarkIdeaDoneResponse(idea=item_message(updated))
-            await self._remember(conn, caller, "MarkIdeaDone", request.request_id, response)
-            return response
+            return pb.MarkIdeaDoneResponse(idea=item_message(updated))
+
+        return await idempotency.run_once(
+            self._rt.pool,
+            caller.member_id,
+            "ReleaseService.MarkIdeaDone",
+            request.request_id,
+            pb.MarkIdeaDoneResponse,
+            work,
+        )
 
     async def ListIterationIdeas(
         self, request: pb.ListIterationIdeasRequest, context: grpc.aio.ServicerContext
@@ -416,12 +403,8 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
         iteration_id = rules.check_id(v, request.iteration_id, "iteration_id")
         version = rules.clean_version(v, request.version)
         v.raise_if_any()
-        async with self._rt.pool.acquire() as conn, conn.transaction():
-            cached = await self._replay(
-                conn, caller, "CutRelease", request.request_id, pb.CutReleaseResponse
-            )
-            if cached is not None:
-                return cached
+
+        async def work(conn: asyncpg.Connection) -> pb.CutReleaseResponse:
             iteration = await self._locked_iteration(conn, iteration_id)
             if iteration["state"] == State.RELEASED:
                 release_row = await store.release_of_iteration(conn, iteration_id)
@@ -439,9 +422,16 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
                 release_id = await self._cut(conn, caller, iteration, version)
                 release_row = await store.release(conn, release_id)
                 assert release_row is not None
-            response = pb.CutReleaseResponse(release=await release_message(conn, release_row))
-            await self._remember(conn, caller, "CutRelease", request.request_id, response)
-            return response
+            return pb.CutReleaseResponse(release=await release_message(conn, release_row))
+
+        return await idempotency.run_once(
+            self._rt.pool,
+            caller.member_id,
+            "ReleaseService.CutRelease",
+            request.request_id,
+            pb.CutReleaseResponse,
+            work,
+        )
 
     async def _cut(
         self, conn: asyncpg.Connection, caller: Caller, iteration: asyncpg.Record, version: str

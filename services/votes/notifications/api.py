@@ -98,30 +98,23 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
         v.check(len(request.ids) <= MAX_MARK_IDS, "ids", f"at most {MAX_MARK_IDS} at a time")
         v.check(all(i > 0 for i in request.ids), "ids", "must be positive")
         v.raise_if_any()
-        async with self._rt.pool.acquire() as conn, conn.transaction():
-            cached = await idempotency.replay(
-                conn,
-                caller.member_id,
-                "NotificationService.MarkNotificationsRead",
-                request.request_id,
-                pb.MarkNotificationsReadResponse,
-            )
-            if cached is not None:
-                return cached
+
+        async def work(conn: asyncpg.Connection) -> pb.MarkNotificationsReadResponse:
             marked = await store.mark_read(
                 conn, caller.member_id, None if request.all else list(request.ids)
             )
-            response = pb.MarkNotificationsReadResponse(
+            return pb.MarkNotificationsReadResponse(
                 marked_count=marked, unread_count=await store.unread_count(conn, caller.member_id)
             )
-            await idempotency.remember(
-                conn,
-                caller.member_id,
-                "NotificationService.MarkNotificationsRead",
-                request.request_id,
-                response,
-            )
-            return response
+
+        return await idempotency.run_once(
+            self._rt.pool,
+            caller.member_id,
+            "NotificationService.MarkNotificationsRead",
+            request.request_id,
+            pb.MarkNotificationsReadResponse,
+            work,
+        )
 
     async def WatchNotifications(
         self, request: pb.WatchNotificationsRequest, context: grpc.aio.ServicerContext
