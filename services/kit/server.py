@@ -60,6 +60,9 @@ class Runtime:
     # Objects a service's own parts share within one running instance (for
     # example a servicer and the background loop that feeds it).
     shared: dict[str, object] = field(default_factory=dict)
+    # Set when the service starts to shut down: long-lived streams end on it
+    # instead of holding the shutdown for its whole grace period.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass
@@ -118,6 +121,7 @@ class RunningService:
             return
         self._stopped = True
         await self._health.enter_graceful_shutdown()
+        self.runtime.stopping.set()
         await self.server.stop(
             self.runtime.config.shutdown_grace_seconds if grace is None else grace
         )

@@ -42,7 +42,7 @@ async def run_woken(
                 _log.warning(f"could not {what}; retrying", exc_info=True)
                 more = False
             if not more:
-                await _first_of(wake, stop, seconds=poll_seconds)
+                await wait_any(wake, stop, seconds=poll_seconds)
     finally:
         if listener is not None:
             with contextlib.suppress(Exception):
@@ -61,8 +61,9 @@ async def _listen(
     return listener
 
 
-async def _first_of(wake: asyncio.Event, stop: asyncio.Event, *, seconds: float) -> None:
-    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
+async def wait_any(*events: asyncio.Event, seconds: float) -> None:
+    """Return when one of `events` is set, or after `seconds`."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
     try:
         await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -253,3 +253,17 @@ async def test_watch_delivers_new_notifications_live(platform: Platform) -> None
     finally:
         watch.cancel()
         replay.cancel()
+
+
+async def test_an_open_watch_ends_cleanly_when_the_service_shuts_down(platform: Platform) -> None:
+    votes = await start_votes(platform)
+    watch = votes.notifications.WatchNotifications(
+        pb.WatchNotificationsRequest(), metadata=metadata("m1")
+    )
+    # The stream is open once its headers arrived.
+    await asyncio.wait_for(watch.initial_metadata(), 10)
+    stopping = asyncio.create_task(votes.service.stop(grace=30))
+    # The stream ends with OK long before the 30 s grace would have run out.
+    assert await asyncio.wait_for(watch.read(), 10) == grpc.aio.EOF
+    assert await watch.code() == grpc.StatusCode.OK
+    await asyncio.wait_for(stopping, 20)

@@ -3,8 +3,6 @@ notifications, listed, marked read, and watched live."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
@@ -14,7 +12,7 @@ from cocreate.votes.v1 import notification_service_pb2 as pb
 from cocreate.votes.v1 import notification_service_pb2_grpc as pb_grpc
 from google.protobuf import timestamp_pb2
 
-from services.kit import idempotency
+from services.kit import idempotency, worker
 from services.kit.auth import current_caller
 from services.kit.errors import Violations
 from services.kit.server import Runtime
@@ -126,6 +124,8 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
         member_id = caller.member_id
         wake = self._hub.subscribe(member_id)
         try:
+            # Headers now, not with the first notification: the client knows it is watching.
+            await context.send_initial_metadata(())
             pool = self._rt.pool
             # Sent ids and their time, kept while they are recent enough to be
             # found again by the catch-up query.
@@ -134,7 +134,8 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
             last_id = request.after_id or await store.latest_id(pool, member_id)
             for row in await store.recent(pool, member_id, last_id, recent_seconds=RECENT_SECONDS):
                 sent[row["id"]] = row["created_at"]
-            while True:
+            # Ends when the service shuts down; the client resumes with after_id.
+            while not self._rt.stopping.is_set():
                 wake.clear()
                 rows = await store.pending(
                     pool,
@@ -151,7 +152,6 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
                 _forget_old(sent)
                 if len(rows) >= WATCH_BATCH:
                     continue  # more are waiting
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self._catch_up)
+                await worker.wait_any(wake, self._rt.stopping, seconds=self._catch_up)
         finally:
             self._hub.unsubscribe(member_id, wake)
