@@ -27,12 +27,10 @@ from tests.votes import feed
 
 MEMBERS = 2000
 HOT_IDEA = "hot-idea"
-# Calls in flight at once. One gRPC server process cancels calls when more
-# than 1,000 wait to be accepted (grpc.server.max_pending_requests, a server
-# option the kit does not set), so the 2,000 members share 500 streams, as
-# they would share a gateway's connections; all 2,000 votes still run
-# side by side in the service.
-IN_FLIGHT = 500
+# Calls in flight at once: every member at the same moment. (The kit raises
+# gRPC's limit of calls waiting to be taken, COCREATE_MAX_PENDING_CALLS, so
+# none of them is turned away.)
+IN_FLIGHT = MEMBERS
 
 
 @dataclass(frozen=True)

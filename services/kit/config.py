@@ -35,6 +35,7 @@ class Config:
     relay_poll_seconds: float = 1.0
     consumer_max_deliver: int = 5
     shutdown_grace_seconds: float = 10.0
+    max_pending_calls: int = 10000
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def get_int(self, name: str, default: int) -> int:
@@ -87,5 +88,6 @@ def load(service: str, env: Mapping[str, str] | None = None) -> Config:
         relay_poll_seconds=base.get_float("COCREATE_RELAY_POLL_SECONDS", 1.0),
         consumer_max_deliver=base.get_int("COCREATE_CONSUMER_MAX_DELIVER", 5),
         shutdown_grace_seconds=base.get_float("COCREATE_SHUTDOWN_GRACE_SECONDS", 10.0),
+        max_pending_calls=base.get_int("COCREATE_MAX_PENDING_CALLS", 10000),
         env=env,
     )

@@ -176,7 +176,10 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
         tasks.append(asyncio.create_task(loop(stop_background)))
 
     server = grpc.aio.server(
-        interceptors=[ServiceInterceptor(service=definition.name, jwt_secret=config.jwt_secret)]
+        interceptors=[ServiceInterceptor(service=definition.name, jwt_secret=config.jwt_secret)],
+        # gRPC turns away calls beyond this many waiting to be taken (1,000 by
+        # default): a burst of members voting at once must not be cancelled.
+        options=[("grpc.server.max_pending_requests", config.max_pending_calls)],
     )
     definition.register(server, runtime)
     dead_letter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server(
