@@ -123,6 +123,7 @@ def redemption_proto(row: asyncpg.Record) -> pb.Redemption:
         item_id=str(row["item_id"]),
         price=row["price"],
         entry_id=str(row["entry_id"]),
+        item_name=row["item_name"],
     )
     redemption.created_at.FromDatetime(row["created_at"])
     return redemption
@@ -628,6 +629,30 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
 
         return await idempotency.run_once(
             self._pool, caller.member_id, method, request.request_id, pb.RedeemItemResponse, work
+        )
+
+    async def ListRedemptions(
+        self, request: pb.ListRedemptionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListRedemptionsResponse:
+        member_id = _subject(request.member_id)
+        # As in ListEntries: the filter is the resolved member.
+        page = self._rt.page_tokens.page(
+            pb.ListRedemptionsRequest(
+                member_id=member_id, page_size=request.page_size, page_token=request.page_token
+            )
+        )
+        before = (
+            (datetime.fromisoformat(str(page.after["at"])), uuid.UUID(str(page.after["id"])))
+            if page.after
+            else None
+        )
+        async with self._pool.acquire() as conn:
+            rows = await store.list_redemptions(conn, member_id, before, page.fetch)
+        return pb.ListRedemptionsResponse(
+            redemptions=[redemption_proto(r) for r in page.items(rows)],
+            next_page_token=page.next_token(
+                rows, lambda r: {"at": r["created_at"].isoformat(), "id": str(r["id"])}
+            ),
         )
 
     # ---- the leaderboard -------------------------------------------------

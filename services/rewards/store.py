@@ -439,8 +439,9 @@ async def record_redemption(
     entry_id: uuid.UUID,
 ) -> asyncpg.Record:
     row = await conn.fetchrow(
-        "insert into redemptions (id, member_id, item_id, price, entry_id) "
-        "values ($1, $2, $3, $4, $5) returning *",
+        "with r as (insert into redemptions (id, member_id, item_id, price, entry_id) "
+        "values ($1, $2, $3, $4, $5) returning *) "
+        "select r.*, c.name as item_name from r join catalogue_items c on c.id = r.item_id",
         redemption_id,
         member_id,
         item_id,
@@ -449,6 +450,28 @@ async def record_redemption(
     )
     assert row is not None
     return row
+
+
+async def list_redemptions(
+    conn: asyncpg.Connection,
+    member_id: str,
+    before: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """A member's redemptions with their item's name, newest first."""
+    return list(
+        await conn.fetch(
+            "select r.*, c.name as item_name from redemptions r "
+            "join catalogue_items c on c.id = r.item_id "
+            "where r.member_id = $1 "
+            "and ($2::timestamptz is null or (r.created_at, r.id) < ($2, $3::uuid)) "
+            "order by r.created_at desc, r.id desc limit $4",
+            member_id,
+            before[0] if before else None,
+            before[1] if before else None,
+            limit,
+        )
+    )
 
 
 # ---- what the events tell: ideas and supporters ---------------------------
