@@ -684,6 +684,37 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
             work,
         )
 
+    async def UnhideIdea(
+        self, request: pb.UnhideIdeaRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UnhideIdeaResponse:
+        caller = require_role(*STAFF)
+        v = Violations()
+        idea_id = domain.check_id(v, request.idea_id, "idea_id")
+        reason = domain.clean_note(v, request.reason, "reason", required=True)
+        v.raise_if_any()
+
+        async def work(conn: asyncpg.Connection) -> pb.UnhideIdeaResponse:
+            row = await self._locked_idea(conn, idea_id, caller)
+            if not row["hidden"]:
+                raise FailedPrecondition(
+                    "the idea is not hidden", reason="NOT_HIDDEN", metadata={"idea_id": idea_id}
+                )
+            # No event: a spam hide's reversal of submission points stays.
+            await store.unhide_idea(conn, idea_id)
+            await store.add_history(
+                conn, idea_id, HistoryKind.UNHIDDEN, caller.member_id, note=reason
+            )
+            return pb.UnhideIdeaResponse(idea=await self._idea_reply(conn, idea_id, caller))
+
+        return await idempotency.run_once(
+            self._rt.pool,
+            caller.member_id,
+            "UnhideIdea",
+            request.request_id,
+            pb.UnhideIdeaResponse,
+            work,
+        )
+
     async def ReportIdea(
         self, request: pb.ReportIdeaRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReportIdeaResponse:
@@ -697,6 +728,23 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
             await self._visible_idea(conn, idea_id, caller)
             await store.report_idea(conn, idea_id, caller.member_id, reason)
         return pb.ReportIdeaResponse()
+
+    async def ListReportedIdeas(
+        self, request: pb.ListReportedIdeasRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListReportedIdeasResponse:
+        caller = require_role(*STAFF)
+        v = Violations()
+        product_id = domain.check_id(v, request.product_id, "product_id", required=False)
+        v.raise_if_any()
+        page = self._rt.page_tokens.page(request)
+        async with self._rt.pool.acquire() as conn:
+            rows = await store.list_reported_ideas(conn, product_id, page.after, page.fetch)
+        return pb.ListReportedIdeasResponse(
+            ideas=[idea_message(r, caller) for r in page.items(rows)],
+            next_page_token=page.next_token(
+                rows, lambda r: {"k": r["report_count"], "id": str(r["id"])}
+            ),
+        )
 
     async def ListIdeaHistory(
         self, request: pb.ListIdeaHistoryRequest, context: grpc.aio.ServicerContext

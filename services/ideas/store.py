@@ -26,6 +26,7 @@ class HistoryKind(IntEnum):
     MERGE_RECEIVED = 5
     HIDDEN = 6
     COMMENT_HIDDEN = 7
+    UNHIDDEN = 8
 
 
 class Order(IntEnum):
@@ -422,6 +423,15 @@ async def hide_idea(conn: asyncpg.Connection, idea_id: str, reason: str, spam: b
     return version
 
 
+async def unhide_idea(conn: asyncpg.Connection, idea_id: str) -> int:
+    version: int = await conn.fetchval(
+        "update ideas set hidden = false, hidden_reason = '', hidden_spam = false, "
+        "updated_at = now(), version = version + 1 where id = $1 returning version",
+        uuid.UUID(idea_id),
+    )
+    return version
+
+
 async def report_idea(conn: asyncpg.Connection, idea_id: str, reporter: str, reason: str) -> None:
     first = await conn.fetchval(
         "insert into idea_reports (idea_id, reporter_id, reason) values ($1, $2, $3) "
@@ -434,6 +444,26 @@ async def report_idea(conn: asyncpg.Connection, idea_id: str, reporter: str, rea
         await conn.execute(
             "update ideas set report_count = report_count + 1 where id = $1", uuid.UUID(idea_id)
         )
+
+
+async def list_reported_ideas(
+    conn: asyncpg.Connection, product_id: str, after: Mapping[str, Any] | None, limit: int
+) -> list[asyncpg.Record]:
+    """Ideas with at least one report, hidden ones too, most reported first."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"""
+        select {_IDEA_COLUMNS} {_IDEA_FROM}
+        where i.report_count > 0
+          and ($1::uuid is null or i.product_id = $1)
+          and ($2::int is null or (i.report_count, i.id) < ($2, $3::uuid))
+        order by i.report_count desc, i.id desc limit $4
+        """,
+        uuid.UUID(product_id) if product_id else None,
+        int(after["k"]) if after else None,
+        uuid.UUID(after["id"]) if after else None,
+        limit,
+    )
+    return rows
 
 
 async def apply_tally(
