@@ -15,7 +15,13 @@ from cocreate.votes.v1 import votes_service_pb2_grpc as pb_grpc
 
 from services.kit import idempotency, ratelimit
 from services.kit.auth import Caller, Role, current_caller, require_role
-from services.kit.errors import FailedPrecondition, NotFound, PermissionDenied, Violations
+from services.kit.errors import (
+    Aborted,
+    FailedPrecondition,
+    NotFound,
+    PermissionDenied,
+    Violations,
+)
 from services.kit.server import Runtime
 from services.votes import changes, domain, store
 
@@ -52,6 +58,14 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
             await store.lock_policy(conn)
             await store.lock_ideas(conn, [request.idea_id])
             await store.lock_member(conn, caller.member_id)
+            # Under the member's lock: a void with ban either committed before
+            # (the ban is seen) or waits for this cast (and voids it).
+            if await store.is_vote_banned(conn, caller.member_id):
+                raise PermissionDenied(
+                    "you may not cast votes: your voting is banned",
+                    reason="VOTING_BANNED",
+                    metadata={"member_id": caller.member_id},
+                )
             await _open_idea(conn, request.idea_id)
             policy = (await store.get_policy(conn)).policy
             tier = policy.tier_of(await store.get_member_tier(conn, caller.member_id))
@@ -216,10 +230,23 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
         weights = dict(request.weights)
         violations = Violations()
         domain.check_policy(violations, weights)
+        violations.check(request.expected_version >= 0, "expected_version", "must not be negative")
         violations.raise_if_any()
 
         async def work(conn: asyncpg.Connection) -> pb.UpdateWeightPolicyResponse:
             await store.lock_policy(conn, exclusive=True)
+            if request.expected_version:
+                current = (await store.get_policy(conn)).version
+                if current != request.expected_version:
+                    raise Aborted(
+                        f"the policy is at version {current}, "
+                        f"not {request.expected_version}; read it and try again",
+                        reason="POLICY_VERSION_MISMATCH",
+                        metadata={
+                            "expected_version": str(request.expected_version),
+                            "current_version": str(current),
+                        },
+                    )
             stored = await store.replace_policy(conn, weights, caller.member_id)
             changed = await store.reweight_to_policy(conn, stored.policy)
             await store.add_history(
@@ -258,11 +285,8 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
         caller = require_role(Role.PM, Role.ADMIN)
         violations = Violations()
         domain.check_id(violations, "member_id", request.member_id)
-        violations.check(
-            len(request.reason) <= domain.MAX_NOTE_LENGTH,
-            "reason",
-            f"must be at most {domain.MAX_NOTE_LENGTH} characters",
-        )
+        # A ban is recorded with its reason.
+        domain.check_note(violations, "reason", request.reason, required=request.ban)
         violations.raise_if_any()
 
         async def work(conn: asyncpg.Connection) -> pb.VoidMemberVotesResponse:
@@ -284,7 +308,19 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
             await store.record_void(
                 conn, request.member_id, caller.member_id, request.reason, idea_ids
             )
-            return pb.VoidMemberVotesResponse(voided_vote_count=len(votes), idea_ids=idea_ids)
+            banned = await store.is_vote_banned(conn, request.member_id)
+            if request.ban and not banned:
+                await store.record_vote_ban(
+                    conn,
+                    request.member_id,
+                    banned=True,
+                    actor_id=caller.member_id,
+                    reason=request.reason,
+                )
+                banned = True
+            return pb.VoidMemberVotesResponse(
+                voided_vote_count=len(votes), idea_ids=idea_ids, banned=banned
+            )
 
         return await idempotency.run_once(
             self._rt.pool,
@@ -292,6 +328,37 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
             "VoidMemberVotes",
             request.request_id,
             pb.VoidMemberVotesResponse,
+            work,
+        )
+
+    async def LiftVoteBan(
+        self, request: pb.LiftVoteBanRequest, context: grpc.aio.ServicerContext
+    ) -> pb.LiftVoteBanResponse:
+        caller = require_role(Role.PM, Role.ADMIN)
+        violations = Violations()
+        domain.check_id(violations, "member_id", request.member_id)
+        domain.check_note(violations, "reason", request.reason, required=True)
+        violations.raise_if_any()
+
+        async def work(conn: asyncpg.Connection) -> pb.LiftVoteBanResponse:
+            await store.lock_member(conn, request.member_id, exclusive=True)
+            if not await store.is_vote_banned(conn, request.member_id):
+                return pb.LiftVoteBanResponse(lifted=False)
+            await store.record_vote_ban(
+                conn,
+                request.member_id,
+                banned=False,
+                actor_id=caller.member_id,
+                reason=request.reason,
+            )
+            return pb.LiftVoteBanResponse(lifted=True)
+
+        return await idempotency.run_once(
+            self._rt.pool,
+            caller.member_id,
+            "LiftVoteBan",
+            request.request_id,
+            pb.LiftVoteBanResponse,
             work,
         )
 

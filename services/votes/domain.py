@@ -93,6 +93,15 @@ def check_id(violations: Violations, field_name: str, value: str) -> None:
         violations.add(field_name, "must be printable, without surrounding spaces")
 
 
+def check_note(
+    violations: Violations, field_name: str, value: str, *, required: bool = False
+) -> None:
+    if required and not value.strip():
+        violations.add(field_name, "is required")
+    elif len(value) > MAX_NOTE_LENGTH:
+        violations.add(field_name, f"must be at most {MAX_NOTE_LENGTH} characters")
+
+
 def check_policy(violations: Violations, weights: Mapping[str, int]) -> None:
     if not weights:
         violations.add("weights", "must name at least one tier")

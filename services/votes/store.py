@@ -5,12 +5,12 @@ Locks: writers take transaction-level advisory locks in one order — the
 weight policy, then ideas (sorted), then the member — shared where they only
 need the thing to stay as read (a cast: the policy, the idea's state, the
 member's tier) and exclusive where they change it (a policy update, a status
-change or merge, a tier change or void). Shared locks do not wait for each
-other, so thousands of casts on one idea proceed side by side. A merge holds
-its voters' member rows (not one advisory lock per voter, which would fill
-the lock table on a popular idea), so a tier change of one of them waits for
-it. Vote rows come last: a cast locks only its own (idea, member) row; the
-few bulk writers lock theirs in (idea_id, member_id) order.
+change or merge, a tier change, a void or a ban's lift). Shared locks do not
+wait for each other, so thousands of casts on one idea proceed side by side.
+A merge holds its voters' member rows (not one advisory lock per voter, which
+would fill the lock table on a popular idea), so a tier change of one of them
+waits for it. Vote rows come last: a cast locks only its own (idea, member)
+row; the few bulk writers lock theirs in (idea_id, member_id) order.
 """
 
 from __future__ import annotations
@@ -380,6 +380,27 @@ async def record_void(
         reason,
         len(idea_ids),
         idea_ids,
+    )
+
+
+async def is_vote_banned(conn: asyncpg.Connection, member_id: str) -> bool:
+    """Whether the member's latest ban record is a ban (not a lift)."""
+    banned = await conn.fetchval(
+        "select banned from vote_bans where member_id = $1 order by id desc limit 1", member_id
+    )
+    return bool(banned)
+
+
+async def record_vote_ban(
+    conn: asyncpg.Connection, member_id: str, *, banned: bool, actor_id: str, reason: str
+) -> None:
+    """Record a ban placed (banned) or lifted (not banned), by whom and why."""
+    await conn.execute(
+        "insert into vote_bans (member_id, banned, actor_id, reason) values ($1, $2, $3, $4)",
+        member_id,
+        banned,
+        actor_id,
+        reason,
     )
 
 

@@ -7,7 +7,7 @@ import grpc
 from cocreate.events.v1 import votes_events_pb2 as events_pb
 from cocreate.votes.v1 import votes_service_pb2 as pb
 
-from tests.support import Platform, metadata, violated_fields
+from tests.support import Platform, error_reason, metadata, violated_fields
 from tests.votes import feed
 
 ADMIN = metadata("admin-1", "admin")
@@ -131,3 +131,46 @@ async def test_a_pm_voids_a_spam_accounts_votes_and_the_tallies_are_corrected(
         ("a", events_pb.VOTE_CHANGE_REASON_VOID),
         ("b", events_pb.VOTE_CHANGE_REASON_VOID),
     }
+
+
+async def test_an_outdated_expected_version_is_aborted_and_changes_nothing(
+    platform: Platform,
+) -> None:
+    svc = await platform.start("votes")
+    client = feed.votes(svc)
+    await feed.submit_ideas(svc, "open")
+    await feed.cast(client, "m1", "open")
+
+    error = await feed.expect_error(
+        client.UpdateWeightPolicy(
+            pb.UpdateWeightPolicyRequest(
+                weights={"newcomer": 7}, expected_version=5, request_id="stale"
+            ),
+            metadata=ADMIN,
+        ),
+        grpc.StatusCode.ABORTED,
+    )
+
+    assert error_reason(error) == "POLICY_VERSION_MISMATCH"
+    answer = await client.GetWeightPolicy(pb.GetWeightPolicyRequest(), metadata=ADMIN)
+    assert answer.policy.version == 1
+    assert dict(answer.policy.weights) == {"newcomer": 1, "member": 2, "core": 3, "honorary": 5}
+    weight = await svc.runtime.pool.fetchval("select weight from votes where member_id = 'm1'")
+    assert weight == 1
+
+
+async def test_a_matching_expected_version_is_applied_once(platform: Platform) -> None:
+    svc = await platform.start("votes")
+    client = feed.votes(svc)
+    request = pb.UpdateWeightPolicyRequest(weights={"newcomer": 4, "core": 8}, expected_version=1)
+
+    answer = await client.UpdateWeightPolicy(request, metadata=ADMIN)
+
+    assert answer.policy.version == 2
+    assert dict(answer.policy.weights) == {"newcomer": 4, "core": 8}
+    error = await feed.expect_error(
+        client.UpdateWeightPolicy(request, metadata=ADMIN), grpc.StatusCode.ABORTED
+    )
+    assert error_reason(error) == "POLICY_VERSION_MISMATCH"
+    read = await client.GetWeightPolicy(pb.GetWeightPolicyRequest(), metadata=ADMIN)
+    assert read.policy == answer.policy
