@@ -21,6 +21,8 @@ from typing import Any, Protocol, TextIO
 
 from google.protobuf import json_format, message, timestamp_pb2
 
+from services.kit.text import one_line
+
 FORMATS = ("csv", "json", "md")
 
 Row = dict[str, Any]
@@ -145,7 +147,7 @@ def text(value: Any) -> str:
 
 
 def _md_cell(value: Any) -> str:
-    return " ".join(text(value).split()).replace("\\", "\\\\").replace("|", "\\|")
+    return one_line(text(value)).replace("\\", "\\\\").replace("|", "\\|")
 
 
 class Progress:

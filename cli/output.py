@@ -6,6 +6,8 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
+from services.kit.text import one_line
+
 MAX_CELL = 60
 
 Column = tuple[str, str]  # (header, dotted path into a row in protobuf's JSON mapping)
@@ -33,7 +35,7 @@ def cell(value: Any) -> str:
 
 
 def _fit(text: str) -> str:
-    text = " ".join(text.split())
+    text = one_line(text)
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
 
 

@@ -2,9 +2,10 @@
 moderation, history, export, and the vote tallies kept from the votes events.
 
 Decisions worth knowing:
-- Text is stored exactly (trimmed only). Titles and product names refuse
-  control characters (Unicode Cc); bodies, comments, notes and reasons keep
-  everything but NUL, which Postgres cannot store.
+- Text is stored and returned exactly (trimmed only), control characters
+  included; only NUL is refused, because Postgres cannot store it. Whatever
+  shows a text on one line (CLI tables, Markdown, release notes) makes control
+  characters visible through services.kit.text.one_line.
 - Similar ideas use pg_trgm. Under the cluster's C.UTF-8 locale pg_trgm counts
   CJK characters as word characters, so a Chinese title yields trigrams and
   finds its near-duplicate (tested); no bigram fallback is needed.

@@ -3,7 +3,6 @@ follow which, who may edit, and how a merge target resolves. No I/O."""
 
 from __future__ import annotations
 
-import unicodedata
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -81,10 +80,9 @@ def check_transition(current: int, new: int, role: Role) -> None:
     )
 
 
-def _has_control(text: str) -> bool:
-    """One-line texts (titles, product names) refuse every control character
-    (Unicode category Cc): they end up in lists, CSV and Markdown tables."""
-    return any(unicodedata.category(ch) == "Cc" for ch in text)
+# Every text is stored and returned exactly as written, control characters
+# included; only NUL is refused, because Postgres cannot store it. Whoever
+# shows a text (a terminal table, Markdown) makes control characters visible.
 
 
 def clean_title(v: Violations, raw: str, field: str = "title") -> str:
@@ -94,7 +92,7 @@ def clean_title(v: Violations, raw: str, field: str = "title") -> str:
         field,
         f"must be {TITLE_MIN}..{TITLE_MAX} characters after trimming",
     ):
-        v.check(not _has_control(title), field, "must not contain control characters")
+        v.check(_NUL not in title, field, "must not contain NUL characters")
     return title
 
 
@@ -141,14 +139,14 @@ def clean_tags(v: Violations, raw: Sequence[str], field: str = "tags") -> list[s
 
 
 def clean_name(v: Violations, raw: str, field: str, *, maximum: int, required: bool) -> str:
-    """A one-line name: trimmed, no control characters."""
+    """A name: trimmed, kept exactly (no NUL)."""
     text = raw.strip()
     if required and not text:
         v.add(field, "is required")
     elif len(text) > maximum:
         v.add(field, f"must be at most {maximum:,} characters")
-    elif _has_control(text):
-        v.add(field, "must not contain control characters")
+    elif _NUL in text:
+        v.add(field, "must not contain NUL characters")
     return text
 
 

@@ -83,7 +83,7 @@ async def test_submit_keeps_unicode_sql_and_html_exactly_and_normalises_tags(
 ) -> None:
     ideas = await start_ideas(platform)
     product = await ideas.product()
-    title = "  如何提高电池续航 🔋 '); drop table ideas;--  "
+    title = "  如何提高电池续航 🔋 '); drop table ideas;-- \x07\x1b[31m\nred  "
     body = "<script>alert('x')</script>\n\tSELECT * FROM ideas; -- Ünïcödé é \x07\x1b[0m\x7f\r\n"
     idea = await ideas.submit(
         product.id, title, body=body, tags=["Battery Life", "电池", "battery-life"]
@@ -108,8 +108,7 @@ async def test_submit_keeps_unicode_sql_and_html_exactly_and_normalises_tags(
 BAD_SUBMISSIONS: list[tuple[dict[str, object], set[str]]] = [
     ({"title": "ab"}, {"title"}),
     ({"title": "x" * 121}, {"title"}),
-    ({"title": "bell\x07 in the title"}, {"title"}),
-    ({"title": "line\nbreak title"}, {"title"}),
+    ({"title": "nul \x00 in the title"}, {"title"}),
     ({"body": "x" * 10_001}, {"body"}),
     ({"body": "nul \x00 byte"}, {"body"}),
     ({"tags": [f"t{i}" for i in range(11)]}, {"tags"}),

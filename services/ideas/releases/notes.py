@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from cocreate.ideas.v1 import release_service_pb2 as pb
 from google.protobuf import json_format
 
+from services.kit.text import one_line
+
 MAX_COMMENTERS = 5
 
 MARKDOWN = "text/markdown"
@@ -70,7 +72,7 @@ def build(
 
 def escape(text: str) -> str:
     """Markdown-safe inline text: special characters backslash-escaped."""
-    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in " ".join(text.split()))
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in one_line(text))
 
 
 def _plural(count: int, word: str) -> str:

@@ -111,7 +111,7 @@ check_id = domain.check_id
 
 
 def clean_text(v: Violations, raw: str, field: str, *, maximum: int) -> str:
-    """A required one-line text: trimmed, 1..maximum characters, no control characters."""
+    """A required text: trimmed, 1..maximum characters, kept exactly (no NUL)."""
     return domain.clean_name(v, raw, field, maximum=maximum, required=True)
 
 
