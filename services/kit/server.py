@@ -136,6 +136,11 @@ class RunningService:
 
 
 async def start(definition: ServiceDefinition, config: config_module.Config) -> RunningService:
+    if config.jwt_secret == config_module.DEV_JWT_SECRET:
+        _log.warning(
+            "tokens are verified with the development secret; set COCREATE_JWT_SECRET",
+            extra={"service": definition.name},
+        )
     pool = await db.create_pool(config.database_url)
     components = [("kit", db.KIT_MIGRATIONS)]
     if definition.migrations is not None:
