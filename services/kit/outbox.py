@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
+from datetime import timedelta
 
 import asyncpg
 from google.protobuf import message as pb_message
@@ -21,6 +23,7 @@ from nats.js import JetStreamContext
 from services.kit import events, failpoints, tracing, worker
 
 NOTIFY_CHANNEL = "cocreate_outbox"
+PRUNE_EVERY_SECONDS = 3600.0
 
 
 class Outbox:
@@ -65,6 +68,7 @@ class OutboxRelay:
         stream: str,
         poll_seconds: float = 1.0,
         batch_size: int = 200,
+        keep_published_hours: float = 168.0,
     ) -> None:
         self._pool = pool
         self._js = js
@@ -72,10 +76,15 @@ class OutboxRelay:
         self._stream = stream
         self._poll_seconds = poll_seconds
         self._batch_size = batch_size
+        self._keep_published = timedelta(hours=keep_published_hours)
+        self._pruned_at = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
         async def step() -> bool:
-            return await self.publish_pending() >= self._batch_size
+            more = await self.publish_pending() >= self._batch_size
+            if time.monotonic() - self._pruned_at > PRUNE_EVERY_SECONDS:
+                await self.prune_published()
+            return more
 
         await worker.run_woken(
             step,
@@ -89,6 +98,15 @@ class OutboxRelay:
         with contextlib.suppress(Exception):
             while await self.publish_pending() >= self._batch_size:
                 pass
+
+    async def prune_published(self) -> int:
+        """Forget published events older than the retention; JetStream has them,
+        and nothing reads them here again. Returns how many were removed."""
+        self._pruned_at = time.monotonic()
+        removed = await self._pool.execute(
+            "delete from outbox where published_at < now() - $1::interval", self._keep_published
+        )
+        return int(removed.split()[-1])
 
     async def publish_pending(self) -> int:
         """Publish one batch of unpublished events, in order; return how many."""

@@ -190,3 +190,27 @@ def test_event_subjects_follow_the_naming_scheme() -> None:
         parts = subject.split(".")
         assert parts[0] == "cocreate" and len(parts) == 4, subject
         assert parts[1] in {"ideas", "votes", "rewards"}, type_name
+
+
+async def test_published_events_older_than_the_retention_are_pruned_unpublished_never(
+    backbone: Backbone,
+) -> None:
+    for value in ("old", "recent", "waiting"):
+        await effects.emit_effect(backbone.pool, value)
+    assert await backbone.relay().publish_pending() == 3
+    await effects.emit_effect(backbone.pool, "unpublished-old")
+    # Age two rows past the retention: one published, one never published.
+    await backbone.pool.execute(
+        "update outbox set created_at = now() - interval '30 days', "
+        "published_at = published_at - interval '30 days' "
+        "where id = (select min(id) from outbox) or published_at is null"
+    )
+    relay = OutboxRelay(
+        backbone.pool, backbone.js, dsn=backbone.database_url, stream=effects.STREAM,
+        keep_published_hours=24,
+    )  # fmt: skip
+    assert await relay.prune_published() == 1
+    left = await backbone.pool.fetch(
+        "select published_at is null as waiting from outbox order by id"
+    )
+    assert [r["waiting"] for r in left] == [False, False, True]
