@@ -1,7 +1,8 @@
 """The HTTP side: POST /rpc (JSON-RPC 2.0, single or batch), POST /rpc/stream
 (one call, answered as NDJSON, one JSON-RPC response per streamed message),
 GET /healthz (the gateway is up), GET /readyz (every upstream answers health),
-GET /methods (every callable method), GET / (a small console for a browser).
+GET /methods (every callable method), GET / (a small console for a browser),
+GET /notifications (a member's notifications, live, for a browser).
 
 Routing: a method's proto package names its service (`cocreate.votes.v1` →
 votes). The `cocreate.ops.v1` methods (dead letters) are served by every
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,8 +33,13 @@ from services.kit import log
 
 SERVICE_HEADER = "X-Cocreate-Service"
 NDJSON = "application/x-ndjson"
+# How often an open /rpc/stream response checks that its client is still there.
+DISCONNECT_CHECK_SECONDS = 1.0
 
 _log = log.get("gateway")
+
+# Awaited when an upstream stream has opened (its headers arrived).
+Opened = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -139,14 +145,24 @@ class Gateway:
         return failure
 
     async def _stream(
-        self, method: Method, target: str, request: message.Message, context: Context
+        self,
+        method: Method,
+        target: str,
+        request: message.Message,
+        context: Context,
+        opened: Opened | None = None,
     ) -> AsyncIterator[message.Message]:
+        """The upstream's messages; `opened` is awaited once its headers arrived
+        (a live stream may send them long before its first message)."""
         call = self._channel(target).unary_stream(
             method.path,
             request_serializer=_serialize,
             response_deserializer=method.response_class.FromString,
         )(request, timeout=self.settings.stream_deadline_seconds, metadata=context.metadata)
         try:
+            if opened is not None:
+                await call.initial_metadata()
+                await opened()
             async for item in call:
                 yield item
         finally:
@@ -264,18 +280,41 @@ class Gateway:
         except RpcError as failure:
             return _ndjson_response([jsonrpc.error(None, failure)])
         response = web.StreamResponse(headers={"Content-Type": NDJSON})
-        async for line in self._stream_lines(call, self._context(request)):
-            if call.is_notification:
-                continue
-            if not response.prepared:
+
+        async def opened() -> None:
+            # The caller learns the stream is open before its first message.
+            if not call.is_notification and not response.prepared:
                 await response.prepare(request)
-            await _write_line(response, line)
+
+        async def pump() -> None:
+            async for line in self._stream_lines(call, self._context(request), opened):
+                if call.is_notification:
+                    continue
+                if not response.prepared:
+                    await response.prepare(request)
+                await _write_line(response, line)
+
+        # A live stream may send nothing for minutes: when the client goes away
+        # meanwhile, the upstream call ends now rather than at the stream deadline.
+        pumping = asyncio.ensure_future(pump())
+        watching = asyncio.ensure_future(_until_disconnected(request))
+        try:
+            await asyncio.wait((pumping, watching), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pumping, watching):
+                task.cancel()
+            await asyncio.gather(pumping, watching, return_exceptions=True)
+        if pumping.cancelled():  # the client went away: nobody reads the answer
+            return response if response.prepared else web.Response(status=204)
+        pumping.result()  # a failure of the pump itself surfaces here
         if not response.prepared:
             return web.Response(status=204)
         await response.write_eof()
         return response
 
-    async def _stream_lines(self, call: Call, context: Context) -> AsyncIterator[dict[str, Any]]:
+    async def _stream_lines(
+        self, call: Call, context: Context, opened: Opened | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
         method: Method | None = None
         upstream = target = ""
         try:
@@ -283,7 +322,7 @@ class Gateway:
             if not method.server_streaming:
                 yield jsonrpc.result(call.id, await self._unary(method, target, request, context))
                 return
-            async for item in self._stream(method, target, request, context):
+            async for item in self._stream(method, target, request, context, opened):
                 yield jsonrpc.result(call.id, jsonrpc.to_json(item))
         except RpcError as failure:
             yield jsonrpc.error(call.id, failure)
@@ -308,6 +347,9 @@ class Gateway:
 
     async def handle_page(self, request: web.Request) -> web.Response:
         return web.Response(text=_PAGE, content_type="text/html")
+
+    async def handle_notifications_page(self, request: web.Request) -> web.Response:
+        return web.Response(text=_NOTIFICATIONS_PAGE, content_type="text/html")
 
     async def handle_healthz(self, request: web.Request) -> web.Response:
         return _json_response({"status": "ok", "upstreams": dict(self.settings.targets)})
@@ -360,7 +402,8 @@ font:13px monospace;margin:.3em 0 1em}pre{background:#f4f4f4;padding:1em;overflo
 </head><body>
 <h1>cocreate JSON-RPC 2.0 gateway</h1>
 <p>POST <code>/rpc</code> (single or batch), POST <code>/rpc/stream</code> (NDJSON),
-GET <code>/methods</code>, <code>/healthz</code>, <code>/readyz</code>.</p>
+GET <code>/methods</code>, <code>/healthz</code>, <code>/readyz</code>.
+A member's notifications, live: <a href="notifications">/notifications</a>.</p>
 <label>method <select id="method"></select></label>
 <label>params (protobuf JSON mapping) <textarea id="params" rows="6">{}</textarea></label>
 <label>bearer token <input id="token" placeholder="cocreate token --member m1 --role pm"></label>
@@ -394,6 +437,185 @@ $("send").onclick = async () => {
 """
 
 
+# A member's notifications for a browser: the stored ones (unread first), then
+# the new ones live from WatchNotifications on /rpc/stream. When the stream ends
+# (the gateway's stream deadline, a restart, an error line) the page resumes
+# after the newest id it has, so nothing is missed and nothing shown twice.
+# Text from notifications only ever goes in through textContent.
+_NOTIFICATIONS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>cocreate notifications</title>
+<style>body{font:14px system-ui;margin:2em;max-width:60em}input{width:100%;
+font:13px monospace;margin:.3em 0 1em}ul{list-style:none;padding:0}
+li{padding:.5em;border-bottom:1px solid #ddd}li.unread{background:#eef5ff;font-weight:600}
+li.unread::before{content:"\\25CF  ";color:#1a66d6}.meta{color:#666;font-size:12px;
+font-weight:normal;margin-left:.5em}#status{color:#666}</style>
+</head><body>
+<h1>Your notifications</h1>
+<p><a href=".">console</a></p>
+<label>member token
+<input id="token" placeholder="cocreate token --member m1 --role member"></label>
+<button id="connect">connect</button>
+<button id="markAll" disabled>mark all read</button>
+<span id="unread"></span>
+<p id="status">not connected</p>
+<ul id="list"></ul>
+<script>
+const $ = (id) => document.getElementById(id);
+const LIST = "cocreate.votes.v1.NotificationService.ListNotifications";
+const MARK = "cocreate.votes.v1.NotificationService.MarkNotificationsRead";
+const WATCH = "cocreate.votes.v1.NotificationService.WatchNotifications";
+const STREAM = "rpc/stream";
+const KINDS = {
+  NOTIFICATION_KIND_IDEA_STATUS_CHANGED: "idea status",
+  NOTIFICATION_KIND_IDEA_MERGED: "idea merged",
+  NOTIFICATION_KIND_POINTS_AWARDED: "points",
+  NOTIFICATION_KIND_TIER_CHANGED: "tier",
+};
+// Errors a reconnect cannot fix: the page stops and says so.
+const FINAL = new Set(["UNAUTHENTICATED", "PERMISSION_DENIED", "INVALID_ARGUMENT"]);
+let session = null;
+
+const setStatus = (text) => { $("status").textContent = text; };
+const showUnread = (s) => { $("unread").textContent = s.unread + " unread"; };
+const pause = (ms, signal) => new Promise((resolve) => {
+  const timer = setTimeout(resolve, ms);
+  signal.addEventListener("abort", () => { clearTimeout(timer); resolve(); }, {once: true});
+});
+
+function request(s, method, params) {
+  return {
+    method: "POST",
+    headers: {"Content-Type": "application/json", Authorization: "Bearer " + s.token},
+    body: JSON.stringify({jsonrpc: "2.0", method, params, id: 1}),
+    signal: s.abort.signal,
+  };
+}
+
+async function rpc(s, method, params) {
+  const answer = await fetch("rpc", request(s, method, params));
+  const reply = await answer.json();
+  if (reply.error) throw new Error(reply.error.message);
+  return reply.result;
+}
+
+// Shows one notification once (by id); live ones go on top.
+function add(s, n, live) {
+  if (s.seen.has(n.id)) return;
+  const item = document.createElement("li");
+  if (!n.read) item.className = "unread";
+  const text = document.createElement("span");
+  text.textContent = n.text;
+  const meta = document.createElement("span");
+  meta.className = "meta";
+  const when = n.createTime ? new Date(n.createTime).toLocaleString() : "";
+  meta.textContent = (KINDS[n.kind] || n.kind) + " \\u00B7 " + when;
+  item.append(text, meta);
+  if (live) $("list").prepend(item); else $("list").append(item);
+  s.seen.set(n.id, item);
+  if (BigInt(n.id) > s.newest) s.newest = BigInt(n.id);
+  if (live && !n.read) { s.unread += 1; showUnread(s); }
+}
+
+async function load(s) {
+  let pageToken = "";
+  for (let pages = 0; pages < 10; pages++) {
+    const page = await rpc(s, LIST, {pageSize: 100, pageToken});
+    if (s !== session) return;
+    s.unread = Number(page.unreadCount);
+    showUnread(s);
+    for (const n of page.notifications) add(s, n, false);
+    pageToken = page.nextPageToken;
+    if (!pageToken) return;
+  }
+}
+
+// Reads NDJSON lines as they arrive; the last error line (if any) is returned.
+async function follow(s, answer) {
+  const reader = answer.body.getReader();
+  const decoder = new TextDecoder();
+  let buffered = "";
+  let failure = null;
+  for (;;) {
+    const {value, done} = await reader.read();
+    buffered += decoder.decode(value || new Uint8Array(), {stream: !done});
+    let end;
+    while ((end = buffered.indexOf("\\n")) >= 0) {
+      const line = buffered.slice(0, end).trim();
+      buffered = buffered.slice(end + 1);
+      if (!line) continue;
+      const reply = JSON.parse(line);
+      if (reply.error) failure = reply.error;
+      else add(s, reply.result.notification, true);
+    }
+    if (done) return failure;
+  }
+}
+
+async function watch(s) {
+  let backoff = 1000;
+  while (!s.abort.signal.aborted) {
+    let failure = null;
+    try {
+      const answer = await fetch(STREAM, request(s, WATCH, {afterId: s.newest.toString()}));
+      if (!answer.ok || !answer.body) throw new Error("HTTP " + answer.status);
+      setStatus("live");
+      failure = await follow(s, answer);
+    } catch (e) {
+      if (s.abort.signal.aborted) return;
+      failure = {message: String(e)};
+    }
+    const grpcStatus = failure && failure.data ? failure.data.grpcStatus : "";
+    if (FINAL.has(grpcStatus)) { setStatus("stopped: " + failure.message); return; }
+    // The gateway's stream deadline is the stream's normal end, not a failure.
+    if (grpcStatus === "DEADLINE_EXCEEDED") failure = null;
+    if (!failure) backoff = 1000;
+    setStatus("reconnecting" + (failure ? " (" + failure.message + ")" : "") + " ...");
+    await pause(backoff + Math.random() * 500, s.abort.signal);
+    if (failure) backoff = Math.min(backoff * 2, 30000);
+  }
+}
+
+$("connect").onclick = async () => {
+  if (session) session.abort.abort();
+  const s = {token: $("token").value.trim(), abort: new AbortController(),
+             seen: new Map(), newest: 0n, unread: 0};
+  session = s;
+  $("list").replaceChildren();
+  $("unread").textContent = "";
+  $("markAll").disabled = true;
+  setStatus("loading ...");
+  try { await load(s); }
+  catch (e) { if (s === session) setStatus("could not list: " + e.message); return; }
+  if (s !== session) return;
+  $("markAll").disabled = false;
+  watch(s);
+};
+
+$("markAll").onclick = async () => {
+  const s = session;
+  if (!s) return;
+  try {
+    const marked = await rpc(s, MARK, {all: true});
+    for (const item of s.seen.values()) item.className = "";
+    s.unread = Number(marked.unreadCount);
+    showUnread(s);
+  } catch (e) { setStatus("could not mark read: " + e.message); }
+};
+</script>
+</body></html>
+"""
+
+
+async def _until_disconnected(request: web.Request) -> None:
+    """Returns once the client's connection is gone (aiohttp only cancels a
+    handler for that when the runner enables handler cancellation)."""
+    while True:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return
+        await asyncio.sleep(DISCONNECT_CHECK_SECONDS)
+
+
 def _serialize(msg: message.Message) -> bytes:
     return msg.SerializeToString()
 
@@ -417,6 +639,7 @@ def build_app(settings: Settings, registry: Registry | None = None) -> web.Appli
     app.router.add_route("OPTIONS", "/rpc", gateway.handle_preflight)
     app.router.add_route("OPTIONS", "/rpc/stream", gateway.handle_preflight)
     app.router.add_get("/", gateway.handle_page)
+    app.router.add_get("/notifications", gateway.handle_notifications_page)
     app.router.add_get("/methods", gateway.handle_methods)
     app.router.add_get("/healthz", gateway.handle_healthz)
     app.router.add_get("/readyz", gateway.handle_readyz)

@@ -5,6 +5,7 @@ gRPC server that streams scripted export rows."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import grpc
@@ -14,6 +15,8 @@ from cocreate.ideas.v1 import ideas_service_pb2 as ideas
 from tests.gateway.conftest import GatewayClient, StartGateway, bearer
 
 EXPORT = "cocreate.ideas.v1.IdeaService.ExportIdeas"
+# Set when a `slow` export's wait ends (its call was cancelled).
+SLOW_CALL_ENDED = asyncio.Event()
 
 
 async def export_rows(
@@ -26,7 +29,10 @@ async def export_rows(
         if request.filter.tag == "broken" and number == 3:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the export broke")
         if request.filter.tag == "slow" and number == 2:
-            await asyncio.Event().wait()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                SLOW_CALL_ENDED.set()
         yield ideas.ExportIdeasResponse(
             id=f"i{number}",
             number=number,
@@ -144,3 +150,19 @@ async def test_stream_longer_than_the_limit_on_rpc_points_to_the_stream_endpoint
         {"jsonrpc": "2.0", "method": EXPORT, "params": {"limit": 4}, "id": 1}, path="/rpc/stream"
     )
     assert len(streamed.lines) == 4
+
+
+async def test_client_going_away_ends_the_upstream_stream(gateway: GatewayClient) -> None:
+    SLOW_CALL_ENDED.clear()
+    request = {"jsonrpc": "2.0", "method": EXPORT, "params": {"filter": {"tag": "slow"}}, "id": 1}
+    response = await gateway.session.post(
+        gateway.url + "/rpc/stream", json=request, headers=gateway.headers
+    )
+    try:
+        first = json.loads(await asyncio.wait_for(response.content.readline(), 10))
+        assert first["result"]["number"] == "1"
+        assert not SLOW_CALL_ENDED.is_set()
+    finally:
+        response.close()
+    # Long before the gateway's stream deadline (300 s by default).
+    await asyncio.wait_for(SLOW_CALL_ENDED.wait(), 10)
