@@ -556,9 +556,13 @@ async function watch(s) {
   while (!s.abort.signal.aborted) {
     let failure = null;
     try {
+      // With nothing seen yet the watch starts from the newest stored one, so
+      // what landed since our list is read again once the stream is open.
+      const fromNewestStored = s.newest === 0n;
       const answer = await fetch(STREAM, request(s, WATCH, {afterId: s.newest.toString()}));
       if (!answer.ok || !answer.body) throw new Error("HTTP " + answer.status);
       setStatus("live");
+      if (fromNewestStored) await load(s);
       failure = await follow(s, answer);
     } catch (e) {
       if (s.abort.signal.aborted) return;

@@ -124,8 +124,6 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
         member_id = caller.member_id
         wake = self._hub.subscribe(member_id)
         try:
-            # Headers now, not with the first notification: the client knows it is watching.
-            await context.send_initial_metadata(())
             pool = self._rt.pool
             # Sent ids and their time, kept while they are recent enough to be
             # found again by the catch-up query.
@@ -134,6 +132,10 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
             last_id = request.after_id or await store.latest_id(pool, member_id)
             for row in await store.recent(pool, member_id, last_id, recent_seconds=RECENT_SECONDS):
                 sent[row["id"]] = row["created_at"]
+            # Headers now, not with the first notification: the client knows it is
+            # watching, and (sent after the starting point was taken) that a list it
+            # reads from now on holds everything this stream will not send.
+            await context.send_initial_metadata(())
             # Ends when the service shuts down; the client resumes with after_id.
             while not self._rt.stopping.is_set():
                 wake.clear()
