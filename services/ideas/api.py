@@ -613,6 +613,8 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
                     target_idea_id=final_id,
                     actor_id=caller.member_id,
                     merged_at=timestamp(datetime.now(UTC)),
+                    source_title=source["title"],
+                    target_title=target["title"],
                 ),
                 aggregate_id=source_id,
                 aggregate_version=version,

@@ -145,6 +145,7 @@ async def test_merge_moves_comments_and_tags_and_is_recorded_on_both(platform: P
     )
     sent = await ideas.events(ideas_events_pb2.IdeasMerged)
     assert [(m.source_idea_id, m.target_idea_id) for _, m in sent] == [(source.id, target.id)]
+    assert [(m.source_title, m.target_title) for _, m in sent] == [(source.title, target.title)]
 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await ideas.api.AddComment(pb.AddCommentRequest(idea_id=source.id, body="x"), metadata=BOB)

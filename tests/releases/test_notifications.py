@@ -127,7 +127,12 @@ async def test_supporters_of_a_merged_duplicate_are_told(votes: VotesClients) ->
     await cast(votes.votes, OTHER_IDEA, "target-fan")
     await emit(
         votes,
-        ideas_events_pb2.IdeasMerged(source_idea_id=IDEA, target_idea_id=OTHER_IDEA),
+        ideas_events_pb2.IdeasMerged(
+            source_idea_id=IDEA,
+            target_idea_id=OTHER_IDEA,
+            source_title="Call recorder",
+            target_title="Record phone calls",
+        ),
         source="ideas",
         aggregate_id=IDEA,
         version=2,
@@ -136,6 +141,10 @@ async def test_supporters_of_a_merged_duplicate_are_told(votes: VotesClients) ->
     assert [(n.kind, n.idea_id, n.target_idea_id) for n in told] == [
         (pb.NOTIFICATION_KIND_IDEA_MERGED, IDEA, OTHER_IDEA)
     ]
+    assert told[0].text == (
+        "“Call recorder”, an idea you support, was merged into “Record phone calls”;"
+        " your vote moved with it"
+    )
     assert await inbox(votes, "target-fan") == []
 
 

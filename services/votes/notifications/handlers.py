@@ -61,6 +61,15 @@ async def status_changed(
     )
 
 
+def _merged_text(source_title: str, target_title: str) -> str:
+    if source_title and target_title:
+        return (
+            f"“{source_title}”, an idea you support, was merged into “{target_title}”;"
+            " your vote moved with it"
+        )
+    return "An idea you support was merged into another one; your vote moved with it"
+
+
 async def merged(conn: asyncpg.Connection, event: Event[ideas_events_pb2.IdeasMerged]) -> None:
     m = event.message
     if m.source_idea_id == m.target_idea_id:
@@ -70,7 +79,7 @@ async def merged(conn: asyncpg.Connection, event: Event[ideas_events_pb2.IdeasMe
         await store.merged_supporters(conn, m.source_idea_id),
         NewNotification(
             kind=pb.NOTIFICATION_KIND_IDEA_MERGED,
-            text="An idea you support was merged into another one; your vote moved with it",
+            text=_merged_text(m.source_title, m.target_title),
             about=f"merged:{m.source_idea_id}",
             idea_id=m.source_idea_id,
             new_status=idea_status_pb2.IDEA_STATUS_MERGED,
