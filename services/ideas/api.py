@@ -12,7 +12,7 @@ import grpc
 from cocreate.events.v1 import ideas_events_pb2 as events_pb
 from cocreate.ideas.v1 import ideas_service_pb2 as pb
 from cocreate.ideas.v1 import ideas_service_pb2_grpc as pb_grpc
-from google.protobuf import field_mask_pb2, timestamp_pb2
+from google.protobuf import field_mask_pb2
 
 from services.ideas import domain, store, workflow
 from services.ideas.store import HistoryKind, IdeaQuery, Order
@@ -25,17 +25,12 @@ from services.kit.errors import (
     PermissionDenied,
     Violations,
 )
+from services.kit.events import timestamp
 from services.kit.server import Runtime
 
 STAFF = (Role.PM, Role.ADMIN)
 MAX_QUERY = 200
 MAX_MEMBER_ID = 128
-
-
-def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def product_message(row: asyncpg.Record) -> pb.Product:

@@ -5,16 +5,14 @@ the release tooling's SERVICE role (and its release id)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import asyncpg
 from cocreate.events.v1 import ideas_events_pb2 as events_pb
-from google.protobuf import timestamp_pb2
 
 from services.ideas import domain, store
 from services.ideas.store import HistoryKind
 from services.kit.auth import Caller
 from services.kit.errors import NotFound
+from services.kit.events import now_timestamp
 from services.kit.outbox import Outbox
 
 
@@ -44,8 +42,7 @@ async def change_status(
         new_status=new_status,
         note=note,
     )
-    changed_at = timestamp_pb2.Timestamp()
-    changed_at.FromDatetime(datetime.now(UTC))
+    changed_at = now_timestamp()
     event = events_pb.IdeaStatusChanged(
         idea_id=idea_id,
         product_id=str(row["product_id"]),

@@ -45,10 +45,14 @@ def subject_for(message_type: type[pb_message.Message] | pb_message.Message) -> 
         raise KeyError(f"no subject is registered for event type {name}") from None
 
 
-def now_timestamp() -> timestamp_pb2.Timestamp:
+def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
     stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(datetime.now(UTC))
+    stamp.FromDatetime(value)
     return stamp
+
+
+def now_timestamp() -> timestamp_pb2.Timestamp:
+    return timestamp(datetime.now(UTC))
 
 
 def wrap(

@@ -17,22 +17,24 @@ from typing import TypeVar
 import asyncpg
 from google.protobuf import message as pb_message
 
-from services.kit.errors import FieldViolation, InvalidArgument
+from services.kit.errors import Violations
 
 R = TypeVar("R", bound=pb_message.Message)
 
 MAX_REQUEST_ID_LENGTH = 128
 
 
-def check_request_id(request_id: str) -> None:
-    if len(request_id) > MAX_REQUEST_ID_LENGTH or not request_id.isprintable():
-        raise InvalidArgument(
-            [
-                FieldViolation(
-                    "request_id", f"must be printable, at most {MAX_REQUEST_ID_LENGTH} characters"
-                )
-            ]
-        )
+def check_request_id(request_id: str, violations: Violations | None = None) -> None:
+    """A request_id is printable and at most MAX_REQUEST_ID_LENGTH long. With
+    `violations`, a bad one is added to them; without, it is raised at once."""
+    collected = Violations() if violations is None else violations
+    collected.check(
+        len(request_id) <= MAX_REQUEST_ID_LENGTH and request_id.isprintable(),
+        "request_id",
+        f"must be printable, at most {MAX_REQUEST_ID_LENGTH} characters",
+    )
+    if violations is None:
+        collected.raise_if_any()
 
 
 async def replay(

@@ -154,14 +154,6 @@ def _check_reason(v: Violations, reason: str) -> None:
     )
 
 
-def _check_request_id(v: Violations, request_id: str) -> None:
-    v.check(
-        len(request_id) <= idempotency.MAX_REQUEST_ID_LENGTH and request_id.isprintable(),
-        "request_id",
-        f"must be printable, at most {idempotency.MAX_REQUEST_ID_LENGTH} characters",
-    )
-
-
 def _item_id(v: Violations, raw: str) -> uuid.UUID:
     try:
         return uuid.UUID(raw)
@@ -292,7 +284,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
             )
         _check_rule_id(v, request.rule_id)
         v.check(request.expected_version >= 0, "expected_version", "must not be negative")
-        _check_request_id(v, request.request_id)
+        idempotency.check_request_id(request.request_id, v)
         v.raise_if_any()
         method = "UpdateRule"
 
@@ -367,7 +359,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         _check_member_id(v, member_id)
         _check_amount(v, amount, "amount")
         _check_reason(v, reason)
-        _check_request_id(v, request_id)
+        idempotency.check_request_id(request_id, v)
         v.raise_if_any()
         method = response_type.DESCRIPTOR.name.removesuffix("Response")
 
@@ -416,7 +408,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
             "must be one of " + ", ".join(sorted(domain.GRANTABLE_TIERS)),
         )
         _check_reason(v, request.reason)
-        _check_request_id(v, request.request_id)
+        idempotency.check_request_id(request.request_id, v)
         v.raise_if_any()
         account = await self._set_granted_tier(
             caller, "GrantTier", request.member_id, request.tier, request.reason, request.request_id
@@ -430,7 +422,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         v = Violations()
         _check_member_id(v, request.member_id)
         _check_reason(v, request.reason)
-        _check_request_id(v, request.request_id)
+        idempotency.check_request_id(request.request_id, v)
         v.raise_if_any()
         account = await self._set_granted_tier(
             caller, "RevokeTier", request.member_id, None, request.reason, request.request_id
@@ -494,7 +486,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         _check_description(v, request.description)
         _check_amount(v, request.price, "price")
         _check_stock(v, request.stock)
-        _check_request_id(v, request.request_id)
+        idempotency.check_request_id(request.request_id, v)
         v.raise_if_any()
         method = "CreateCatalogueItem"
 
@@ -527,7 +519,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
             _check_amount(v, request.price, "price")
         if request.HasField("stock"):
             _check_stock(v, request.stock)
-        _check_request_id(v, request.request_id)
+        idempotency.check_request_id(request.request_id, v)
         v.raise_if_any()
         method = "UpdateCatalogueItem"
 
@@ -590,7 +582,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         caller = auth.current_caller()
         v = Violations()
         item_id = _item_id(v, request.item_id)
-        _check_request_id(v, request.request_id)
+        idempotency.check_request_id(request.request_id, v)
         v.raise_if_any()
         method = "RedeemItem"
 

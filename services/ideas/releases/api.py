@@ -14,7 +14,6 @@ import grpc
 from cocreate.events.v1 import ideas_events_pb2 as events_pb
 from cocreate.ideas.v1 import release_service_pb2 as pb
 from cocreate.ideas.v1 import release_service_pb2_grpc as pb_grpc
-from google.protobuf import timestamp_pb2
 
 from services.ideas import domain, workflow
 from services.ideas import store as ideas_store
@@ -23,16 +22,11 @@ from services.ideas.releases.rules import Outcome, State
 from services.kit import idempotency
 from services.kit.auth import Caller, Role, current_caller, require_role
 from services.kit.errors import AlreadyExists, FailedPrecondition, NotFound, Violations
+from services.kit.events import timestamp
 from services.kit.server import Runtime
 
 RELEASE_MANAGERS = (Role.PM, Role.ADMIN, Role.SERVICE)
 MAX_COMMENTERS_READ = 20
-
-
-def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def iteration_message(row: asyncpg.Record) -> pb.Iteration:

@@ -10,11 +10,11 @@ import asyncpg
 import grpc
 from cocreate.votes.v1 import notification_service_pb2 as pb
 from cocreate.votes.v1 import notification_service_pb2_grpc as pb_grpc
-from google.protobuf import timestamp_pb2
 
 from services.kit import idempotency, worker
 from services.kit.auth import current_caller
 from services.kit.errors import Violations
+from services.kit.events import timestamp
 from services.kit.server import Runtime
 from services.votes.notifications import store
 from services.votes.notifications.live import NotificationHub
@@ -25,12 +25,6 @@ MAX_MARK_IDS = 500
 # after one with a higher id was already sent.
 RECENT_SECONDS = 300.0
 WATCH_BATCH = 200
-
-
-def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def notification_message(row: asyncpg.Record) -> pb.Notification:
@@ -46,7 +40,7 @@ def notification_message(row: asyncpg.Record) -> pb.Notification:
         points=row["points"],
         tier=row["tier"],
         read=row["read"],
-        create_time=_timestamp(row["created_at"]),
+        create_time=timestamp(row["created_at"]),
     )
 
 
