@@ -26,9 +26,18 @@ _log = log.get("migrations")
 
 
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, reset=_keep_session)
     assert pool is not None
     return pool
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Released connections skip asyncpg's reset query (RESET ALL, UNLISTEN *,
+    pg_advisory_unlock_all, CLOSE ALL): one more round trip on every release,
+    for session state our code never leaves behind — work runs in
+    transactions, advisory locks are transaction-level (the migrations'
+    session lock is released in a finally), LISTEN uses its own connections.
+    asyncpg still rolls back a transaction left open before this is called."""
 
 
 def migration_files(folder: Path) -> list[tuple[int, Path]]:

@@ -11,7 +11,7 @@ answer.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import asyncpg
@@ -37,6 +37,11 @@ def check_request_id(request_id: str, violations: Violations | None = None) -> N
         collected.raise_if_any()
 
 
+def request_key(caller: str, method: str, request_id: str) -> str:
+    """The advisory lock key that makes retries of one request take turns."""
+    return f"{caller}\x1f{method}\x1f{request_id}"
+
+
 async def replay(
     conn: asyncpg.Connection, caller: str, method: str, request_id: str, response_type: type[R]
 ) -> R | None:
@@ -45,7 +50,7 @@ async def replay(
     check_request_id(request_id)
     await conn.execute(
         "select pg_advisory_xact_lock(hashtextextended($1, 0))",
-        f"{caller}\x1f{method}\x1f{request_id}",
+        request_key(caller, method, request_id),
     )
     stored = await conn.fetchval(
         "select response from idempotent_requests "
@@ -77,6 +82,23 @@ async def remember(
         method,
         request_id,
         response.SerializeToString(deterministic=True),
+    )
+
+
+async def remember_many(
+    conn: asyncpg.Connection, answers: Sequence[tuple[str, str, str, pb_message.Message]]
+) -> None:
+    """`remember` for many (caller, method, request_id, response) in one statement;
+    the caller holds each request's lock (see `request_key`)."""
+    if not answers:
+        return
+    await conn.execute(
+        "insert into idempotent_requests (caller, method, request_id, response) "
+        "select * from unnest($1::text[], $2::text[], $3::text[], $4::bytea[])",
+        [a[0] for a in answers],
+        [a[1] for a in answers],
+        [a[2] for a in answers],
+        [a[3].SerializeToString(deterministic=True) for a in answers],
     )
 
 

@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 import asyncpg
@@ -56,6 +58,46 @@ class Outbox:
         # Delivered to the relay's LISTEN only when this transaction commits.
         await conn.execute("select pg_notify($1, '')", NOTIFY_CHANNEL)
         return envelope.event_id
+
+    async def emit_many(self, conn: asyncpg.Connection, batch: Sequence[PendingEvent]) -> None:
+        """Add many events to the caller's transaction in one statement (and one
+        NOTIFY), in the order given."""
+        if not batch:
+            return
+        envelopes = [
+            events.wrap(
+                item.message,
+                source=self.source,
+                aggregate_id=item.aggregate_id,
+                aggregate_version=item.aggregate_version,
+                traceparent=item.traceparent,
+            )
+            for item in batch
+        ]
+        await conn.execute(
+            """
+            with added as (
+                insert into outbox (event_id, subject, envelope)
+                select * from unnest($1::uuid[], $2::text[], $3::bytea[])
+            )
+            select pg_notify($4, '')
+            """,
+            [uuid.UUID(envelope.event_id) for envelope in envelopes],
+            [events.subject_for(item.message) for item in batch],
+            [envelope.SerializeToString() for envelope in envelopes],
+            NOTIFY_CHANNEL,
+        )
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """An event to emit with `Outbox.emit_many`, with the trace of the call
+    that caused it (a batch serves many calls, each in its own trace)."""
+
+    message: pb_message.Message
+    aggregate_id: str
+    aggregate_version: int = 0
+    traceparent: str = ""
 
 
 class OutboxRelay:

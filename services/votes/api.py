@@ -9,117 +9,59 @@ from typing import Any
 
 import asyncpg
 import grpc
-from cocreate.ideas.v1 import idea_status_pb2
 from cocreate.votes.v1 import votes_service_pb2 as pb
 from cocreate.votes.v1 import votes_service_pb2_grpc as pb_grpc
 
-from services.kit import idempotency, ratelimit
+from services.kit import idempotency
 from services.kit.auth import Caller, Role, current_caller, require_role
 from services.kit.errors import (
     Aborted,
-    FailedPrecondition,
     NotFound,
     PermissionDenied,
     Violations,
 )
 from services.kit.server import Runtime
-from services.votes import changes, domain, store
+from services.votes import changes, domain, mappers, store
+from services.votes.writer import RateLimit, VoteWriter
 
 CAST_LIMIT_SETTING = "COCREATE_VOTES_CAST_LIMIT"
 CAST_WINDOW_SETTING = "COCREATE_VOTES_CAST_WINDOW_SECONDS"
 DEFAULT_CAST_LIMIT = 120
 DEFAULT_CAST_WINDOW_SECONDS = 60.0
+WRITERS_SETTING = "COCREATE_VOTES_WRITERS"
+DEFAULT_WRITERS = 4
+MAX_BATCH_SETTING = "COCREATE_VOTES_MAX_BATCH"
+DEFAULT_MAX_BATCH = 128
 
 
 class VoteServicer(pb_grpc.VoteServiceServicer):
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
-        self._cast_limit = runtime.config.get_int(CAST_LIMIT_SETTING, DEFAULT_CAST_LIMIT)
-        self._cast_window = runtime.config.get_float(
-            CAST_WINDOW_SETTING, DEFAULT_CAST_WINDOW_SECONDS
+        # Members' casts and retracts are written in batches (writer.py).
+        self._writer = VoteWriter(
+            runtime.pool,
+            runtime.outbox,
+            RateLimit(
+                runtime.config.get_int(CAST_LIMIT_SETTING, DEFAULT_CAST_LIMIT),
+                runtime.config.get_float(CAST_WINDOW_SETTING, DEFAULT_CAST_WINDOW_SECONDS),
+            ),
+            writers=runtime.config.get_int(WRITERS_SETTING, DEFAULT_WRITERS),
+            max_batch=runtime.config.get_int(MAX_BATCH_SETTING, DEFAULT_MAX_BATCH),
         )
 
     async def CastVote(
         self, request: pb.CastVoteRequest, context: grpc.aio.ServicerContext
     ) -> pb.CastVoteResponse:
         caller = current_caller()
-        _check_ids(("idea_id", request.idea_id))
-
-        async def work(conn: asyncpg.Connection) -> pb.CastVoteResponse:
-            await ratelimit.hit(
-                conn,
-                caller.member_id,
-                "cast_vote",
-                limit=self._cast_limit,
-                window_seconds=self._cast_window,
-            )
-            # Shared locks: the policy, the idea's state and the member's tier
-            # stay as read until commit, without casts waiting for each other.
-            await store.lock_policy(conn)
-            await store.lock_ideas(conn, [request.idea_id])
-            await store.lock_member(conn, caller.member_id)
-            # Under the member's lock: a void with ban either committed before
-            # (the ban is seen) or waits for this cast (and voids it).
-            if await store.is_vote_banned(conn, caller.member_id):
-                raise PermissionDenied(
-                    "you may not cast votes: your voting is banned",
-                    reason="VOTING_BANNED",
-                    metadata={"member_id": caller.member_id},
-                )
-            await _open_idea(conn, request.idea_id)
-            policy = (await store.get_policy(conn)).policy
-            tier = policy.tier_of(await store.get_member_tier(conn, caller.member_id))
-            vote, _ = await changes.cast(
-                conn,
-                self._rt.outbox,
-                idea_id=request.idea_id,
-                member_id=caller.member_id,
-                weight=policy.weight_of(tier),
-                tier=tier,
-                cause=domain.CAUSE_MEMBER,
-                actor_id=caller.member_id,
-            )
-            return pb.CastVoteResponse(vote=_vote(vote))
-
-        return await idempotency.run_once(
-            self._rt.pool,
-            caller.member_id,
-            "CastVote",
-            request.request_id,
-            pb.CastVoteResponse,
-            work,
-        )
+        _check_vote_change(request.idea_id, request.request_id)
+        return await self._writer.cast(caller.member_id, request.idea_id, request.request_id)
 
     async def RetractVote(
         self, request: pb.RetractVoteRequest, context: grpc.aio.ServicerContext
     ) -> pb.RetractVoteResponse:
         caller = current_caller()
-        _check_ids(("idea_id", request.idea_id))
-
-        async def work(conn: asyncpg.Connection) -> pb.RetractVoteResponse:
-            await store.lock_ideas(conn, [request.idea_id])
-            await _open_idea(conn, request.idea_id)
-            vote = await store.get_vote(conn, request.idea_id, caller.member_id, for_update=True)
-            if vote is None:
-                raise NotFound("vote", changes.vote_aggregate(request.idea_id, caller.member_id))
-            if vote["active"]:
-                vote = await changes.retract(
-                    conn,
-                    self._rt.outbox,
-                    vote,
-                    cause=domain.CAUSE_MEMBER,
-                    actor_id=caller.member_id,
-                )
-            return pb.RetractVoteResponse(vote=_vote(vote))
-
-        return await idempotency.run_once(
-            self._rt.pool,
-            caller.member_id,
-            "RetractVote",
-            request.request_id,
-            pb.RetractVoteResponse,
-            work,
-        )
+        _check_vote_change(request.idea_id, request.request_id)
+        return await self._writer.retract(caller.member_id, request.idea_id, request.request_id)
 
     async def GetTally(
         self, request: pb.GetTallyRequest, context: grpc.aio.ServicerContext
@@ -129,7 +71,7 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
         found = await store.get_tallies(self._rt.pool, [request.idea_id])
         if request.idea_id not in found:
             raise NotFound("idea", request.idea_id)
-        return pb.GetTallyResponse(tally=_tally(found[request.idea_id]))
+        return pb.GetTallyResponse(tally=mappers.tally(found[request.idea_id]))
 
     async def BatchGetTallies(
         self, request: pb.BatchGetTalliesRequest, context: grpc.aio.ServicerContext
@@ -148,7 +90,7 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
         response = pb.BatchGetTalliesResponse()
         for idea_id in request.idea_ids:
             if idea_id in found:
-                response.tallies.append(_tally(found[idea_id]))
+                response.tallies.append(mappers.tally(found[idea_id]))
             else:
                 response.missing_idea_ids.append(idea_id)
         return response
@@ -175,7 +117,7 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
         after = _after(page.after, "idea_id")
         rows = await store.list_member_votes(self._rt.pool, member_id, after, page.fetch)
         return pb.ListMyVotesResponse(
-            votes=[_vote(r) for r in page.items(rows)],
+            votes=[mappers.vote(r) for r in page.items(rows)],
             next_page_token=page.next_token(
                 rows,
                 lambda last: {"cast_at": last["cast_at"].isoformat(), "idea_id": last["idea_id"]},
@@ -193,7 +135,7 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
             self._rt.pool, request.idea_id, _after(page.after, "member_id"), page.fetch
         )
         return pb.ListSupportersResponse(
-            supporters=[_vote(r) for r in page.items(rows)],
+            supporters=[mappers.vote(r) for r in page.items(rows)],
             next_page_token=page.next_token(
                 rows,
                 lambda last: {
@@ -213,7 +155,7 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
         after_id = int(page.after["id"]) if page.after else 0
         rows = await store.list_history(self._rt.pool, request.idea_id, after_id, page.fetch)
         return pb.ListVoteHistoryResponse(
-            entries=[_history(r) for r in page.items(rows)],
+            entries=[mappers.history_entry(r) for r in page.items(rows)],
             next_page_token=page.next_token(rows, lambda r: {"id": r["id"]}),
         )
 
@@ -221,7 +163,9 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
         self, request: pb.GetWeightPolicyRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetWeightPolicyResponse:
         current_caller()
-        return pb.GetWeightPolicyResponse(policy=_policy(await store.get_policy(self._rt.pool)))
+        return pb.GetWeightPolicyResponse(
+            policy=mappers.policy(await store.get_policy(self._rt.pool))
+        )
 
     async def UpdateWeightPolicy(
         self, request: pb.UpdateWeightPolicyRequest, context: grpc.aio.ServicerContext
@@ -267,7 +211,7 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
             )
             await store.mark_dirty(conn, [row["idea_id"] for row in changed])
             return pb.UpdateWeightPolicyResponse(
-                policy=_policy(stored), reweighted_vote_count=len(changed)
+                policy=mappers.policy(stored), reweighted_vote_count=len(changed)
             )
 
         return await idempotency.run_once(
@@ -371,6 +315,13 @@ def _is_staff(caller: Caller) -> bool:
     return caller.role in (Role.PM, Role.ADMIN)
 
 
+def _check_vote_change(idea_id: str, request_id: str) -> None:
+    violations = Violations()
+    domain.check_id(violations, "idea_id", idea_id)
+    idempotency.check_request_id(request_id, violations)
+    violations.raise_if_any()
+
+
 def _check_ids(*fields: tuple[str, str]) -> None:
     violations = Violations()
     for name, value in fields:
@@ -378,76 +329,7 @@ def _check_ids(*fields: tuple[str, str]) -> None:
     violations.raise_if_any()
 
 
-async def _open_idea(conn: Any, idea_id: str) -> None:
-    idea = await store.get_idea(conn, idea_id)
-    if idea is None:
-        raise NotFound("idea", idea_id)
-    if not idea["open"]:
-        status = idea_status_pb2.IdeaStatus.Name(idea["status"])
-        raise FailedPrecondition(
-            f"idea {idea_id!r} is closed ({status}); it takes no more votes",
-            reason="IDEA_CLOSED",
-            metadata={"idea_id": idea_id, "status": status},
-        )
-
-
 def _after(position: dict[str, Any] | None, key: str) -> tuple[datetime, str] | None:
     if position is None:
         return None
     return datetime.fromisoformat(position["cast_at"]), str(position[key])
-
-
-def _vote(row: store.Record) -> pb.Vote:
-    vote = pb.Vote(
-        idea_id=row["idea_id"],
-        member_id=row["member_id"],
-        weight=row["weight"],
-        tier=row["tier"],
-        active=row["active"],
-    )
-    vote.cast_at.FromDatetime(row["cast_at"])
-    if row["retracted_at"] is not None:
-        vote.retracted_at.FromDatetime(row["retracted_at"])
-    return vote
-
-
-def _tally(row: store.Record) -> pb.Tally:
-    tally = pb.Tally(
-        idea_id=row["idea_id"],
-        version=row["version"] or 0,
-        weighted_score=row["weighted_score"] or 0,
-        voter_count=row["voter_count"] or 0,
-        trending_score=row["trending_score"] or 0.0,
-        open=row["open"],
-    )
-    tally.voters_by_tier.update(store.tier_counts(row["voters_by_tier"]))
-    tally.updated_at.FromDatetime(row["updated_at"] or row["idea_updated_at"])
-    return tally
-
-
-def _history(row: store.Record) -> pb.VoteHistoryEntry:
-    entry = pb.VoteHistoryEntry(
-        id=row["id"],
-        idea_id=row["idea_id"],
-        member_id=row["member_id"],
-        action=row["action"],
-        cause=row["cause"],
-        weight=row["weight"],
-        previous_weight=row["previous_weight"],
-        tier=row["tier"],
-        actor_id=row["actor_id"],
-        note=row["note"],
-    )
-    entry.occurred_at.FromDatetime(row["occurred_at"])
-    return entry
-
-
-def _policy(stored: store.StoredPolicy) -> pb.WeightPolicy:
-    policy = pb.WeightPolicy(
-        lowest_tier=stored.policy.lowest_tier,
-        version=stored.version,
-        updated_by=stored.updated_by,
-    )
-    policy.weights.update(stored.policy.weights)
-    policy.updated_at.FromDatetime(stored.updated_at)
-    return policy

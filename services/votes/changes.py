@@ -25,6 +25,35 @@ def vote_aggregate(idea_id: str, member_id: str) -> str:
     return f"{idea_id}/{member_id}"
 
 
+def cast_event(vote: store.Record, cause: int) -> events_pb.VoteCast:
+    """The event of a vote that became active (`vote` as stored after the cast)."""
+    event = events_pb.VoteCast(
+        idea_id=vote["idea_id"],
+        member_id=vote["member_id"],
+        weight=vote["weight"],
+        tier=vote["tier"],
+        reason=_REASONS[cause],
+        vote_version=vote["version"],
+    )
+    event.cast_at.FromDatetime(vote["cast_at"])
+    return event
+
+
+def retract_event(retracted: store.Record, cause: int) -> events_pb.VoteRetracted:
+    """The event of a vote that became inactive (as stored after the retract; a
+    retract keeps the weight and tier the vote counted with)."""
+    event = events_pb.VoteRetracted(
+        idea_id=retracted["idea_id"],
+        member_id=retracted["member_id"],
+        reason=_REASONS[cause],
+        weight=retracted["weight"],
+        tier=retracted["tier"],
+        vote_version=retracted["version"],
+    )
+    event.retracted_at.FromDatetime(retracted["retracted_at"])
+    return event
+
+
 async def cast(
     conn: asyncpg.Connection,
     outbox: Outbox,
@@ -51,18 +80,9 @@ async def cast(
             )
         ],
     )
-    event = events_pb.VoteCast(
-        idea_id=idea_id,
-        member_id=member_id,
-        weight=weight,
-        tier=tier,
-        reason=_REASONS[cause],
-        vote_version=vote["version"],
-    )
-    event.cast_at.FromDatetime(vote["cast_at"])
     await outbox.emit(
         conn,
-        event,
+        cast_event(vote, cause),
         aggregate_id=vote_aggregate(idea_id, member_id),
         aggregate_version=vote["version"],
     )
@@ -98,18 +118,9 @@ async def retract(
             )
         ],
     )
-    event = events_pb.VoteRetracted(
-        idea_id=idea_id,
-        member_id=member_id,
-        reason=_REASONS[cause],
-        weight=vote["weight"],
-        tier=vote["tier"],
-        vote_version=retracted["version"],
-    )
-    event.retracted_at.FromDatetime(retracted["retracted_at"])
     await outbox.emit(
         conn,
-        event,
+        retract_event(retracted, cause),
         aggregate_id=vote_aggregate(idea_id, member_id),
         aggregate_version=retracted["version"],
     )

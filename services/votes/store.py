@@ -36,18 +36,47 @@ async def _lock(conn: asyncpg.Connection, key: str, *, exclusive: bool) -> None:
 
 
 async def lock_policy(conn: asyncpg.Connection, *, exclusive: bool = False) -> None:
-    await _lock(conn, "votes:policy", exclusive=exclusive)
+    await _lock(conn, policy_key(), exclusive=exclusive)
 
 
 async def lock_ideas(
     conn: asyncpg.Connection, idea_ids: Iterable[str], *, exclusive: bool = False
 ) -> None:
     for idea_id in sorted(set(idea_ids)):
-        await _lock(conn, f"votes:idea:{idea_id}", exclusive=exclusive)
+        await _lock(conn, idea_key(idea_id), exclusive=exclusive)
 
 
 async def lock_member(conn: asyncpg.Connection, member_id: str, *, exclusive: bool = False) -> None:
-    await _lock(conn, f"votes:member:{member_id}", exclusive=exclusive)
+    await _lock(conn, member_key(member_id), exclusive=exclusive)
+
+
+async def lock_keys(
+    conn: asyncpg.Connection, exclusive: Sequence[str], shared: Sequence[str]
+) -> None:
+    """Take transaction-level advisory locks in one statement, in the order given:
+    `exclusive` first, then `shared`. The caller passes them in the global
+    order (request keys, the policy, ideas sorted, members sorted)."""
+    await conn.execute(
+        """
+        select case when t.exclusive then pg_advisory_xact_lock(hashtextextended(t.key, 0))
+                    else pg_advisory_xact_lock_shared(hashtextextended(t.key, 0)) end
+        from unnest($1::text[], $2::bool[]) with ordinality as t(key, exclusive, n)
+        """,
+        [*exclusive, *shared],
+        [True] * len(exclusive) + [False] * len(shared),
+    )
+
+
+def policy_key() -> str:
+    return "votes:policy"
+
+
+def idea_key(idea_id: str) -> str:
+    return f"votes:idea:{idea_id}"
+
+
+def member_key(member_id: str) -> str:
+    return f"votes:member:{member_id}"
 
 
 # Policy
@@ -257,6 +286,146 @@ async def deactivate_vote(conn: asyncpg.Connection, idea_id: str, member_id: str
         """,
         idea_id,
         member_id,
+    )
+
+
+async def read_for_vote_changes(
+    conn: asyncpg.Connection,
+    idea_ids: Sequence[str],
+    member_ids: Sequence[str],
+    methods: Sequence[str],
+    request_ids: Sequence[str],
+) -> list[Record]:
+    """For each (idea, member) of a batch of member casts and retracts, in the
+    order given: what the checks need (the idea's state, a ban, the stored
+    tier), the current vote, and the remembered answer to its request_id."""
+    return list(
+        await conn.fetch(
+            """
+            select r.n, r.idea_id, r.member_id,
+                   i.idea_id is not null as idea_known, i.open as idea_open,
+                   i.status as idea_status,
+                   coalesce((select b.banned from vote_bans b where b.member_id = r.member_id
+                             order by b.id desc limit 1), false) as banned,
+                   m.tier as stored_tier,
+                   v.weight, v.tier, v.active, v.cast_at, v.retracted_at, v.version,
+                   q.response as remembered
+            from unnest($1::text[], $2::text[], $3::text[], $4::text[])
+                 with ordinality as r(idea_id, member_id, method, request_id, n)
+            left join ideas i on i.idea_id = r.idea_id
+            left join members m on m.member_id = r.member_id
+            left join votes v on v.idea_id = r.idea_id and v.member_id = r.member_id
+            left join idempotent_requests q
+                   on r.request_id <> '' and q.caller = r.member_id
+                  and q.method = r.method and q.request_id = r.request_id
+            order by r.n
+            """,
+            list(idea_ids),
+            list(member_ids),
+            list(methods),
+            list(request_ids),
+        )
+    )
+
+
+async def activate_votes(
+    conn: asyncpg.Connection,
+    idea_ids: Sequence[str],
+    member_ids: Sequence[str],
+    weights: Sequence[int],
+    tiers: Sequence[str],
+) -> list[Record]:
+    """`activate_vote` for many (idea, member) pairs, each at most once, in
+    (idea, member) order so concurrent writers lock vote rows in one order.
+    Returns the votes that changed; an already active vote is left as it is."""
+    return list(
+        await conn.fetch(
+            """
+            insert into votes as v (idea_id, member_id, weight, tier, active, cast_at, version)
+            select t.idea_id, t.member_id, t.weight, t.tier, true, now(), 1
+            from unnest($1::text[], $2::text[], $3::bigint[], $4::text[])
+                 as t(idea_id, member_id, weight, tier)
+            order by t.idea_id, t.member_id
+            on conflict (idea_id, member_id) do update
+                set weight = excluded.weight, tier = excluded.tier, active = true,
+                    cast_at = excluded.cast_at, retracted_at = null, version = v.version + 1
+                where not v.active
+            returning v.*
+            """,
+            list(idea_ids),
+            list(member_ids),
+            list(weights),
+            list(tiers),
+        )
+    )
+
+
+async def deactivate_votes(
+    conn: asyncpg.Connection, idea_ids: Sequence[str], member_ids: Sequence[str]
+) -> list[Record]:
+    """`deactivate_vote` for many (idea, member) pairs; the votes that changed."""
+    return list(
+        await conn.fetch(
+            """
+            with target as (
+                select v.idea_id, v.member_id
+                from votes v join unnest($1::text[], $2::text[]) as t(idea_id, member_id)
+                     on v.idea_id = t.idea_id and v.member_id = t.member_id
+                where v.active
+                order by v.idea_id, v.member_id
+                for update of v
+            )
+            update votes v set active = false, retracted_at = now(), version = v.version + 1
+            from target t
+            where v.idea_id = t.idea_id and v.member_id = t.member_id and v.active
+            returning v.*
+            """,
+            list(idea_ids),
+            list(member_ids),
+        )
+    )
+
+
+async def get_votes(
+    conn: asyncpg.Connection, idea_ids: Sequence[str], member_ids: Sequence[str]
+) -> dict[tuple[str, str], Record]:
+    """The current votes of (idea, member) pairs, by pair."""
+    rows = await conn.fetch(
+        "select v.* from votes v join unnest($1::text[], $2::text[]) as t(idea_id, member_id) "
+        "on v.idea_id = t.idea_id and v.member_id = t.member_id",
+        list(idea_ids),
+        list(member_ids),
+    )
+    return {(row["idea_id"], row["member_id"]): row for row in rows}
+
+
+async def record_vote_changes(conn: asyncpg.Connection, entries: Sequence[HistoryEntry]) -> None:
+    """History entries and tally marks for many changed votes in one statement
+    (and one NOTIFY for the folder)."""
+    if not entries:
+        return
+    await conn.execute(
+        """
+        with history as (
+            insert into vote_history (idea_id, member_id, action, cause, weight,
+                                      previous_weight, tier, actor_id, note)
+            select * from unnest($1::text[], $2::text[], $3::smallint[], $4::smallint[],
+                                 $5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::text[])
+        ), marks as (
+            insert into tally_dirty (idea_id) select distinct unnest($1::text[])
+        )
+        select pg_notify($10, '')
+        """,
+        [e.idea_id for e in entries],
+        [e.member_id for e in entries],
+        [e.action for e in entries],
+        [e.cause for e in entries],
+        [e.weight for e in entries],
+        [e.previous_weight for e in entries],
+        [e.tier for e in entries],
+        [e.actor_id for e in entries],
+        [e.note for e in entries],
+        TALLY_DIRTY_CHANNEL,
     )
 
 
