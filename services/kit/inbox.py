@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
@@ -54,6 +54,17 @@ async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
     return None
 
 
+def _envelope(msg: Msg) -> envelope_pb2.Envelope | None:
+    """The message's envelope, or None when it is not one of ours."""
+    envelope = envelope_pb2.Envelope()
+    try:
+        envelope.ParseFromString(msg.data)
+        uuid.UUID(envelope.event_id)
+    except Exception:
+        return None
+    return envelope
+
+
 class InboxConsumer:
     def __init__(
         self,
@@ -63,7 +74,7 @@ class InboxConsumer:
         subjects: Sequence[str] | None = None,
         max_deliver: int = 5,
         backoff_seconds: Sequence[float] = (0.2, 1.0, 3.0, 10.0, 30.0),
-        batch_size: int = 50,
+        batch_size: int = 200,
         ack_wait_seconds: float = 30.0,
     ) -> None:
         self.name = name
@@ -109,26 +120,98 @@ class InboxConsumer:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=1.0)
                     continue
-                for msg in messages:
-                    try:
-                        await self._deliver(pool, msg)
-                    except Exception:  # the ack or nak did not reach the broker
-                        _log.warning(
-                            "could not settle an event; JetStream will deliver it again",
-                            extra={"consumer": self.name},
-                            exc_info=True,
-                        )
+                try:
+                    await self._deliver_batch(pool, messages)
+                except Exception:  # an ack or nak did not reach the broker
+                    _log.warning(
+                        "could not settle events; JetStream will deliver them again",
+                        extra={"consumer": self.name},
+                        exc_info=True,
+                    )
         finally:
             await subscription.unsubscribe()
 
+    async def _deliver_batch(self, pool: asyncpg.Pool, messages: Sequence[Msg]) -> None:
+        """Apply a fetched batch in one transaction, then ack it. If a handler
+        fails, the batch is rolled back and each event is delivered alone, so
+        a poison event is retried and parked by itself without holding back
+        the others. The database away: the whole batch comes again later."""
+        readable: list[tuple[Msg, envelope_pb2.Envelope]] = []
+        for msg in messages:
+            envelope = _envelope(msg)
+            if envelope is None:
+                await self._deliver(pool, msg)  # parks it
+            else:
+                readable.append((msg, envelope))
+        if not readable:
+            return
+        if len(readable) == 1:
+            await self._deliver(pool, readable[0][0])
+            return
+        try:
+            async with (
+                self._in_progress([m for m, _ in readable]),
+                pool.acquire() as conn,
+                conn.transaction(),
+            ):
+                await self.apply_many(conn, [(e, m.subject) for m, e in readable])
+        except INFRASTRUCTURE_ERRORS:
+            _log.warning("consumer could not reach its database; will retry", exc_info=True)
+            for msg, _ in readable:
+                await msg.nak(delay=self._delay(msg.metadata.num_delivered or 1))
+            return
+        except Exception:  # a handler failed: find which, alone
+            for msg, _ in readable:
+                await self._deliver(pool, msg)
+            return
+        failpoints.hit("consumer.after_commit")
+        for msg, _ in readable:
+            await msg.ack()
+
+    @contextlib.asynccontextmanager
+    async def _in_progress(self, messages: Sequence[Msg]) -> AsyncIterator[None]:
+        """While a long batch is applied, tell JetStream every third of the ack
+        wait that its events are in progress, so it does not send them again."""
+
+        async def keep_alive() -> None:
+            while True:
+                await asyncio.sleep(self._ack_wait / 3)
+                for msg in messages:
+                    with contextlib.suppress(Exception):
+                        await msg.in_progress()
+
+        task = asyncio.create_task(keep_alive())
+        try:
+            yield
+        finally:
+            task.cancel()
+
+    async def apply_many(
+        self, conn: asyncpg.Connection, batch: Sequence[tuple[envelope_pb2.Envelope, str]]
+    ) -> None:
+        """`apply` for many events in the caller's transaction: one statement
+        records them all in the inbox, and the handlers run for those not
+        handled before, in order."""
+        fresh = {
+            row["event_id"]
+            for row in await conn.fetch(
+                "insert into inbox (consumer, event_id) select $1, unnest($2::uuid[]) "
+                "on conflict do nothing returning event_id",
+                self.name,
+                [uuid.UUID(envelope.event_id) for envelope, _ in batch],
+            )
+        }
+        for envelope, subject in batch:
+            event_id = uuid.UUID(envelope.event_id)
+            if event_id in fresh:
+                fresh.discard(event_id)  # the same event twice in a batch runs once
+                await self._handle(conn, envelope, subject)
+
     async def _deliver(self, pool: asyncpg.Pool, msg: Msg) -> None:
         deliveries = msg.metadata.num_delivered or 1
-        envelope = envelope_pb2.Envelope()
-        try:
-            envelope.ParseFromString(msg.data)
-            uuid.UUID(envelope.event_id)
-        except Exception as exc:  # not our envelope: retrying cannot help
-            await self._park_raw(pool, msg, deliveries, f"unreadable envelope: {exc}")
+        envelope = _envelope(msg)
+        if envelope is None:  # not our envelope: retrying cannot help
+            await self._park_raw(pool, msg, deliveries, "unreadable envelope")
             await msg.ack()
             return
         try:
@@ -171,9 +254,16 @@ class InboxConsumer:
         )
         if not first_time:
             return False
+        await self._handle(conn, envelope, subject)
+        return True
+
+    async def _handle(
+        self, conn: asyncpg.Connection, envelope: envelope_pb2.Envelope, subject: str
+    ) -> None:
+        """Run the event's handler, if this consumer has one for its type."""
         entry = self._handlers.get(envelope.type)
         if entry is None:
-            return False  # an event type this consumer does not act on
+            return  # an event type this consumer does not act on
         message_class, handler = entry
         message = message_class()
         if not envelope.payload.Unpack(message):
@@ -184,7 +274,6 @@ class InboxConsumer:
             await handler(conn, events.Event(envelope=envelope, message=message, subject=subject))
         finally:
             tracing.reset(trace)
-        return True
 
     async def park(
         self,
