@@ -176,6 +176,7 @@ async def append_entry(
         reason=new.reason,
         balance=balance_after,
         lifetime_points=lifetime,
+        rule_id=new.rule_id or "",
     )
     awarded.awarded_at.FromDatetime(fields.created_at)
     await outbox.emit(conn, awarded, aggregate_id=new.member_id, aggregate_version=fields.seq)

@@ -621,24 +621,30 @@ async def tier_groups(
     return groups
 
 
-async def save_tally(conn: asyncpg.Connection, tally: domain.Tally) -> Record:
-    """Store a folded tally with the next version; returns the stored row."""
-    return await conn.fetchrow(
-        """
-        insert into tallies as t (idea_id, version, weighted_score, voter_count,
-                                  voters_by_tier, trending_score)
-        values ($1, 1, $2, $3, $4::jsonb, $5)
-        on conflict (idea_id) do update
-            set version = t.version + 1, weighted_score = excluded.weighted_score,
-                voter_count = excluded.voter_count, voters_by_tier = excluded.voters_by_tier,
-                trending_score = excluded.trending_score, updated_at = now()
-        returning *
-        """,
-        tally.idea_id,
-        tally.weighted_score,
-        tally.voter_count,
-        json.dumps(tally.voters_by_tier, sort_keys=True),
-        tally.trending_score,
+async def save_tallies(conn: asyncpg.Connection, tallies: Sequence[domain.Tally]) -> list[Record]:
+    """Store folded tallies, each with its next version, in one statement;
+    returns the stored rows."""
+    return list(
+        await conn.fetch(
+            """
+            insert into tallies as t (idea_id, version, weighted_score, voter_count,
+                                      voters_by_tier, trending_score)
+            select idea_id, 1, score, voters, by_tier::jsonb, trending
+            from unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::float8[])
+                 as u(idea_id, score, voters, by_tier, trending)
+            order by idea_id
+            on conflict (idea_id) do update
+                set version = t.version + 1, weighted_score = excluded.weighted_score,
+                    voter_count = excluded.voter_count, voters_by_tier = excluded.voters_by_tier,
+                    trending_score = excluded.trending_score, updated_at = now()
+            returning *
+            """,
+            [tally.idea_id for tally in tallies],
+            [tally.weighted_score for tally in tallies],
+            [tally.voter_count for tally in tallies],
+            [json.dumps(tally.voters_by_tier, sort_keys=True) for tally in tallies],
+            [tally.trending_score for tally in tallies],
+        )
     )
 
 

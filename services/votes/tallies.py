@@ -38,7 +38,7 @@ from cocreate.events.v1 import votes_events_pb2 as events_pb
 
 from services.kit import worker
 from services.kit.events import now_timestamp
-from services.kit.outbox import Outbox
+from services.kit.outbox import Outbox, PendingEvent
 from services.votes import domain, store
 
 _FOLDER_LOCK = "votes:tally-folder"
@@ -86,21 +86,21 @@ class TallyFolder:
             if not idea_ids:
                 return 0
             groups = await store.tier_groups(conn, idea_ids)
-            for idea_id in idea_ids:
-                stored = await store.save_tally(conn, domain.fold(idea_id, groups[idea_id]))
-                await self._emit(conn, stored)
+            stored = await store.save_tallies(
+                conn, [domain.fold(idea_id, groups[idea_id]) for idea_id in idea_ids]
+            )
+            await self._outbox.emit_many(conn, [_changed(row) for row in stored])
             return len(idea_ids)
 
-    async def _emit(self, conn: asyncpg.Connection, stored: store.Record) -> None:
-        event = events_pb.TallyChanged(
-            idea_id=stored["idea_id"],
-            version=stored["version"],
-            weighted_score=stored["weighted_score"],
-            voter_count=stored["voter_count"],
-            trending_score=stored["trending_score"],
-            changed_at=now_timestamp(),
-        )
-        event.voters_by_tier.update(store.tier_counts(stored["voters_by_tier"]))
-        await self._outbox.emit(
-            conn, event, aggregate_id=stored["idea_id"], aggregate_version=stored["version"]
-        )
+
+def _changed(stored: store.Record) -> PendingEvent:
+    event = events_pb.TallyChanged(
+        idea_id=stored["idea_id"],
+        version=stored["version"],
+        weighted_score=stored["weighted_score"],
+        voter_count=stored["voter_count"],
+        trending_score=stored["trending_score"],
+        changed_at=now_timestamp(),
+    )
+    event.voters_by_tier.update(store.tier_counts(stored["voters_by_tier"]))
+    return PendingEvent(event, aggregate_id=stored["idea_id"], aggregate_version=stored["version"])

@@ -154,6 +154,11 @@ async def test_members_are_told_of_points_and_tiers_once(votes: VotesClients) ->
     )
     await emit(votes, points, source="rewards", aggregate_id="m1", version=1)
     await emit(votes, points, source="rewards", aggregate_id="m1", version=1)  # a re-send
+    # The point for the member's own vote is not news to them: no notification.
+    own_vote = rewards_events_pb2.PointsAwarded(
+        entry_id="e-0", member_id="m1", amount=1, reason="voted", rule_id="vote_cast"
+    )
+    await emit(votes, own_vote, source="rewards", aggregate_id="m1", version=2)
     await emit(
         votes,
         rewards_events_pb2.TierChanged(
@@ -163,6 +168,8 @@ async def test_members_are_told_of_points_and_tiers_once(votes: VotesClients) ->
         aggregate_id="m1",
         version=1,
     )
+    # One consumer handles these in order: the tier's notification arriving
+    # means the vote's point was handled before it.
     told = await inbox_of_size(votes, "m1", 2)
     assert sorted((n.kind, n.points, n.tier) for n in told) == [
         (pb.NOTIFICATION_KIND_POINTS_AWARDED, 20, ""),

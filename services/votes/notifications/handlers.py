@@ -88,11 +88,16 @@ async def merged(conn: asyncpg.Connection, event: Event[ideas_events_pb2.IdeasMe
     )
 
 
+VOTE_CAST_RULE = "vote_cast"
+
+
 async def points_awarded(
     conn: asyncpg.Connection, event: Event[rewards_events_pb2.PointsAwarded]
 ) -> None:
     m = event.message
-    if m.amount == 0:
+    # The point a member earns for their own vote is no news to them (they
+    # just voted); a notification for each would bury the ones that are.
+    if m.amount == 0 or m.rule_id == VOTE_CAST_RULE:
         return
     verb = "received" if m.amount > 0 else "lost"
     text = f"You {verb} {abs(m.amount)} points"
