@@ -466,31 +466,39 @@ async def list_reported_ideas(
     return rows
 
 
-async def apply_tally(
-    conn: asyncpg.Connection,
-    idea_id: str,
-    *,
-    version: int,
-    weighted_score: int,
-    voter_count: int,
-    by_tier: Mapping[str, int],
-    trending_score: float,
-) -> bool:
-    """Apply a tally only if it is newer than the stored one."""
-    applied = await conn.fetchval(
+async def apply_tallies(conn: asyncpg.Connection, tallies: Sequence[TallyUpdate]) -> int:
+    """Apply each tally only if it is newer than the stored one, in one
+    statement; how many applied."""
+    if not tallies:
+        return 0
+    applied = await conn.fetch(
         """
-        update ideas set weighted_score = $3, voter_count = $4, voters_by_tier = $5::jsonb,
-            trending_score = $6, tally_version = $2
-        where id = $1 and tally_version < $2 returning true
+        update ideas i set weighted_score = t.score, voter_count = t.voters,
+            voters_by_tier = t.by_tier::jsonb, trending_score = t.trending,
+            tally_version = t.version
+        from unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[],
+                    $6::float8[]) as t(id, version, score, voters, by_tier, trending)
+        where i.id = t.id and i.tally_version < t.version
+        returning i.id
         """,
-        uuid.UUID(idea_id),
-        version,
-        weighted_score,
-        voter_count,
-        json.dumps(dict(by_tier), sort_keys=True),
-        trending_score,
+        [uuid.UUID(t.idea_id) for t in tallies],
+        [t.version for t in tallies],
+        [t.weighted_score for t in tallies],
+        [t.voter_count for t in tallies],
+        [json.dumps(dict(t.by_tier), sort_keys=True) for t in tallies],
+        [t.trending_score for t in tallies],
     )
-    return bool(applied)
+    return len(applied)
+
+
+@dataclass(frozen=True)
+class TallyUpdate:
+    idea_id: str
+    version: int
+    weighted_score: int
+    voter_count: int
+    by_tier: Mapping[str, int]
+    trending_score: float
 
 
 # History

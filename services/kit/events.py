@@ -30,6 +30,7 @@ SUBJECTS: dict[str, str] = {
     votes_events_pb2.VoteCast.DESCRIPTOR.full_name: "cocreate.votes.vote.cast",
     votes_events_pb2.VoteRetracted.DESCRIPTOR.full_name: "cocreate.votes.vote.retracted",
     votes_events_pb2.TallyChanged.DESCRIPTOR.full_name: "cocreate.votes.tally.changed",
+    votes_events_pb2.TalliesChanged.DESCRIPTOR.full_name: "cocreate.votes.tallies.changed",
     rewards_events_pb2.PointsAwarded.DESCRIPTOR.full_name: "cocreate.rewards.points.awarded",
     rewards_events_pb2.TierChanged.DESCRIPTOR.full_name: "cocreate.rewards.tier.changed",
 }

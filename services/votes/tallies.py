@@ -15,8 +15,9 @@ database, elected by an advisory lock, woken by NOTIFY at commit and polling
 as a fallback — takes the committed marks, recounts each marked idea from
 its active votes (one grouped aggregate: score, voters, voters per tier and
 the log-space trending sum), stores the tally with the next version, and
-emits one TallyChanged per idea in the same transaction. Many casts that land
-between two folds make one tally change, whose version still grows by one.
+emits the changed tallies in one TalliesChanged event in the same transaction.
+Many casts that land between two folds make one tally change, whose version
+still grows by one.
 
 Nothing is lost: a mark commits with its vote, so the fold that takes the
 mark sees the vote, and a mark committed after a fold started is left for the
@@ -32,6 +33,7 @@ The folder is one of the service's background loops (ServiceDefinition.backgroun
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import asyncpg
 from cocreate.events.v1 import votes_events_pb2 as events_pb
@@ -42,6 +44,11 @@ from services.kit.outbox import Outbox, PendingEvent
 from services.votes import domain, store
 
 _FOLDER_LOCK = "votes:tally-folder"
+# A fold's tallies travel in TalliesChanged events of at most this many (each
+# about 100 bytes: far below NATS's 1 MB message limit).
+TALLIES_PER_EVENT = 500
+# The envelope names no single idea; each tally carries its idea and version.
+TALLIES_AGGREGATE = "tallies"
 
 
 class TallyFolder:
@@ -89,12 +96,25 @@ class TallyFolder:
             stored = await store.save_tallies(
                 conn, [domain.fold(idea_id, groups[idea_id]) for idea_id in idea_ids]
             )
-            await self._outbox.emit_many(conn, [_changed(row) for row in stored])
+            await self._outbox.emit_many(
+                conn,
+                [
+                    PendingEvent(
+                        events_pb.TalliesChanged(tallies=[_changed(row) for row in chunk]),
+                        aggregate_id=TALLIES_AGGREGATE,
+                    )
+                    for chunk in _chunks(stored, TALLIES_PER_EVENT)
+                ],
+            )
             return len(idea_ids)
 
 
-def _changed(stored: store.Record) -> PendingEvent:
-    event = events_pb.TallyChanged(
+def _chunks(rows: Sequence[store.Record], size: int) -> list[Sequence[store.Record]]:
+    return [rows[start : start + size] for start in range(0, len(rows), size)]
+
+
+def _changed(stored: store.Record) -> events_pb.TallyChanged:
+    tally = events_pb.TallyChanged(
         idea_id=stored["idea_id"],
         version=stored["version"],
         weighted_score=stored["weighted_score"],
@@ -102,5 +122,5 @@ def _changed(stored: store.Record) -> PendingEvent:
         trending_score=stored["trending_score"],
         changed_at=now_timestamp(),
     )
-    event.voters_by_tier.update(store.tier_counts(stored["voters_by_tier"]))
-    return PendingEvent(event, aggregate_id=stored["idea_id"], aggregate_version=stored["version"])
+    tally.voters_by_tier.update(store.tier_counts(stored["voters_by_tier"]))
+    return tally

@@ -82,9 +82,12 @@ class Ideas:
         voters: int = 1,
         by_tier: dict[str, int] | None = None,
         trending: float = 0.0,
+        one_per_event: bool = False,
     ) -> None:
-        """Publish a votes TallyChanged through the service's own outbox, so it
-        travels the real relay → JetStream → inbox path."""
+        """Publish a votes TalliesChanged with this one tally through the
+        service's own outbox, so it travels the real relay → JetStream → inbox
+        path. `one_per_event`: a lone TallyChanged, as earlier versions of the
+        votes service sent."""
         tally = votes_events_pb2.TallyChanged(
             idea_id=idea_id,
             version=version,
@@ -94,9 +97,14 @@ class Ideas:
             trending_score=trending,
         )
         async with self.service.runtime.pool.acquire() as conn, conn.transaction():
-            await self.service.runtime.outbox.emit(
-                conn, tally, aggregate_id=idea_id, aggregate_version=version
-            )
+            if one_per_event:
+                await self.service.runtime.outbox.emit(
+                    conn, tally, aggregate_id=idea_id, aggregate_version=version
+                )
+            else:
+                await self.service.runtime.outbox.emit(
+                    conn, votes_events_pb2.TalliesChanged(tallies=[tally]), aggregate_id="tallies"
+                )
 
     async def handled_tallies(self) -> int:
         async with self.service.runtime.pool.acquire() as conn:

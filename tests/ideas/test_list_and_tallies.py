@@ -1,5 +1,5 @@
 """Listing ideas: filters, the four orders, keyset pages, hidden ideas; and the
-tally read model fed by the votes service's TallyChanged events."""
+tally read model fed by the votes service's TalliesChanged events."""
 
 from __future__ import annotations
 
@@ -35,6 +35,20 @@ async def test_a_tally_applied_twice_or_out_of_order_leaves_the_read_model_right
     got = await ideas.get(idea.id)
     assert (got.weighted_score, got.voter_count, got.trending_score) == (9, 3, 2.5)
     assert dict(got.voters_by_tier) == {"gold": 1, "bronze": 2}
+
+
+async def test_a_lone_tally_event_from_an_earlier_votes_version_is_applied(
+    platform: Platform,
+) -> None:
+    ideas = await start_ideas(platform)
+    idea = await ideas.submit((await ideas.product()).id)
+    await ideas.feed_tally(idea.id, 1, 4, voters=2, by_tier={"core": 2}, one_per_event=True)
+
+    async def applied() -> bool:
+        return (await ideas.get(idea.id)).weighted_score == 4
+
+    await eventually(applied)
+    assert dict((await ideas.get(idea.id)).voters_by_tier) == {"core": 2}
 
 
 async def test_orders_top_trending_newest_and_most_discussed(platform: Platform) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 from cocreate.events.v1 import envelope_pb2, ideas_events_pb2, rewards_events_pb2
+from cocreate.events.v1 import votes_events_pb2 as events_pb
 from cocreate.ideas.v1 import idea_status_pb2
 from cocreate.votes.v1 import votes_service_pb2 as pb
 from cocreate.votes.v1 import votes_service_pb2_grpc as pb_grpc
@@ -196,3 +197,9 @@ async def expect_error(call: Any, code: grpc.StatusCode) -> grpc.aio.AioRpcError
         assert error.code() == code, f"{error.code()}: {error.details()}"
         return error
     raise AssertionError(f"expected {code}, the call succeeded")
+
+
+async def tally_events(svc: RunningService) -> list[Any]:
+    """The tallies the votes service's folds announced, in order."""
+    events = await outbox_events(svc, "cocreate.votes.tallies.changed", events_pb.TalliesChanged)
+    return [tally for event in events for tally in event.tallies]

@@ -251,7 +251,7 @@ async def test_each_change_emits_its_vote_event_and_a_versioned_tally_event(
         ("m1", 1, "newcomer", events_pb.VOTE_CHANGE_REASON_MEMBER),
         ("m2", 1, "newcomer", events_pb.VOTE_CHANGE_REASON_MEMBER),
     ]
-    tallies = await feed.outbox_events(svc, "cocreate.votes.tally.changed", events_pb.TallyChanged)
+    tallies = await feed.tally_events(svc)
     assert [(t.version, t.weighted_score, t.voter_count) for t in tallies] == [
         (1, 1, 1),
         (2, 2, 2),

@@ -92,7 +92,7 @@ async def test_a_merge_moves_the_votes_and_a_member_on_both_keeps_one_at_the_hig
     assert [(c.idea_id, c.member_id, c.weight) for c in merged_casts] == [
         ("target", "only-source", 1)
     ]
-    tallies = await feed.outbox_events(svc, "cocreate.votes.tally.changed", events_pb.TallyChanged)
+    tallies = await feed.tally_events(svc)
     last = {t.idea_id: t for t in tallies}
     assert (last["source"].weighted_score, last["target"].weighted_score) == (0, 5)
 
