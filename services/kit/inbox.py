@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -24,7 +25,7 @@ from google.protobuf import message as pb_message
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
-from services.kit import events, failpoints, log, tracing
+from services.kit import events, failpoints, log, tracing, worker
 from services.kit.errors import CONFLICT_ERRORS, INFRASTRUCTURE_ERRORS
 
 Handler = Callable[[asyncpg.Connection, events.Event[Any]], Awaitable[None]]
@@ -76,6 +77,7 @@ class InboxConsumer:
         backoff_seconds: Sequence[float] = (0.2, 1.0, 3.0, 10.0, 30.0),
         batch_size: int = 200,
         ack_wait_seconds: float = 30.0,
+        gather_seconds: float = 0.02,
     ) -> None:
         self.name = name
         self._handlers = {cls.DESCRIPTOR.full_name: (cls, h) for cls, h in handlers.items()}
@@ -84,6 +86,7 @@ class InboxConsumer:
         self._backoff = list(backoff_seconds)
         self._batch_size = batch_size
         self._ack_wait = ack_wait_seconds
+        self._gather_seconds = gather_seconds
 
     async def run(
         self, pool: asyncpg.Pool, js: JetStreamContext, stream: str, stop: asyncio.Event
@@ -120,6 +123,7 @@ class InboxConsumer:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=1.0)
                     continue
+                started = time.monotonic()
                 try:
                     await self._deliver_batch(pool, messages)
                 except Exception:  # an ack or nak did not reach the broker
@@ -128,6 +132,11 @@ class InboxConsumer:
                         extra={"consumer": self.name},
                         exc_info=True,
                     )
+                # A batch that was not full: let more gather before the next
+                # fetch, rather than a transaction for every few events.
+                rest = self._gather_seconds - (time.monotonic() - started)
+                if len(messages) < self._batch_size and rest > 0:
+                    await worker.wait_any(stop, seconds=rest)
         finally:
             await subscription.unsubscribe()
 

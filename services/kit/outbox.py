@@ -115,6 +115,7 @@ class OutboxRelay:
         poll_seconds: float = 1.0,
         batch_size: int = 500,
         keep_published_hours: float = 168.0,
+        gather_seconds: float = 0.005,
     ) -> None:
         self._pool = pool
         self._js = js
@@ -124,6 +125,8 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._keep_published = timedelta(hours=keep_published_hours)
         self._pruned_at = 0.0
+        # At most one batch per this many seconds (unless the last was full).
+        self._gather_seconds = gather_seconds
 
     async def run(self, stop: asyncio.Event) -> None:
         async def step() -> bool:
@@ -139,6 +142,7 @@ class OutboxRelay:
             poll_seconds=self._poll_seconds,
             stop=stop,
             what="publish the outbox",
+            gather_seconds=self._gather_seconds,
         )
         # Stopping: publish what was committed before the server stopped.
         with contextlib.suppress(Exception):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 
 import asyncpg
@@ -28,7 +29,11 @@ async def run_woken(
     poll_seconds: float,
     stop: asyncio.Event,
     what: str,
+    gather_seconds: float = 0.0,
 ) -> None:
+    """Run `step` whenever woken, at most once per `gather_seconds`: under load
+    a commit wakes the loop many times a second, and one step over what
+    gathered meanwhile costs far less than a step per wake-up."""
     wake = asyncio.Event()
     listener: asyncpg.Connection | None = None
     try:
@@ -36,13 +41,18 @@ async def run_woken(
             wake.clear()
             if listener is None or listener.is_closed():
                 listener = await _listen(dsn, channel, wake, what)
+            started = time.monotonic()
             try:
                 more = await step()
             except Exception:  # the database or the broker away: log, back off, try again
                 _log.warning(f"could not {what}; retrying", exc_info=True)
                 more = False
-            if not more:
-                await wait_any(wake, stop, seconds=poll_seconds)
+            if more:
+                continue
+            await wait_any(wake, stop, seconds=poll_seconds)
+            rest = gather_seconds - (time.monotonic() - started)
+            if rest > 0 and not stop.is_set():
+                await wait_any(stop, seconds=rest)
     finally:
         if listener is not None:
             with contextlib.suppress(Exception):

@@ -23,6 +23,7 @@ from services.votes.notifications import (
 from services.votes.tallies import TallyFolder
 
 FOLD_POLL_SETTING = "COCREATE_VOTES_FOLD_POLL_SECONDS"
+FOLD_GATHER_SETTING = "COCREATE_VOTES_FOLD_GATHER_SECONDS"
 
 
 def _register(server: grpc.aio.Server, runtime: Runtime) -> None:
@@ -40,6 +41,7 @@ def _background(runtime: Runtime) -> Sequence[BackgroundLoop]:
         runtime.outbox,
         runtime.config.database_url,
         poll_seconds=runtime.config.get_float(FOLD_POLL_SETTING, 0.5),
+        gather_seconds=runtime.config.get_float(FOLD_GATHER_SETTING, 0.1),
     )
     return [folder.run, *notification_background(runtime)]
 

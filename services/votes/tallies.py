@@ -60,12 +60,16 @@ class TallyFolder:
         *,
         poll_seconds: float = 0.5,
         batch_size: int = 2000,
+        gather_seconds: float = 0.1,
     ) -> None:
         self._pool = pool
         self._outbox = outbox
         self._dsn = dsn
         self._poll_seconds = poll_seconds
         self._fold_batch = batch_size
+        # A fold at most this often: the marks of many casts make one fold,
+        # and a tally is still at most this much older than its votes.
+        self._gather_seconds = gather_seconds
 
     async def run(self, stop: asyncio.Event) -> None:
         async def step() -> bool:
@@ -78,6 +82,7 @@ class TallyFolder:
             poll_seconds=self._poll_seconds,
             stop=stop,
             what="fold tallies",
+            gather_seconds=self._gather_seconds,
         )
 
     async def fold_once(self, pool: asyncpg.Pool) -> int:
