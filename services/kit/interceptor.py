@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 from grpc_status import rpc_status
 
@@ -21,6 +22,41 @@ from services.kit import auth, errors, log, tracing
 _OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 _log = log.get("requests")
+
+
+class _Undecodable:
+    """Stands for a request whose bytes are not a message of the method's type."""
+
+
+_UNDECODABLE = _Undecodable()
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """The method's request deserializer, answering `_Undecodable` instead of
+    raising: gRPC would answer UNKNOWN with the exception's class and log its
+    traceback, before the token is even looked at. The wrapped behaviour
+    turns it into INVALID_ARGUMENT after authenticating the caller."""
+    if deserialize is None:
+        return None
+
+    def tolerant(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except DecodeError:
+            return _UNDECODABLE
+
+    return tolerant
+
+
+def _refuse_undecodable(request: Any) -> None:
+    if request is _UNDECODABLE:
+        refused = errors.InvalidArgument(
+            [],
+            message="the request is not a valid message of the method's type "
+            "(corrupt wire format or a string that is not UTF-8)",
+        )
+        refused.reason = "UNDECODABLE_REQUEST"
+        raise refused
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -38,16 +74,17 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method: str = details.method
         if handler is None or method.startswith(_OPEN_PREFIXES):
             return handler
+        deserializer = _tolerant(handler.request_deserializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler  # client-streaming methods are not used by cocreate
@@ -62,6 +99,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             trace = tracing.set_current(self._traceparent(context))
             try:
                 caller = self._authenticate(context)
+                _refuse_undecodable(request)
                 token = auth.set_caller(caller)
                 try:
                     return await behaviour(request, context)
@@ -88,6 +126,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             trace = tracing.set_current(self._traceparent(context))
             try:
                 caller = self._authenticate(context)
+                _refuse_undecodable(request)
                 token = auth.set_caller(caller)
                 try:
                     async for item in behaviour(request, context):
