@@ -27,6 +27,7 @@ from services.kit.errors import (
 )
 from services.kit.events import timestamp
 from services.kit.server import Runtime
+from services.kit.validation import check_timestamp
 
 STAFF = (Role.PM, Role.ADMIN)
 MAX_QUERY = 200
@@ -769,9 +770,9 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
         query = self._query(v, caller, request.filter, request.order)
         v.check(request.limit >= 0, "limit", "must not be negative")
         if request.HasField("created_after"):
-            query.created_after = request.created_after.ToDatetime(tzinfo=UTC)
+            query.created_after = check_timestamp(v, request.created_after, "created_after")
         if request.HasField("created_before"):
-            query.created_before = request.created_before.ToDatetime(tzinfo=UTC)
+            query.created_before = check_timestamp(v, request.created_before, "created_before")
         if query.created_after and query.created_before:
             v.check(
                 query.created_after < query.created_before,

@@ -12,6 +12,7 @@ from cocreate.ideas.v1.idea_status_pb2 import IdeaStatus
 
 from services.kit.auth import Caller, Role
 from services.kit.errors import FailedPrecondition, PermissionDenied, Violations
+from services.kit.validation import check_text
 
 TITLE_MIN, TITLE_MAX = 3, 120
 BODY_MAX = 10_000
@@ -42,10 +43,6 @@ _NEXT: dict[int, tuple[int, ...]] = {
 # A release cut (the release tooling's SERVICE role) ships what was planned
 # and marked done without passing through in-progress.
 _RELEASE_NEXT: dict[int, tuple[int, ...]] = {PLANNED: (SHIPPED,)}
-
-# Postgres text cannot hold NUL; every other character of a multi-line text
-# (bodies, comments, notes, reasons) is stored exactly as sent.
-_NUL = "\x00"
 
 
 def status_name(status: int) -> str:
@@ -92,20 +89,20 @@ def clean_title(v: Violations, raw: str, field: str = "title") -> str:
         field,
         f"must be {TITLE_MIN}..{TITLE_MAX} characters after trimming",
     ):
-        v.check(_NUL not in title, field, "must not contain NUL characters")
+        check_text(v, title, field)
     return title
 
 
 def clean_body(v: Violations, raw: str, field: str = "body", maximum: int = BODY_MAX) -> str:
     body = raw.strip()
     if v.check(len(body) <= maximum, field, f"must be at most {maximum:,} characters"):
-        v.check(_NUL not in body, field, "must not contain NUL characters")
+        check_text(v, body, field)
     return body
 
 
 def check_storable(v: Violations, text: str, field: str) -> None:
     """Anything compared in SQL must be storable text: no NUL."""
-    v.check(_NUL not in text, field, "must not contain NUL characters")
+    check_text(v, text, field)
 
 
 def clean_comment_body(v: Violations, raw: str, field: str = "body") -> str:
@@ -145,8 +142,8 @@ def clean_name(v: Violations, raw: str, field: str, *, maximum: int, required: b
         v.add(field, "is required")
     elif len(text) > maximum:
         v.add(field, f"must be at most {maximum:,} characters")
-    elif _NUL in text:
-        v.add(field, "must not contain NUL characters")
+    else:
+        check_text(v, text, field)
     return text
 
 
