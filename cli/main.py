@@ -170,6 +170,17 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_token(env: Env) -> int:
+    try:
+        development = config.is_development()
+        policy = config.token_policy(os.environ)
+    except config.ConfigError as exc:
+        raise CliError(str(exc), errors.USAGE) from None
+    if not development:
+        raise CliError(
+            "refusing to mint a token outside development (COCREATE_ENV is not 'development'; "
+            "tokens for a real deployment come from its identity provider)",
+            errors.DENIED,
+        )
     configured = os.environ.get("COCREATE_JWT_SECRET")
     if configured and configured != config.DEV_JWT_SECRET:
         raise CliError(
@@ -179,7 +190,19 @@ def cmd_token(env: Env) -> int:
         )
     if env.args.ttl <= 0:
         raise CliError("--ttl must be a positive number of seconds", errors.USAGE)
-    token = auth.mint_token(env.args.member, env.args.role, config.DEV_JWT_SECRET, env.args.ttl)
+    if policy.max_ttl_seconds and env.args.ttl > policy.max_ttl_seconds:
+        raise CliError(
+            f"--ttl must be at most COCREATE_JWT_MAX_TTL_SECONDS={policy.max_ttl_seconds}",
+            errors.USAGE,
+        )
+    token = auth.mint_token(
+        env.args.member,
+        env.args.role,
+        config.DEV_JWT_SECRET,
+        env.args.ttl,
+        issuer=policy.issuer,
+        audience=policy.audience,
+    )
     env.out.write(token + "\n")
     return errors.OK
 

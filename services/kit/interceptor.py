@@ -60,9 +60,12 @@ def _refuse_undecodable(request: Any) -> None:
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, *, service: str, jwt_secret: str) -> None:
+    def __init__(
+        self, *, service: str, jwt_secret: str, token_policy: auth.TokenPolicy | None = None
+    ) -> None:
         self._service = service
         self._secret = jwt_secret
+        self._token_policy = token_policy or auth.TokenPolicy()
         self._domain = f"{service}.cocreate"
 
     async def intercept_service(
@@ -150,7 +153,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def _authenticate(self, context: grpc.aio.ServicerContext) -> auth.Caller:
         metadata = dict(context.invocation_metadata() or ())
-        return auth.verify_token(metadata.get("authorization"), self._secret)
+        return auth.verify_token(metadata.get("authorization"), self._secret, self._token_policy)
 
     def _status_for(
         self, exc: Exception, method: str, context: grpc.aio.ServicerContext

@@ -38,6 +38,8 @@ def check_timestamp(v: Violations, stamp: timestamp_pb2.Timestamp, field: str) -
         MIN_TIMESTAMP_SECONDS <= stamp.seconds <= MAX_TIMESTAMP_SECONDS
         and 0 <= stamp.nanos < 1_000_000_000
     ):
-        v.add(field, "must be a time between 0001-01-01 and 9999-12-31 (UTC), nanos in 0..999999999")
+        v.add(
+            field, "must be a time between 0001-01-01 and 9999-12-31 (UTC), nanos in 0..999999999"
+        )
         return None
     return stamp.ToDatetime(tzinfo=UTC)
