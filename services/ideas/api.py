@@ -479,7 +479,12 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
         v.raise_if_any()
 
         async def work(conn: asyncpg.Connection) -> pb.UpdateIdeaResponse:
-            row = await self._locked_idea(conn, idea_id, caller)
+            row = await store.lock_idea(conn, idea_id)
+            # Permission first: a member who may not edit learns nothing about
+            # whether the idea exists or is hidden.
+            domain.check_may_edit(caller, row["author_id"] if row else None)
+            if row is None or (row["hidden"] and not caller.is_staff):
+                raise NotFound("idea", idea_id)
             domain.check_can_edit(
                 caller,
                 domain.EditableIdea(row["author_id"], row["status"], row["created_at"]),
@@ -844,12 +849,16 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
         self, conn: asyncpg.Connection, comment_id: str, caller: Caller, *, staff_may: bool
     ) -> asyncpg.Record:
         row = await store.comment(conn, comment_id, for_update=True)
-        if row is None or (row["hidden"] and not caller.is_staff):
-            raise NotFound("comment", comment_id)
-        if row["author_id"] != caller.member_id and not (staff_may and caller.is_staff):
+        # Permission first: whoever may not change the comment learns nothing
+        # about whether it exists.
+        if not (staff_may and caller.is_staff) and (
+            row is None or row["author_id"] != caller.member_id
+        ):
             raise PermissionDenied(
                 "only the comment's author may change it", reason="NOT_COMMENT_AUTHOR"
             )
+        if row is None or (row["hidden"] and not caller.is_staff):
+            raise NotFound("comment", comment_id)
         return row
 
     async def UpdateComment(

@@ -185,6 +185,14 @@ class EditableIdea:
     created_at: datetime
 
 
+def check_may_edit(caller: Caller, author_id: str | None) -> None:
+    """PERMISSION_DENIED unless the caller is a PM, an admin or the author of
+    the idea (None: no such idea, which only PMs and admins may learn)."""
+    if caller.role in (Role.PM, Role.ADMIN) or caller.member_id == author_id:
+        return
+    raise PermissionDenied("only the author, a PM or an admin may edit an idea")
+
+
 def check_can_edit(caller: Caller, idea: EditableIdea, now: datetime, window: timedelta) -> None:
     """PMs and admins may always edit (a merged idea is read-only for all);
     the author while the idea is open and within the window."""
