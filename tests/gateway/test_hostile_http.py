@@ -45,6 +45,13 @@ class EndlessNotifications(notifications_grpc.NotificationServiceServicer):
         await self.release.wait()
         return notifications.ListNotificationsResponse()
 
+    async def MarkNotificationsRead(
+        self,
+        request: notifications.MarkNotificationsReadRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> notifications.MarkNotificationsReadResponse:
+        return notifications.MarkNotificationsReadResponse()
+
 
 @pytest.fixture
 async def endless() -> AsyncIterator[tuple[str, EndlessNotifications]]:
