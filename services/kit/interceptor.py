@@ -7,8 +7,10 @@ in the handler's context, where the contextvar with the caller is visible.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -57,6 +59,14 @@ def _refuse_undecodable(request: Any) -> None:
         )
         refused.reason = "UNDECODABLE_REQUEST"
         raise refused
+
+
+def _reset_quietly(reset: Callable[[Any], None], token: Any) -> None:
+    """Undo a contextvar change. A stream the client abandoned is closed from
+    another context (the event loop's finaliser), where the change was never
+    made and there is nothing to undo."""
+    with contextlib.suppress(ValueError):
+        reset(token)
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -120,7 +130,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return wrapped
 
     def _wrap_stream(
-        self, method: str, behaviour: Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
+        self,
+        method: str,
+        behaviour: Callable[[Any, grpc.aio.ServicerContext], AsyncGenerator[Any, None]],
     ) -> Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
@@ -132,10 +144,15 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 _refuse_undecodable(request)
                 token = auth.set_caller(caller)
                 try:
-                    async for item in behaviour(request, context):
-                        yield item
+                    async with contextlib.aclosing(behaviour(request, context)) as items:
+                        async for item in items:
+                            yield item
                 finally:
-                    auth.reset_caller(token)
+                    _reset_quietly(auth.reset_caller, token)
+            except (GeneratorExit, asyncio.CancelledError):
+                # The client went away (cancelled, deadline, disconnect): normal.
+                code = grpc.StatusCode.CANCELLED
+                raise
             except Exception as exc:
                 code, status = self._status_for(exc, method, context)
                 if status is None:
@@ -143,7 +160,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 await context.abort_with_status(rpc_status.to_status(status))
             finally:
                 self._log_call(method, code, started, caller)
-                tracing.reset(trace)
+                _reset_quietly(tracing.reset, trace)
 
         return wrapped
 
