@@ -425,6 +425,19 @@ def cmd_policy_set(env: Env) -> int:
 def cmd_votes_void(env: Env) -> int:
     answer = env.client.call(
         VOTES + "VoidMemberVotes",
+        {
+            "memberId": env.args.member,
+            "reason": env.args.reason,
+            "ban": env.args.ban,
+            "requestId": request_id(),
+        },
+    )
+    return show_record(env, answer)
+
+
+def cmd_votes_lift_ban(env: Env) -> int:
+    answer = env.client.call(
+        VOTES + "LiftVoteBan",
         {"memberId": env.args.member, "reason": env.args.reason, "requestId": request_id()},
     )
     return show_record(env, answer)
@@ -610,6 +623,12 @@ def build_parser() -> argparse.ArgumentParser:
     void = command(votes, "void", cmd_votes_void, "void every vote of a spam account (PM)")
     void.add_argument("--member", required=True)
     void.add_argument("--reason", required=True)
+    void.add_argument(
+        "--ban", action="store_true", help="also ban the account from casting votes until lifted"
+    )
+    lift = command(votes, "lift-ban", cmd_votes_lift_ban, "let a banned account vote again (PM)")
+    lift.add_argument("--member", required=True)
+    lift.add_argument("--reason", required=True)
 
     rewards = group(commands, "rewards", "reward rules, tiers and points (admin)")
     rules = rewards.add_parser("rules", help="reward rules")

@@ -66,13 +66,19 @@ def check_transition(current: int, new: int, role: Role) -> None:
     allowed = allowed_next_statuses(current, role)
     if new in allowed:
         return
+    message = f"an idea cannot go from {status_name(current)} to {status_name(new)}"
+    if is_final(current):
+        message += f"; {status_name(current)} is final: no status may follow it"
+    elif allowed:
+        message += "; allowed next: " + ", ".join(status_name(s) for s in allowed)
     raise FailedPrecondition(
-        f"an idea cannot go from {status_name(current)} to {status_name(new)}",
+        message,
         reason="ILLEGAL_STATUS_TRANSITION",
         metadata={
             "current_status": status_name(current),
             "requested_status": status_name(new),
             "allowed_next_statuses": ",".join(status_name(s) for s in allowed),
+            "final": "true" if is_final(current) else "false",
         },
     )
 
