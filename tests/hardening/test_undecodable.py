@@ -46,3 +46,19 @@ async def test_undecodable_requests_are_invalid_argument_after_the_token(
     assert not any(word in message for word in ("class", "DecodeError", "Error parsing"))
     assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_an_undecodable_health_check_is_invalid_argument(
+    platform: Platform, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = await platform.start("bare", definition=BARE)
+    async with grpc.aio.insecure_channel(service.address) as channel:
+        check = channel.unary_unary(
+            "/grpc.health.v1.Health/Check", request_serializer=None, response_deserializer=None
+        )
+        with caplog.at_level(logging.INFO):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await check(b"\x0a\x02\xff\xfe")  # service: not UTF-8
+            assert await check(b"") is not None  # an empty request is a valid Check
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
