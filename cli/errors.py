@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import re
+
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
@@ -69,20 +71,50 @@ def from_rpc_error(err: grpc.RpcError, *, service: str, target: str, method: str
             f"the {service} service at {target} did not answer {method} in time (raise --timeout?)",
             UNAVAILABLE,
         )
+    text = cli_words(text)
     extra: list[str] = []
     status = _rich_status(err)
     for packed in status.details if status is not None else ():
         bad = error_details_pb2.BadRequest()
         retry = error_details_pb2.RetryInfo()
+        info = error_details_pb2.ErrorInfo()
         if packed.Unpack(bad):
             extra.extend(f"{v.field}: {v.description}" for v in bad.field_violations)
         elif packed.Unpack(retry):
             seconds = retry.retry_delay.seconds + retry.retry_delay.nanos / 1e9
             extra.append(f"retry in {seconds:.1f}s")
+        elif packed.Unpack(info):
+            extra.extend(_info_lines(dict(info.metadata)))
     hint = ""
     if code == grpc.StatusCode.UNAUTHENTICATED:
         hint = " (pass --token or set COCREATE_TOKEN; `cocreate token` mints a development one)"
     message = f"{method}: {code.name}: {text}{hint}"
-    if extra and not all(e in text for e in extra):
-        message += " [" + "; ".join(extra) + "]"
+    missing = [e for e in dict.fromkeys(extra) if e not in text]
+    if missing:
+        message += " [" + "; ".join(missing) + "]"
     return CliError(message, exit_code_for(code))
+
+
+_IDEA_STATUS = re.compile(r"\bIDEA_STATUS_([A-Z_]+)\b")
+# What the message already says, or what only a program needs.
+_SILENT_METADATA = {"resource", "id", "retry_after_seconds", "current_status", "requested_status"}
+
+
+def cli_words(text: str) -> str:
+    """The API's status names as the CLI spells them: IDEA_STATUS_UNDER_REVIEW → under-review."""
+    return _IDEA_STATUS.sub(lambda m: m.group(1).lower().replace("_", "-"), text)
+
+
+def _info_lines(metadata: dict[str, str]) -> list[str]:
+    """What an ErrorInfo's metadata tells a person, in the CLI's words."""
+    lines = []
+    if metadata.get("final") == "true":
+        lines.append(f"{cli_words(metadata.get('current_status', 'the status'))} is final")
+    elif "allowed_next_statuses" in metadata:
+        allowed = [cli_words(s) for s in metadata["allowed_next_statuses"].split(",") if s]
+        lines.append("allowed next: " + (", ".join(allowed) if allowed else "none"))
+    for key, value in sorted(metadata.items()):
+        if key in _SILENT_METADATA or key in ("final", "allowed_next_statuses") or not value:
+            continue
+        lines.append(f"{key.replace('_', ' ')}: {cli_words(value)}")
+    return lines

@@ -170,6 +170,17 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_token(env: Env) -> int:
+    try:
+        development = config.is_development()
+        policy = config.token_policy(os.environ)
+    except config.ConfigError as exc:
+        raise CliError(str(exc), errors.USAGE) from None
+    if not development:
+        raise CliError(
+            "refusing to mint a token outside development (COCREATE_ENV is not 'development'; "
+            "tokens for a real deployment come from its identity provider)",
+            errors.DENIED,
+        )
     configured = os.environ.get("COCREATE_JWT_SECRET")
     if configured and configured != config.DEV_JWT_SECRET:
         raise CliError(
@@ -179,7 +190,19 @@ def cmd_token(env: Env) -> int:
         )
     if env.args.ttl <= 0:
         raise CliError("--ttl must be a positive number of seconds", errors.USAGE)
-    token = auth.mint_token(env.args.member, env.args.role, config.DEV_JWT_SECRET, env.args.ttl)
+    if policy.max_ttl_seconds and env.args.ttl > policy.max_ttl_seconds:
+        raise CliError(
+            f"--ttl must be at most COCREATE_JWT_MAX_TTL_SECONDS={policy.max_ttl_seconds}",
+            errors.USAGE,
+        )
+    token = auth.mint_token(
+        env.args.member,
+        env.args.role,
+        config.DEV_JWT_SECRET,
+        env.args.ttl,
+        issuer=policy.issuer,
+        audience=policy.audience,
+    )
     env.out.write(token + "\n")
     return errors.OK
 
@@ -402,6 +425,19 @@ def cmd_policy_set(env: Env) -> int:
 def cmd_votes_void(env: Env) -> int:
     answer = env.client.call(
         VOTES + "VoidMemberVotes",
+        {
+            "memberId": env.args.member,
+            "reason": env.args.reason,
+            "ban": env.args.ban,
+            "requestId": request_id(),
+        },
+    )
+    return show_record(env, answer)
+
+
+def cmd_votes_lift_ban(env: Env) -> int:
+    answer = env.client.call(
+        VOTES + "LiftVoteBan",
         {"memberId": env.args.member, "reason": env.args.reason, "requestId": request_id()},
     )
     return show_record(env, answer)
@@ -587,6 +623,12 @@ def build_parser() -> argparse.ArgumentParser:
     void = command(votes, "void", cmd_votes_void, "void every vote of a spam account (PM)")
     void.add_argument("--member", required=True)
     void.add_argument("--reason", required=True)
+    void.add_argument(
+        "--ban", action="store_true", help="also ban the account from casting votes until lifted"
+    )
+    lift = command(votes, "lift-ban", cmd_votes_lift_ban, "let a banned account vote again (PM)")
+    lift.add_argument("--member", required=True)
+    lift.add_argument("--reason", required=True)
 
     rewards = group(commands, "rewards", "reward rules, tiers and points (admin)")
     rules = rewards.add_parser("rules", help="reward rules")

@@ -237,6 +237,9 @@ def main() -> None:
     dev = Path(os.environ.get("COCREATE_DEV_DIR", ROOT / ".dev"))
     dev.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
+    # A machine of one's own: development tokens and secrets are accepted
+    # unless the caller asks for production.
+    env["COCREATE_ENV"] = env.get("COCREATE_ENV") or "development"
     started: list[LocalPostgres | LocalNats] = []
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
 

@@ -4,6 +4,7 @@ ports in temporary folders; a clean stream and fresh databases for every test.""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TypeVar
 
@@ -14,6 +15,10 @@ from deploy.localstack import LocalNats, LocalPostgres, free_port
 from tests.support import Platform
 
 S = TypeVar("S", LocalPostgres, LocalNats)
+
+# The tests run the platform in development mode (development tokens), as
+# `make run` does; so do the CLI and the child processes they start.
+os.environ["COCREATE_ENV"] = "development"
 
 
 def start_on_a_free_port(make: Callable[[int], S], attempts: int = 3) -> S:

@@ -94,6 +94,7 @@ class Platform:
             prefix + "DATABASE_URL": self.database_url(service),
             prefix + "ADDR": "127.0.0.1:0",
             "COCREATE_NATS_URL": self.nats.url,
+            "COCREATE_ENV": "development",
             "COCREATE_RELAY_POLL_SECONDS": "0.2",
             "COCREATE_SHUTDOWN_GRACE_SECONDS": "1",
             **(env or {}),

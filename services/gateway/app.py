@@ -14,8 +14,11 @@ services decide what the caller may do.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import math
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +30,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.gateway import jsonrpc
 from services.gateway.jsonrpc import Call, RpcError
+from services.gateway.limits import Busy, Limits
 from services.gateway.methods import Method, Registry
 from services.gateway.settings import UPSTREAMS, Settings
 from services.kit import log
@@ -35,6 +39,10 @@ SERVICE_HEADER = "X-Cocreate-Service"
 NDJSON = "application/x-ndjson"
 # How often an open /rpc/stream response checks that its client is still there.
 DISCONNECT_CHECK_SECONDS = 1.0
+# How long a refused request's unread body is still drained before closing.
+LINGER_SECONDS = 0.5
+# Deeper JSON than this is refused before anything walks it recursively.
+MAX_NESTING = 64
 
 _log = log.get("gateway")
 
@@ -48,18 +56,81 @@ class Context:
 
     metadata: tuple[tuple[str, str], ...]
     service_hint: str | None
+    # Who the limits count against: the remote address.
+    client: str = ""
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is beyond the range of a double")
+    return value
+
+
+def _too_deep() -> RpcError:
+    return RpcError(
+        jsonrpc.INVALID_REQUEST,
+        f"the request nests arrays and objects deeper than {MAX_NESTING} levels",
+        {"limit": MAX_NESTING},
+    )
+
+
+def _has_surrogate(text: str) -> bool:
+    return any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
+def _check_document(document: Any) -> None:
+    """Refuses nesting beyond MAX_NESTING and strings holding a lone surrogate
+    (a `\\ud800` escape: valid JSON syntax, but not Unicode, so it could
+    neither go upstream nor be echoed back). Iterative: depth cannot hurt it."""
+    pending: list[tuple[Any, int]] = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, str):
+            if _has_surrogate(value):
+                raise RpcError(
+                    jsonrpc.PARSE_ERROR,
+                    "Parse error",
+                    {"reason": "a string holds a lone surrogate escape, which is not Unicode"},
+                )
+            continue
+        if not isinstance(value, dict | list):
+            continue
+        if depth > MAX_NESTING:
+            raise _too_deep()
+        items = list(value.items()) if isinstance(value, dict) else [(None, v) for v in value]
+        for key, item in items:
+            if key is not None:
+                pending.append((key, depth))
+            pending.append((item, depth + 1))
+
+
 def _parse_body(body: bytes) -> Any:
-    """The JSON document, or RpcError(-32700)."""
+    """The JSON document, or RpcError(-32700, or -32600 when nested too deep)."""
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        document = json.loads(
+            body.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite
+        )
+    except RecursionError:
+        raise _too_deep() from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise RpcError(jsonrpc.PARSE_ERROR, "Parse error", {"reason": str(exc)}) from None
+    _check_document(document)
+    return document
+
+
+def _busy(busy: Busy, *, http_status: int = 200) -> RpcError:
+    return jsonrpc.status_error(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        busy.message,
+        http_status=http_status,
+        limit=busy.limit,
+        retryAfterSeconds=round(busy.retry_after_seconds, 3),
+    )
 
 
 def _json_response(payload: Any, status: int = 200) -> web.Response:
@@ -75,6 +146,14 @@ class Gateway:
         self.settings = settings
         self.registry = registry
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self.limits = Limits(
+            rate_per_second=settings.rate_limit_per_second,
+            burst=settings.rate_limit_burst,
+            calls_per_client=settings.max_calls_per_client,
+            calls_total=settings.max_calls,
+            streams_per_client=settings.max_streams_per_client,
+            streams_total=settings.max_streams,
+        )
 
     def _channel(self, target: str) -> grpc.aio.Channel:
         channel = self._channels.get(target)
@@ -154,28 +233,40 @@ class Gateway:
     ) -> AsyncIterator[message.Message]:
         """The upstream's messages; `opened` is awaited once its headers arrived
         (a live stream may send them long before its first message)."""
-        call = self._channel(target).unary_stream(
-            method.path,
-            request_serializer=_serialize,
-            response_deserializer=method.response_class.FromString,
-        )(request, timeout=self.settings.stream_deadline_seconds, metadata=context.metadata)
         try:
-            if opened is not None:
-                await call.initial_metadata()
-                await opened()
-            async for item in call:
-                yield item
-        finally:
-            call.cancel()
+            with self.limits.stream(context.client):
+                call = self._channel(target).unary_stream(
+                    method.path,
+                    request_serializer=_serialize,
+                    response_deserializer=method.response_class.FromString,
+                )(
+                    request,
+                    timeout=self.settings.stream_deadline_seconds,
+                    metadata=context.metadata,
+                )
+                try:
+                    if opened is not None:
+                        await call.initial_metadata()
+                        await opened()
+                    async for item in call:
+                        yield item
+                finally:
+                    call.cancel()
+        except Busy as busy:  # only opening the slot raises it
+            raise _busy(busy) from None
 
     async def _unary(
         self, method: Method, target: str, request: message.Message, context: Context
     ) -> Any:
-        response = await self._channel(target).unary_unary(
-            method.path,
-            request_serializer=_serialize,
-            response_deserializer=method.response_class.FromString,
-        )(request, timeout=self.settings.deadline_seconds, metadata=context.metadata)
+        try:
+            async with self.limits.call(context.client, self.settings.deadline_seconds):
+                response = await self._channel(target).unary_unary(
+                    method.path,
+                    request_serializer=_serialize,
+                    response_deserializer=method.response_class.FromString,
+                )(request, timeout=self.settings.deadline_seconds, metadata=context.metadata)
+        except Busy as busy:
+            raise _busy(busy) from None
         return jsonrpc.to_json(response)
 
     async def _collect(
@@ -197,6 +288,13 @@ class Gateway:
     async def execute(self, call: Call, context: Context) -> Any:
         """The JSON `result` of one call (a list for a server-streaming method), or RpcError."""
         method, upstream, target, request = self._resolve(call, context)
+        if method.endless:
+            raise jsonrpc.status_error(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"{method.full_name} streams until the caller leaves; call it on POST "
+                "/rpc/stream, which answers each message as it comes",
+                endpoint="/rpc/stream",
+            )
         try:
             if method.server_streaming:
                 return await self._collect(method, target, request, context)
@@ -223,28 +321,63 @@ class Gateway:
 
     @staticmethod
     def _context(request: web.Request) -> Context:
+        """What the HTTP request gives its calls; RpcError(-32600) for an
+        Authorization header gRPC metadata cannot carry (controls, non-ASCII)."""
         authorization = request.headers.get("Authorization")
+        if authorization and not all(" " <= ch <= "~" for ch in authorization):
+            raise RpcError(
+                jsonrpc.INVALID_REQUEST,
+                "Invalid Request",
+                {"reason": "the Authorization header must be printable ASCII: 'Bearer <jwt>'"},
+            )
         metadata = (("authorization", authorization),) if authorization else ()
-        return Context(metadata=metadata, service_hint=request.headers.get(SERVICE_HEADER))
+        return Context(
+            metadata=metadata,
+            service_hint=request.headers.get(SERVICE_HEADER),
+            client=request.remote or "",
+        )
 
     async def _document(self, request: web.Request) -> Any:
+        timeout = self.settings.body_timeout_seconds
         try:
-            body = await request.read()
+            async with asyncio.timeout(timeout):
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise RpcError(
                 jsonrpc.INVALID_REQUEST,
                 f"request body exceeds the gateway's limit of {self.settings.max_body_bytes} bytes",
                 {"limitBytes": self.settings.max_body_bytes},
+                http_status=413,
+            ) from None
+        except TimeoutError:
+            raise RpcError(
+                jsonrpc.INVALID_REQUEST,
+                f"the request body did not arrive within {timeout:g}s",
+                {"timeoutSeconds": timeout},
+                http_status=408,
             ) from None
         return _parse_body(body)
 
+    def _admit(self, context: Context, calls: int) -> None:
+        """The client's rate limit: RpcError with HTTP 429 and when to retry."""
+        try:
+            self.limits.admit(context.client, calls)
+        except Busy as busy:
+            raise _busy(busy, http_status=429) from None
+
+    async def _request(self, request: web.Request) -> tuple[Any, Context]:
+        """The body's document and the call context, the client's rate limit
+        taken (one per call of a batch); RpcError refuses the request whole."""
+        document = await self._document(request)
+        context = self._context(request)
+        self._admit(context, len(document) if isinstance(document, list) else 1)
+        return document, context
+
     async def handle_rpc(self, request: web.Request) -> web.StreamResponse:
         try:
-            document = await self._document(request)
+            document, context = await self._request(request)
         except RpcError as err:
-            status = 413 if err.code == jsonrpc.INVALID_REQUEST else 200
-            return _json_response(jsonrpc.error(None, err), status)
-        context = self._context(request)
+            return _refused(_json_response(jsonrpc.error(None, err), err.http_status), err)
         if isinstance(document, list):
             if not document:
                 empty = RpcError(
@@ -269,7 +402,7 @@ class Gateway:
         """One call; each streamed message is a line `{"jsonrpc","result","id"}`; an
         error (before or during the stream) is the last line."""
         try:
-            document = await self._document(request)
+            document, context = await self._request(request)
             if isinstance(document, list):
                 raise RpcError(
                     jsonrpc.INVALID_REQUEST,
@@ -278,7 +411,8 @@ class Gateway:
                 )
             call = jsonrpc.parse_call(document)
         except RpcError as failure:
-            return _ndjson_response([jsonrpc.error(None, failure)])
+            refusal = _ndjson_response([jsonrpc.error(None, failure)], failure.http_status)
+            return _refused(refusal, failure)
         response = web.StreamResponse(headers={"Content-Type": NDJSON})
 
         async def opened() -> None:
@@ -287,7 +421,7 @@ class Gateway:
                 await response.prepare(request)
 
         async def pump() -> None:
-            async for line in self._stream_lines(call, self._context(request), opened):
+            async for line in self._stream_lines(call, context, opened):
                 if call.is_notification:
                     continue
                 if not response.prepared:
@@ -346,10 +480,10 @@ class Gateway:
         )
 
     async def handle_page(self, request: web.Request) -> web.Response:
-        return web.Response(text=_PAGE, content_type="text/html")
+        return _page(_PAGE)
 
     async def handle_notifications_page(self, request: web.Request) -> web.Response:
-        return web.Response(text=_NOTIFICATIONS_PAGE, content_type="text/html")
+        return _page(_NOTIFICATIONS_PAGE)
 
     async def handle_healthz(self, request: web.Request) -> web.Response:
         return _json_response({"status": "ok", "upstreams": dict(self.settings.targets)})
@@ -610,6 +744,51 @@ $("markAll").onclick = async () => {
 """
 
 
+_INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.DOTALL)
+
+
+def content_security_policy(html: str) -> str:
+    """A policy that lets the page run exactly its own inline script and style
+    (by their SHA-256) and talk only to this gateway: an injected script or
+    style does not run, and no other site may frame the page."""
+    hashes: dict[str, list[str]] = {"script": [], "style": []}
+    for kind, body in _INLINE.findall(html):
+        digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+        hashes[kind].append(f"'sha256-{digest}'")
+    return "; ".join(
+        [
+            "default-src 'none'",
+            "script-src " + (" ".join(hashes["script"]) or "'none'"),
+            "style-src " + (" ".join(hashes["style"]) or "'none'"),
+            "connect-src 'self'",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+_PAGE_POLICIES: dict[str, str] = {}
+
+
+def _page(html: str) -> web.Response:
+    policy = _PAGE_POLICIES.get(html)
+    if policy is None:
+        policy = _PAGE_POLICIES[html] = content_security_policy(html)
+    return web.Response(
+        text=html,
+        content_type="text/html",
+        headers={
+            "Content-Security-Policy": policy,
+            "X-Frame-Options": "DENY",
+            # The page's URL (and anything in it) goes nowhere else.
+            "Referrer-Policy": "no-referrer",
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
 async def _until_disconnected(request: web.Request) -> None:
     """Returns once the client's connection is gone (aiohttp only cancels a
     handler for that when the runner enables handler cancellation)."""
@@ -628,15 +807,30 @@ async def _write_line(response: web.StreamResponse, payload: Any) -> None:
     await response.write(json.dumps(payload, ensure_ascii=False).encode("utf-8") + b"\n")
 
 
-def _ndjson_response(lines: list[Any]) -> web.Response:
+def _ndjson_response(lines: list[Any], status: int = 200) -> web.Response:
     body = b"".join(json.dumps(x, ensure_ascii=False).encode("utf-8") + b"\n" for x in lines)
-    return web.Response(body=body, headers={"Content-Type": NDJSON})
+    return web.Response(status=status, body=body, headers={"Content-Type": NDJSON})
+
+
+def _refused(response: web.Response, err: RpcError) -> web.Response:
+    """A request refused whole: 429 says when to retry; 408 and 413 close the
+    connection, whose body was not (all) read."""
+    if err.http_status == 429 and isinstance(err.data, dict):
+        response.headers["Retry-After"] = str(max(1, math.ceil(err.data["retryAfterSeconds"])))
+    if err.http_status in (408, 413):
+        response.force_close()
+    return response
 
 
 def build_app(settings: Settings, registry: Registry | None = None) -> web.Application:
     gateway = Gateway(settings, registry or Registry.load())
     # One byte over the limit is enough to know it is exceeded.
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        # After answering a request whose body did not all arrive (408, 413),
+        # read what is left for at most this long, not aiohttp's 10 s.
+        handler_args={"lingering_time": LINGER_SECONDS},
+    )
     app[GATEWAY_KEY] = gateway
     app.router.add_post("/rpc", gateway.handle_rpc)
     app.router.add_post("/rpc/stream", gateway.handle_stream)

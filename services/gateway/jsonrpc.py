@@ -32,11 +32,15 @@ JsonId = str | int | float | None
 
 
 class RpcError(Exception):
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
+    def __init__(
+        self, code: int, message: str, data: Any = None, *, http_status: int = 200
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.data = data
+        # The HTTP status of an answer refused as a whole (413, 408, 429).
+        self.http_status = http_status
 
     def to_json(self) -> dict[str, Any]:
         error: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -192,6 +196,19 @@ def to_request(msg_class: type[message.Message], params: Any) -> message.Message
 
 
 # --- gRPC status -----------------------------------------------------------
+
+
+def status_error(
+    code: grpc.StatusCode, message_text: str, *, http_status: int = 200, **data: Any
+) -> RpcError:
+    """An error the gateway answers itself in the form of an upstream status
+    (-32000 − n, `data.grpcStatus`), so callers handle both alike."""
+    return RpcError(
+        GRPC_ERROR_BASE - code.value[0],
+        message_text,
+        {"grpcStatus": code.name, "message": message_text, "details": [], **data},
+        http_status=http_status,
+    )
 
 
 def _rich_status(err: grpc.aio.AioRpcError) -> status_pb2.Status | None:

@@ -29,6 +29,12 @@ class Method:
     client_streaming: bool
 
     @property
+    def endless(self) -> bool:
+        """A server stream that only ends when the caller leaves (by convention
+        its name starts with Watch): served on /rpc/stream only."""
+        return self.server_streaming and self.full_name.rpartition(".")[2].startswith("Watch")
+
+    @property
     def area(self) -> str:
         """The second part of the package (`ideas`, `votes`, `rewards`, `ops`)."""
         parts = self.package.split(".")

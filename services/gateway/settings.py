@@ -28,6 +28,17 @@ class Settings:
     stream_deadline_seconds: float = 300.0
     # Origins allowed to call from a browser; "*" allows any; empty: no CORS headers.
     cors_origins: tuple[str, ...] = ()
+    # The whole body must arrive within this (a client trickling bytes is cut off).
+    body_timeout_seconds: float = 10.0
+    # Upstream calls in flight per client and in all (more wait for a slot).
+    max_calls_per_client: int = 32
+    max_calls: int = 1024
+    # Upstream streams open per client and in all (more are refused at once).
+    max_streams_per_client: int = 8
+    max_streams: int = 1000
+    # Calls per second per client, with bursts; 0 switches the rate limit off.
+    rate_limit_per_second: float = 50.0
+    rate_limit_burst: int = 500
 
 
 def upstream_target(env: Mapping[str, str], service: str) -> str:
@@ -45,7 +56,12 @@ def upstream_target(env: Mapping[str, str], service: str) -> str:
 
 
 def _number(
-    env: Mapping[str, str], name: str, default: float, kind: type[float] | type[int]
+    env: Mapping[str, str],
+    name: str,
+    default: float,
+    kind: type[float] | type[int],
+    *,
+    allow_zero: bool = False,
 ) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -54,8 +70,8 @@ def _number(
         value = kind(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
-    if value <= 0:
-        raise ConfigError(f"{name}={raw!r} must be positive")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{name}={raw!r} must be positive" + (" or 0" if allow_zero else ""))
     return value
 
 
@@ -81,4 +97,32 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             env, "COCREATE_GATEWAY_STREAM_DEADLINE_SECONDS", Settings.stream_deadline_seconds, float
         ),
         cors_origins=origins,
+        body_timeout_seconds=_number(
+            env, "COCREATE_GATEWAY_BODY_TIMEOUT_SECONDS", Settings.body_timeout_seconds, float
+        ),
+        max_calls_per_client=int(
+            _number(
+                env, "COCREATE_GATEWAY_MAX_CALLS_PER_CLIENT", Settings.max_calls_per_client, int
+            )
+        ),
+        max_calls=int(_number(env, "COCREATE_GATEWAY_MAX_CALLS", Settings.max_calls, int)),
+        max_streams_per_client=int(
+            _number(
+                env,
+                "COCREATE_GATEWAY_MAX_STREAMS_PER_CLIENT",
+                Settings.max_streams_per_client,
+                int,
+            )
+        ),
+        max_streams=int(_number(env, "COCREATE_GATEWAY_MAX_STREAMS", Settings.max_streams, int)),
+        rate_limit_per_second=_number(
+            env,
+            "COCREATE_GATEWAY_RATE_LIMIT_PER_SECOND",
+            Settings.rate_limit_per_second,
+            float,
+            allow_zero=True,
+        ),
+        rate_limit_burst=int(
+            _number(env, "COCREATE_GATEWAY_RATE_LIMIT_BURST", Settings.rate_limit_burst, int)
+        ),
     )

@@ -27,6 +27,7 @@ from services.kit.errors import (
 )
 from services.kit.events import timestamp
 from services.kit.server import Runtime
+from services.kit.validation import check_timestamp
 
 STAFF = (Role.PM, Role.ADMIN)
 MAX_QUERY = 200
@@ -478,7 +479,12 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
         v.raise_if_any()
 
         async def work(conn: asyncpg.Connection) -> pb.UpdateIdeaResponse:
-            row = await self._locked_idea(conn, idea_id, caller)
+            row = await store.lock_idea(conn, idea_id)
+            # Permission first: a member who may not edit learns nothing about
+            # whether the idea exists or is hidden.
+            domain.check_may_edit(caller, row["author_id"] if row else None)
+            if row is None or (row["hidden"] and not caller.is_staff):
+                raise NotFound("idea", idea_id)
             domain.check_can_edit(
                 caller,
                 domain.EditableIdea(row["author_id"], row["status"], row["created_at"]),
@@ -769,9 +775,9 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
         query = self._query(v, caller, request.filter, request.order)
         v.check(request.limit >= 0, "limit", "must not be negative")
         if request.HasField("created_after"):
-            query.created_after = request.created_after.ToDatetime(tzinfo=UTC)
+            query.created_after = check_timestamp(v, request.created_after, "created_after")
         if request.HasField("created_before"):
-            query.created_before = request.created_before.ToDatetime(tzinfo=UTC)
+            query.created_before = check_timestamp(v, request.created_before, "created_before")
         if query.created_after and query.created_before:
             v.check(
                 query.created_after < query.created_before,
@@ -843,12 +849,16 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
         self, conn: asyncpg.Connection, comment_id: str, caller: Caller, *, staff_may: bool
     ) -> asyncpg.Record:
         row = await store.comment(conn, comment_id, for_update=True)
-        if row is None or (row["hidden"] and not caller.is_staff):
-            raise NotFound("comment", comment_id)
-        if row["author_id"] != caller.member_id and not (staff_may and caller.is_staff):
+        # Permission first: whoever may not change the comment learns nothing
+        # about whether it exists.
+        if not (staff_may and caller.is_staff) and (
+            row is None or row["author_id"] != caller.member_id
+        ):
             raise PermissionDenied(
                 "only the comment's author may change it", reason="NOT_COMMENT_AUTHOR"
             )
+        if row is None or (row["hidden"] and not caller.is_staff):
+            raise NotFound("comment", comment_id)
         return row
 
     async def UpdateComment(

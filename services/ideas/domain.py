@@ -12,6 +12,7 @@ from cocreate.ideas.v1.idea_status_pb2 import IdeaStatus
 
 from services.kit.auth import Caller, Role
 from services.kit.errors import FailedPrecondition, PermissionDenied, Violations
+from services.kit.validation import check_text
 
 TITLE_MIN, TITLE_MAX = 3, 120
 BODY_MAX = 10_000
@@ -43,10 +44,6 @@ _NEXT: dict[int, tuple[int, ...]] = {
 # and marked done without passing through in-progress.
 _RELEASE_NEXT: dict[int, tuple[int, ...]] = {PLANNED: (SHIPPED,)}
 
-# Postgres text cannot hold NUL; every other character of a multi-line text
-# (bodies, comments, notes, reasons) is stored exactly as sent.
-_NUL = "\x00"
-
 
 def status_name(status: int) -> str:
     return IdeaStatus.Name(status)  # type: ignore[arg-type]
@@ -69,13 +66,19 @@ def check_transition(current: int, new: int, role: Role) -> None:
     allowed = allowed_next_statuses(current, role)
     if new in allowed:
         return
+    message = f"an idea cannot go from {status_name(current)} to {status_name(new)}"
+    if is_final(current):
+        message += f"; {status_name(current)} is final: no status may follow it"
+    elif allowed:
+        message += "; allowed next: " + ", ".join(status_name(s) for s in allowed)
     raise FailedPrecondition(
-        f"an idea cannot go from {status_name(current)} to {status_name(new)}",
+        message,
         reason="ILLEGAL_STATUS_TRANSITION",
         metadata={
             "current_status": status_name(current),
             "requested_status": status_name(new),
             "allowed_next_statuses": ",".join(status_name(s) for s in allowed),
+            "final": "true" if is_final(current) else "false",
         },
     )
 
@@ -92,20 +95,20 @@ def clean_title(v: Violations, raw: str, field: str = "title") -> str:
         field,
         f"must be {TITLE_MIN}..{TITLE_MAX} characters after trimming",
     ):
-        v.check(_NUL not in title, field, "must not contain NUL characters")
+        check_text(v, title, field)
     return title
 
 
 def clean_body(v: Violations, raw: str, field: str = "body", maximum: int = BODY_MAX) -> str:
     body = raw.strip()
     if v.check(len(body) <= maximum, field, f"must be at most {maximum:,} characters"):
-        v.check(_NUL not in body, field, "must not contain NUL characters")
+        check_text(v, body, field)
     return body
 
 
 def check_storable(v: Violations, text: str, field: str) -> None:
     """Anything compared in SQL must be storable text: no NUL."""
-    v.check(_NUL not in text, field, "must not contain NUL characters")
+    check_text(v, text, field)
 
 
 def clean_comment_body(v: Violations, raw: str, field: str = "body") -> str:
@@ -145,8 +148,8 @@ def clean_name(v: Violations, raw: str, field: str, *, maximum: int, required: b
         v.add(field, "is required")
     elif len(text) > maximum:
         v.add(field, f"must be at most {maximum:,} characters")
-    elif _NUL in text:
-        v.add(field, "must not contain NUL characters")
+    else:
+        check_text(v, text, field)
     return text
 
 
@@ -186,6 +189,14 @@ class EditableIdea:
     author_id: str
     status: int
     created_at: datetime
+
+
+def check_may_edit(caller: Caller, author_id: str | None) -> None:
+    """PERMISSION_DENIED unless the caller is a PM, an admin or the author of
+    the idea (None: no such idea, which only PMs and admins may learn)."""
+    if caller.role in (Role.PM, Role.ADMIN) or caller.member_id == author_id:
+        return
+    raise PermissionDenied("only the author, a PM or an admin may edit an idea")
 
 
 def check_can_edit(caller: Caller, idea: EditableIdea, now: datetime, window: timedelta) -> None:

@@ -1,6 +1,10 @@
-"""Who is calling: a bearer JWT (HS256) in the `authorization` metadata.
+"""Who is calling: a bearer JWT in the `authorization` metadata.
 
-Claims: `sub` = member id, `role` in member|pm|admin|service, `exp`.
+Claims: `sub` = member id, `role` in member|pm|admin|service, `exp`; `iss`
+and `aud` when the deployment names them. Tokens are HS256 with the shared
+secret, or signed by a key of the deployment's JWKS (public keys only: the
+services verify tokens they cannot mint). A token living longer than the
+policy's maximum is refused, so a stolen one cannot serve for years.
 The verified caller is kept in a contextvar for the handler; a member's tier
 is never taken from the token (the services own it).
 """
@@ -11,6 +15,7 @@ import contextvars
 import time
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import jwt
 
@@ -68,34 +73,122 @@ def require_role(*roles: Role) -> Caller:
     return caller
 
 
-def verify_token(authorization: str | None, secret: str) -> Caller:
+@dataclass(frozen=True)
+class TokenPolicy:
+    """What a token must carry beyond a valid signature and `exp`."""
+
+    issuer: str | None = None
+    audience: str | None = None
+    # 0: no maximum.
+    max_ttl_seconds: int = 0
+    public_keys: jwt.PyJWKSet | None = None
+
+
+_DEFAULT_POLICY = TokenPolicy()
+
+
+def verify_token(
+    authorization: str | None, secret: str, policy: TokenPolicy = _DEFAULT_POLICY
+) -> Caller:
     if not authorization:
         raise Unauthenticated("missing authorization metadata (expected 'Bearer <jwt>')")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("authorization must be 'Bearer <jwt>'")
+    claims = _decode(token.strip(), secret, policy)
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject.strip() or not subject.isprintable():
+        raise Unauthenticated(
+            "token has no subject, or one with control characters", reason="TOKEN_INVALID"
+        )
+    role_claim = claims.get("role", "member")
+    if not isinstance(role_claim, str) or role_claim not in {r.value for r in Role}:
+        raise Unauthenticated(
+            "token role is not one of " + ", ".join(r.value for r in Role),
+            reason="TOKEN_INVALID",
+        )
+    _check_lifetime(claims, policy.max_ttl_seconds)
+    return Caller(member_id=subject, role=Role(role_claim))
+
+
+def _decode(token: str, secret: str, policy: TokenPolicy) -> dict[str, Any]:
+    required = ["sub", "exp"]
+    if policy.issuer is not None:
+        required.append("iss")
+    if policy.audience is not None:
+        required.append("aud")
     try:
-        claims = jwt.decode(
-            token, secret, algorithms=["HS256"], options={"require": ["sub", "exp"]}
+        key, algorithm = _key_for(token, secret, policy.public_keys)
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            issuer=policy.issuer,
+            audience=policy.audience,
+            options={"require": required, "verify_aud": policy.audience is not None},
         )
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("token expired", reason="TOKEN_EXPIRED") from None
     except jwt.InvalidTokenError as exc:
         raise Unauthenticated(f"invalid token: {exc}", reason="TOKEN_INVALID") from None
-    subject = claims.get("sub")
-    if not isinstance(subject, str) or not subject.strip():
-        raise Unauthenticated("token has no subject", reason="TOKEN_INVALID")
-    try:
-        role = Role(claims.get("role", "member"))
-    except ValueError:
+    return claims
+
+
+def _key_for(token: str, secret: str, public_keys: jwt.PyJWKSet | None) -> tuple[Any, str]:
+    """The key and algorithm that must have signed the token (never the
+    algorithm the token claims for itself): the JWKS key it names by `kid`,
+    else the shared secret for HS256, else the JWKS's only key."""
+    if public_keys is None:
+        return secret, "HS256"
+    header = jwt.get_unverified_header(token)
+    kid = header.get("kid")
+    if kid is not None:
+        for candidate in public_keys.keys:
+            if candidate.key_id == kid:
+                return candidate.key, candidate.algorithm_name
+        raise jwt.InvalidTokenError("the token's key id is not in the configured JWKS")
+    if header.get("alg") == "HS256":
+        return secret, "HS256"
+    if len(public_keys.keys) == 1:
+        only = public_keys.keys[0]
+        return only.key, only.algorithm_name
+    raise jwt.InvalidTokenError("the token names no key (kid) of the configured JWKS")
+
+
+def _check_lifetime(claims: dict[str, Any], max_ttl_seconds: int) -> None:
+    if max_ttl_seconds <= 0:
+        return
+    issued = claims.get("iat")
+    if issued is not None and not isinstance(issued, int | float):
+        raise Unauthenticated("token iat is not a number", reason="TOKEN_INVALID")
+    start = time.time() if issued is None else float(issued)
+    lifetime = float(claims["exp"]) - start
+    if lifetime > max_ttl_seconds:
         raise Unauthenticated(
-            f"token role {claims.get('role')!r} is not one of " + ", ".join(r.value for r in Role),
-            reason="TOKEN_INVALID",
-        ) from None
-    return Caller(member_id=subject, role=role)
+            f"token lives {int(lifetime)} s, longer than the allowed {max_ttl_seconds} s",
+            reason="TOKEN_TTL_TOO_LONG",
+            metadata={"max_ttl_seconds": str(max_ttl_seconds)},
+        )
 
 
-def mint_token(member_id: str, role: Role | str, secret: str, ttl_seconds: int = 3600) -> str:
+def mint_token(
+    member_id: str,
+    role: Role | str,
+    secret: str,
+    ttl_seconds: int = 3600,
+    *,
+    issuer: str | None = None,
+    audience: str | None = None,
+) -> str:
     now = int(time.time())
-    claims = {"sub": member_id, "role": Role(role).value, "iat": now, "exp": now + ttl_seconds}
+    claims: dict[str, Any] = {
+        "sub": member_id,
+        "role": Role(role).value,
+        "iat": now,
+        "exp": now + ttl_seconds,
+    }
+    if issuer is not None:
+        claims["iss"] = issuer
+    if audience is not None:
+        claims["aud"] = audience
     return jwt.encode(claims, secret, algorithm="HS256")

@@ -7,14 +7,28 @@ A required setting that is missing stops the service at start with its name.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
+import jwt
+
+from services.kit.auth import TokenPolicy
+
 # The secret `make run` and the tests use. `cocreate token` refuses to mint
-# tokens when the configured secret is anything else.
+# tokens when the configured secret is anything else, and everything refuses
+# it outside development.
 DEV_JWT_SECRET = "cocreate-development-secret-not-for-production"
+
+DEVELOPMENT = "development"
+PRODUCTION = "production"
+ENVIRONMENTS = (DEVELOPMENT, PRODUCTION)
+MIN_JWT_SECRET_BYTES = 32
+# A day: the longest a token may live in production unless set otherwise.
+PRODUCTION_MAX_TTL_SECONDS = 86400
 
 DEFAULT_PORTS = {"ideas": 50051, "votes": 50052, "rewards": 50053, "gateway": 8080}
 
@@ -30,6 +44,8 @@ class Config:
     nats_url: str
     listen_addr: str
     jwt_secret: str
+    token_policy: TokenPolicy = field(default_factory=TokenPolicy)
+    environment: str = PRODUCTION
     stream: str = "COCREATE"
     stream_replicas: int = 1
     relay_poll_seconds: float = 1.0
@@ -61,6 +77,65 @@ def _parse(env: Mapping[str, str], name: str, default: T, kind: type[T]) -> T:
         raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
 
 
+def environment(env: Mapping[str, str]) -> str:
+    """`COCREATE_ENV`: development (make run, the tests) or production (the default)."""
+    value = env.get("COCREATE_ENV", "") or PRODUCTION
+    if value not in ENVIRONMENTS:
+        raise ConfigError(f"COCREATE_ENV={value!r} must be one of {', '.join(ENVIRONMENTS)}")
+    return value
+
+
+def is_development(env: Mapping[str, str] | None = None) -> bool:
+    return environment(os.environ if env is None else env) == DEVELOPMENT
+
+
+def jwt_secret(env: Mapping[str, str]) -> str:
+    """`COCREATE_JWT_SECRET`: in development the development secret when unset;
+    in production required, at least 32 bytes, and not the development one."""
+    secret = env.get("COCREATE_JWT_SECRET", "")
+    production = environment(env) == PRODUCTION
+    if not secret:
+        if production:
+            raise ConfigError(
+                "COCREATE_JWT_SECRET is required in production (COCREATE_ENV=production, the "
+                f"default): at least {MIN_JWT_SECRET_BYTES} random bytes"
+            )
+        return DEV_JWT_SECRET
+    if len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+        raise ConfigError(
+            f"COCREATE_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes "
+            f"(it has {len(secret.encode())})"
+        )
+    if production and secret == DEV_JWT_SECRET:
+        raise ConfigError("COCREATE_JWT_SECRET is the development secret; production needs its own")
+    return secret
+
+
+def token_policy(env: Mapping[str, str]) -> TokenPolicy:
+    """Issuer, audience, maximum lifetime and public keys tokens are checked against."""
+    default_ttl = PRODUCTION_MAX_TTL_SECONDS if environment(env) == PRODUCTION else 0
+    max_ttl = _parse(env, "COCREATE_JWT_MAX_TTL_SECONDS", default_ttl, int)
+    if max_ttl < 0:
+        raise ConfigError("COCREATE_JWT_MAX_TTL_SECONDS must be 0 (no maximum) or more")
+    return TokenPolicy(
+        issuer=env.get("COCREATE_JWT_ISSUER") or None,
+        audience=env.get("COCREATE_JWT_AUDIENCE") or None,
+        max_ttl_seconds=max_ttl,
+        public_keys=_public_keys(env.get("COCREATE_JWT_PUBLIC_KEYS", "")),
+    )
+
+
+def _public_keys(path: str) -> jwt.PyJWKSet | None:
+    if not path:
+        return None
+    try:
+        return jwt.PyJWKSet.from_dict(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, jwt.PyJWTError) as exc:
+        raise ConfigError(
+            f"COCREATE_JWT_PUBLIC_KEYS={path!r} is not a readable JWKS file: {exc}"
+        ) from None
+
+
 def load(service: str, env: Mapping[str, str] | None = None) -> Config:
     """Read the settings of one service (ideas, votes, rewards)."""
     env = dict(os.environ if env is None else env)
@@ -73,7 +148,9 @@ def load(service: str, env: Mapping[str, str] | None = None) -> Config:
         database_url=database_url,
         nats_url=env.get("COCREATE_NATS_URL", "nats://127.0.0.1:4222"),
         listen_addr=env.get(prefix + "ADDR", f"127.0.0.1:{DEFAULT_PORTS.get(service, 0)}"),
-        jwt_secret=env.get("COCREATE_JWT_SECRET", DEV_JWT_SECRET),
+        jwt_secret=jwt_secret(env),
+        token_policy=token_policy(env),
+        environment=environment(env),
         stream=env.get("COCREATE_STREAM", "COCREATE"),
         env=env,
     )
@@ -83,6 +160,8 @@ def load(service: str, env: Mapping[str, str] | None = None) -> Config:
         nats_url=base.nats_url,
         listen_addr=base.listen_addr,
         jwt_secret=base.jwt_secret,
+        token_policy=base.token_policy,
+        environment=base.environment,
         stream=base.stream,
         stream_replicas=base.get_int("COCREATE_STREAM_REPLICAS", 1),
         relay_poll_seconds=base.get_float("COCREATE_RELAY_POLL_SECONDS", 1.0),

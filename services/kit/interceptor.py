@@ -7,11 +7,14 @@ in the handler's context, where the contextvar with the caller is visible.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 from grpc_status import rpc_status
 
@@ -23,10 +26,70 @@ _OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 _log = log.get("requests")
 
 
+class _Undecodable:
+    """Stands for a request whose bytes are not a message of the method's type."""
+
+
+_UNDECODABLE = _Undecodable()
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """The method's request deserializer, answering `_Undecodable` instead of
+    raising: gRPC would answer UNKNOWN with the exception's class and log its
+    traceback, before the token is even looked at. The wrapped behaviour
+    turns it into INVALID_ARGUMENT after authenticating the caller."""
+    if deserialize is None:
+        return None
+
+    def tolerant(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except DecodeError:
+            return _UNDECODABLE
+
+    return tolerant
+
+
+def _refuse_undecodable(request: Any) -> None:
+    if request is _UNDECODABLE:
+        refused = errors.InvalidArgument(
+            [],
+            message="the request is not a valid message of the method's type "
+            "(corrupt wire format or a string that is not UTF-8)",
+        )
+        refused.reason = "UNDECODABLE_REQUEST"
+        raise refused
+
+
+def _open_unary(
+    behaviour: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]],
+) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if request is _UNDECODABLE:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the request is not a valid message of the method's type",
+            )
+        return await behaviour(request, context)
+
+    return wrapped
+
+
+def _reset_quietly(reset: Callable[[Any], None], token: Any) -> None:
+    """Undo a contextvar change. A stream the client abandoned is closed from
+    another context (the event loop's finaliser), where the change was never
+    made and there is nothing to undo."""
+    with contextlib.suppress(ValueError):
+        reset(token)
+
+
 class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, *, service: str, jwt_secret: str) -> None:
+    def __init__(
+        self, *, service: str, jwt_secret: str, token_policy: auth.TokenPolicy | None = None
+    ) -> None:
         self._service = service
         self._secret = jwt_secret
+        self._token_policy = token_policy or auth.TokenPolicy()
         self._domain = f"{service}.cocreate"
 
     async def intercept_service(
@@ -36,18 +99,27 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
         method: str = details.method
-        if handler is None or method.startswith(_OPEN_PREFIXES):
+        if handler is None:
+            return handler
+        deserializer = _tolerant(handler.request_deserializer)
+        if method.startswith(_OPEN_PREFIXES):
+            if handler.unary_unary:  # a probe's Check: no token, but no traceback either
+                return grpc.unary_unary_rpc_method_handler(
+                    _open_unary(handler.unary_unary),
+                    request_deserializer=deserializer,
+                    response_serializer=handler.response_serializer,
+                )
             return handler
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler  # client-streaming methods are not used by cocreate
@@ -62,6 +134,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             trace = tracing.set_current(self._traceparent(context))
             try:
                 caller = self._authenticate(context)
+                _refuse_undecodable(request)
                 token = auth.set_caller(caller)
                 try:
                     return await behaviour(request, context)
@@ -79,7 +152,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return wrapped
 
     def _wrap_stream(
-        self, method: str, behaviour: Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
+        self,
+        method: str,
+        behaviour: Callable[[Any, grpc.aio.ServicerContext], AsyncGenerator[Any, None]],
     ) -> Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
@@ -88,12 +163,18 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             trace = tracing.set_current(self._traceparent(context))
             try:
                 caller = self._authenticate(context)
+                _refuse_undecodable(request)
                 token = auth.set_caller(caller)
                 try:
-                    async for item in behaviour(request, context):
-                        yield item
+                    async with contextlib.aclosing(behaviour(request, context)) as items:
+                        async for item in items:
+                            yield item
                 finally:
-                    auth.reset_caller(token)
+                    _reset_quietly(auth.reset_caller, token)
+            except (GeneratorExit, asyncio.CancelledError):
+                # The client went away (cancelled, deadline, disconnect): normal.
+                code = grpc.StatusCode.CANCELLED
+                raise
             except Exception as exc:
                 code, status = self._status_for(exc, method, context)
                 if status is None:
@@ -101,7 +182,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 await context.abort_with_status(rpc_status.to_status(status))
             finally:
                 self._log_call(method, code, started, caller)
-                tracing.reset(trace)
+                _reset_quietly(tracing.reset, trace)
 
         return wrapped
 
@@ -111,7 +192,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def _authenticate(self, context: grpc.aio.ServicerContext) -> auth.Caller:
         metadata = dict(context.invocation_metadata() or ())
-        return auth.verify_token(metadata.get("authorization"), self._secret)
+        return auth.verify_token(metadata.get("authorization"), self._secret, self._token_policy)
 
     def _status_for(
         self, exc: Exception, method: str, context: grpc.aio.ServicerContext

@@ -136,9 +136,9 @@ class RunningService:
 
 
 async def start(definition: ServiceDefinition, config: config_module.Config) -> RunningService:
-    if config.jwt_secret == config_module.DEV_JWT_SECRET:
+    if config.environment != config_module.PRODUCTION:
         _log.warning(
-            "tokens are verified with the development secret; set COCREATE_JWT_SECRET",
+            "development mode (COCREATE_ENV=development): development secrets are accepted",
             extra={"service": definition.name},
         )
     pool = await db.create_pool(config.database_url)
@@ -182,7 +182,13 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
         tasks.append(asyncio.create_task(loop(stop_background)))
 
     server = grpc.aio.server(
-        interceptors=[ServiceInterceptor(service=definition.name, jwt_secret=config.jwt_secret)],
+        interceptors=[
+            ServiceInterceptor(
+                service=definition.name,
+                jwt_secret=config.jwt_secret,
+                token_policy=config.token_policy,
+            )
+        ],
         # gRPC turns away calls beyond this many waiting to be taken (1,000 by
         # default): a burst of members voting at once must not be cancelled.
         options=[("grpc.server.max_pending_requests", config.max_pending_calls)],

@@ -21,6 +21,7 @@ from services.kit.errors import (
     PermissionDenied,
     Violations,
 )
+from services.kit.validation import check_text
 from services.rewards import domain, store, verify
 
 if TYPE_CHECKING:
@@ -147,11 +148,12 @@ def _check_amount(v: Violations, value: int, field: str) -> None:
 
 
 def _check_reason(v: Violations, reason: str) -> None:
-    v.check(
+    if v.check(
         len(reason.strip()) > 0 and len(reason) <= domain.MAX_REASON_LENGTH,
         "reason",
         f"is required, at most {domain.MAX_REASON_LENGTH} characters",
-    )
+    ):
+        check_text(v, reason, "reason")
 
 
 def _item_id(v: Violations, raw: str) -> uuid.UUID:
@@ -688,23 +690,26 @@ def _period_start(period: int) -> datetime | None:
 
 
 def _check_rule_id(v: Violations, rule_id: str) -> None:
-    v.check(0 < len(rule_id) <= 64, "rule_id", "is required (for example vote_cast)")
+    if v.check(0 < len(rule_id) <= 64, "rule_id", "is required (for example vote_cast)"):
+        check_text(v, rule_id, "rule_id")
 
 
 def _check_name(v: Violations, name: str) -> None:
-    v.check(
+    if v.check(
         0 < len(name.strip()) <= domain.MAX_NAME_LENGTH,
         "name",
         f"is required, at most {domain.MAX_NAME_LENGTH} characters",
-    )
+    ):
+        check_text(v, name, "name")
 
 
 def _check_description(v: Violations, description: str) -> None:
-    v.check(
+    if v.check(
         len(description) <= domain.MAX_DESCRIPTION_LENGTH,
         "description",
         f"must be at most {domain.MAX_DESCRIPTION_LENGTH} characters",
-    )
+    ):
+        check_text(v, description, "description")
 
 
 def _check_stock(v: Violations, stock: int) -> None:

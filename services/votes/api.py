@@ -21,6 +21,7 @@ from services.kit.errors import (
     Violations,
 )
 from services.kit.server import Runtime
+from services.kit.validation import check_text
 from services.votes import changes, domain, mappers, store
 from services.votes.writer import RateLimit, VoteWriter
 
@@ -231,6 +232,7 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
         domain.check_id(violations, "member_id", request.member_id)
         # A ban is recorded with its reason.
         domain.check_note(violations, "reason", request.reason, required=request.ban)
+        check_text(violations, request.reason, "reason")
         violations.raise_if_any()
 
         async def work(conn: asyncpg.Connection) -> pb.VoidMemberVotesResponse:
@@ -282,6 +284,7 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
         violations = Violations()
         domain.check_id(violations, "member_id", request.member_id)
         domain.check_note(violations, "reason", request.reason, required=True)
+        check_text(violations, request.reason, "reason")
         violations.raise_if_any()
 
         async def work(conn: asyncpg.Connection) -> pb.LiftVoteBanResponse:

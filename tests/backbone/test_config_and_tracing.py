@@ -30,6 +30,7 @@ def test_a_missing_database_url_is_named() -> None:
 
 def test_a_malformed_number_is_named() -> None:
     env = {
+        "COCREATE_ENV": "development",
         "COCREATE_VOTES_DATABASE_URL": "postgresql://x/y",
         "COCREATE_CONSUMER_MAX_DELIVER": "lots",
     }

@@ -69,3 +69,21 @@ def test_kubernetes_runs_replicas_against_a_jetstream_cluster_and_a_database_eac
     gateway = by_kind["Deployment"]["gateway"]["spec"]["template"]["spec"]["containers"][0]
     assert gateway["readinessProbe"]["httpGet"]["path"] == "/healthz"
     assert "cocreate-jwt" in by_kind["Secret"]
+
+
+def test_deployments_run_in_production_mode_with_a_secret_they_must_be_given() -> None:
+    compose = documents(DEPLOY / "compose.yaml")[0]["services"]
+    for service in SERVICES:
+        env = compose[service]["environment"]
+        assert env["COCREATE_ENV"] == "production"
+        assert env["COCREATE_JWT_SECRET"].startswith("${COCREATE_JWT_SECRET:?")
+    manifests = [d for f in sorted((DEPLOY / "kubernetes").glob("*.yaml")) for d in documents(f)]
+    deployments = {d["metadata"]["name"]: d for d in manifests if d["kind"] == "Deployment"}
+    for service in SERVICES:
+        [container] = deployments[service]["spec"]["template"]["spec"]["containers"]
+        assert container_env(container)["COCREATE_ENV"] == "production"
+    # No usable placeholder: a service refuses to start until the operator sets one.
+    [secret] = [
+        d for d in manifests if d["kind"] == "Secret" and d["metadata"]["name"] == "cocreate-jwt"
+    ]
+    assert secret["stringData"]["secret"] == ""

@@ -1,0 +1,40 @@
+"""Finding 8: a client that goes away in the middle of a stream is normal: no
+error is logged, and the service goes on serving."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from cocreate.ideas.v1 import ideas_service_pb2 as pb
+
+from tests.ideas.helpers import ADMIN, start_ideas
+from tests.support import Platform, eventually
+
+
+async def test_a_cancelled_export_logs_no_error(
+    platform: Platform, caplog: pytest.LogCaptureFixture
+) -> None:
+    ideas = await start_ideas(platform)
+    product = await ideas.product()
+    for n in range(5):
+        await ideas.submit(product.id, f"Idea number {n}")
+    with caplog.at_level(logging.INFO):
+        for _ in range(3):
+            call = ideas.api.ExportIdeas(pb.ExportIdeasRequest(), metadata=ADMIN)
+            await call.read()
+            call.cancel()
+
+        async def logged_cancelled() -> bool:
+            calls = [r for r in caplog.records if getattr(r, "method", "").endswith("ExportIdeas")]
+            return len([r for r in calls if getattr(r, "code", "") == "CANCELLED"]) == 3
+
+        await eventually(logged_cancelled, within=10)
+        listed = await ideas.api.ListIdeas(pb.ListIdeasRequest(), metadata=ADMIN)
+        assert len(listed.ideas) == 5
+    problems = [
+        (r.name, r.getMessage(), r.exc_info is not None)
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and not r.getMessage().startswith("development mode")
+    ]
+    assert problems == []
