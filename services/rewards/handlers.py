@@ -19,7 +19,7 @@ from google.protobuf import message as pb_message
 from google.protobuf import timestamp_pb2
 
 from services.kit.events import Event
-from services.kit.inbox import InboxConsumer
+from services.kit.inbox import Batched, InboxConsumer
 from services.kit.outbox import Outbox
 from services.rewards import domain, store
 
@@ -51,11 +51,14 @@ class RewardHandlers:
                     ideas_events_pb2.ReleasePublished: self.release_published,
                 },
                 max_deliver=max_deliver,
+                # Few events, each locking its accounts in its own order: one
+                # per transaction, so no event holds locks while the next takes more.
+                apply_together=False,
             ),
             InboxConsumer(
                 VOTES_CONSUMER,
                 {
-                    votes_events_pb2.VoteCast: self.vote_cast,
+                    votes_events_pb2.VoteCast: Batched(self.votes_cast),
                     votes_events_pb2.VoteRetracted: self.vote_retracted,
                 },
                 max_deliver=max_deliver,
@@ -182,34 +185,89 @@ class RewardHandlers:
 
     # ---- votes ------------------------------------------------------------
 
-    async def vote_cast(
-        self, conn: asyncpg.Connection, event: Event[votes_events_pb2.VoteCast]
+    async def votes_cast(
+        self, conn: asyncpg.Connection, batch: list[Event[votes_events_pb2.VoteCast]]
     ) -> None:
-        m = event.message
-        cast_at = _when(m, "cast_at", event)
-        await store.ensure_account(conn, m.member_id)
-        newest = await store.set_support(
+        """A run of votes cast, in a few statements for the whole run: record who
+        supports what (the newest vote version wins), pay each member's own vote
+        once per idea within the rule's daily cap, and pay a supporter whose
+        vote was cast before the idea shipped but heard of after."""
+        casts = [(event, event.message, _when(event.message, "cast_at", event)) for event in batch]
+        await store.ensure_accounts(conn, [m.member_id for _, m, _ in casts])
+        newest = await store.set_supports(
             conn,
-            m.idea_id,
-            m.member_id,
-            active=True,
-            vote_version=m.vote_version or event.aggregate_version,
-            changed_at=cast_at,
+            [
+                store.SupportChange(
+                    m.idea_id,
+                    m.member_id,
+                    active=True,
+                    vote_version=m.vote_version or event.aggregate_version,
+                    changed_at=cast_at,
+                )
+                for event, m, cast_at in casts
+            ],
         )
-        if m.reason == votes_events_pb2.VOTE_CHANGE_REASON_MEMBER:
-            await self._pay(
-                conn,
-                event,
-                domain.RULE_VOTE_CAST,
-                m.member_id,
-                award_key=f"idea:{m.idea_id}",
-                reason=f"voted for idea {m.idea_id}",
-                occurred_at=cast_at,
-            )
+        await self._pay_for_votes(
+            conn,
+            [
+                (event, m, cast_at)
+                for event, m, cast_at in casts
+                if m.reason == votes_events_pb2.VOTE_CHANGE_REASON_MEMBER and m.member_id
+            ],
+        )
         # A vote cast before the ship whose event arrives after it still counts.
-        shipped_at = await store.shipped_at(conn, m.idea_id) if newest else None
-        if shipped_at is not None and cast_at <= shipped_at:
-            await self._pay_supporter(conn, event, m.idea_id, m.member_id, shipped_at)
+        shipped = await store.shipped_at_many(conn, [m.idea_id for _, m, _ in casts])
+        for (event, m, cast_at), is_newest in zip(casts, newest, strict=True):
+            shipped_at = shipped.get(m.idea_id) if is_newest else None
+            if shipped_at is not None and cast_at <= shipped_at:
+                await self._pay_supporter(conn, event, m.idea_id, m.member_id, shipped_at)
+
+    async def _pay_for_votes(
+        self,
+        conn: asyncpg.Connection,
+        casts: list[tuple[Event[Any], votes_events_pb2.VoteCast, datetime]],
+    ) -> None:
+        """`_pay` of the vote rule for many casts: the members' accounts locked
+        (in one order), what was paid before and the day's count read in one
+        statement each, the new entries appended together."""
+        if not casts:
+            return
+        accounts = await store.lock_accounts(conn, [m.member_id for _, m, _ in casts])
+        rule = await store.get_rule(conn, domain.RULE_VOTE_CAST)
+        if rule is None or not rule["enabled"] or rule["points"] <= 0:
+            return
+        keys = [(m.member_id, f"idea:{m.idea_id}") for _, m, _ in casts]
+        paid = await store.awarded_keys(conn, domain.RULE_VOTE_CAST, keys)
+        days = [(m.member_id, store.day_of(cast_at)) for _, m, cast_at in casts]
+        on_day = (
+            await store.rewards_on_days(conn, domain.RULE_VOTE_CAST, sorted(set(days)))
+            if rule["daily_cap"] > 0
+            else {}
+        )
+        news = []
+        for (event, m, cast_at), key, day in zip(casts, keys, days, strict=True):
+            if key in paid:
+                continue
+            if rule["daily_cap"] > 0 and on_day[day] >= rule["daily_cap"]:
+                continue
+            paid.add(key)
+            if day in on_day:
+                on_day[day] += 1
+            news.append(
+                store.NewEntry(
+                    member_id=m.member_id,
+                    amount=rule["points"],
+                    kind=domain.KIND_EARN,
+                    reason=f"voted for idea {m.idea_id}",
+                    source=f"event:{event.event_id}",
+                    actor_id=domain.SYSTEM_ACTOR,
+                    award_key=key[1],
+                    occurred_at=cast_at,
+                    rule_id=domain.RULE_VOTE_CAST,
+                    rule_version=rule["version"],
+                )
+            )
+        await store.append_earnings(conn, self._outbox, self._tiers, accounts, news)
 
     async def vote_retracted(
         self, conn: asyncpg.Connection, event: Event[votes_events_pb2.VoteRetracted]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +16,7 @@ import asyncpg
 from cocreate.events.v1 import rewards_events_pb2
 
 from services.kit.errors import FailedPrecondition, NotFound
-from services.kit.outbox import Outbox
+from services.kit.outbox import Outbox, PendingEvent
 from services.rewards import domain
 
 
@@ -603,3 +604,230 @@ async def leaderboard(
             domain.NEWCOMER_TIER,
         )
     )
+
+
+# ---- many at once: the votes consumer's runs of VoteCast -----------------
+
+
+async def ensure_accounts(conn: asyncpg.Connection, member_ids: Sequence[str]) -> None:
+    """`ensure_account` for many members in one statement."""
+    ids = sorted(set(member_ids))
+    seeds = [os.urandom(32) for _ in ids]
+    await conn.execute(
+        "insert into accounts (member_id, seed, last_hash) "
+        "select * from unnest($1::text[], $2::bytea[], $3::bytea[]) "
+        "on conflict (member_id) do nothing",
+        ids,
+        seeds,
+        [domain.chain_seed(member_id, seed) for member_id, seed in zip(ids, seeds, strict=True)],
+    )
+
+
+async def lock_accounts(
+    conn: asyncpg.Connection, member_ids: Sequence[str]
+) -> dict[str, asyncpg.Record]:
+    """Lock existing accounts in member order (one order for every writer)."""
+    rows = await conn.fetch(
+        "select * from accounts where member_id = any($1::text[]) order by member_id for update",
+        sorted(set(member_ids)),
+    )
+    return {row["member_id"]: row for row in rows}
+
+
+async def set_supports(conn: asyncpg.Connection, changes: Sequence[SupportChange]) -> list[bool]:
+    """`set_support` for many (idea, member) in one statement, each at most
+    once; for each, whether it is the newest known."""
+    rows = await conn.fetch(
+        """
+        insert into supporters (idea_id, member_id, active, vote_version, changed_at)
+        select * from unnest($1::text[], $2::text[], $3::bool[], $4::bigint[],
+                             $5::timestamptz[])
+        on conflict (idea_id, member_id) do update
+            set active = excluded.active, vote_version = excluded.vote_version,
+                changed_at = excluded.changed_at
+            where supporters.vote_version < excluded.vote_version
+        returning idea_id, member_id
+        """,
+        [c.idea_id for c in changes],
+        [c.member_id for c in changes],
+        [c.active for c in changes],
+        [c.vote_version for c in changes],
+        [c.changed_at for c in changes],
+    )
+    applied = {(row["idea_id"], row["member_id"]) for row in rows}
+    return [(c.idea_id, c.member_id) in applied for c in changes]
+
+
+@dataclass(frozen=True)
+class SupportChange:
+    idea_id: str
+    member_id: str
+    active: bool
+    vote_version: int
+    changed_at: datetime
+
+
+async def awarded_keys(
+    conn: asyncpg.Connection, rule_id: str, keys: Sequence[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Which (member, award key) already have an entry under `rule_id`."""
+    rows = await conn.fetch(
+        "select e.member_id, e.award_key from ledger_entries e "
+        "join unnest($2::text[], $3::text[]) as k(member_id, award_key) "
+        "on e.member_id = k.member_id and e.award_key = k.award_key where e.rule_id = $1",
+        rule_id,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
+    return {(row["member_id"], row["award_key"]) for row in rows}
+
+
+async def rewards_on_days(
+    conn: asyncpg.Connection, rule_id: str, member_days: Sequence[tuple[str, datetime]]
+) -> dict[tuple[str, datetime], int]:
+    """`count_rewards_on_day` for many (member, day start in UTC)."""
+    rows = await conn.fetch(
+        """
+        select k.member_id, k.day, count(e.id) as n
+        from unnest($2::text[], $3::timestamptz[]) as k(member_id, day)
+        left join ledger_entries e
+               on e.member_id = k.member_id and e.rule_id = $1 and e.kind = 'earn'
+              and e.occurred_at >= k.day and e.occurred_at < k.day + interval '1 day'
+        group by k.member_id, k.day
+        """,
+        rule_id,
+        [k[0] for k in member_days],
+        [k[1] for k in member_days],
+    )
+    return {(row["member_id"], row["day"]): int(row["n"]) for row in rows}
+
+
+def day_of(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+async def append_earnings(
+    conn: asyncpg.Connection,
+    outbox: Outbox,
+    tiers: domain.TierThresholds,
+    accounts: dict[str, asyncpg.Record],
+    news: Sequence[NewEntry],
+) -> None:
+    """`append_entry` for many earnings (positive amounts, keys not yet
+    awarded) on accounts the caller locked: the entries chained per account in
+    order, inserted in one statement, the accounts updated in one, their
+    PointsAwarded in one; a tier that changes is recorded as `append_entry`
+    does."""
+    if not news:
+        return
+    created_at = datetime.now(UTC)
+    current = dict(accounts)
+    rows: list[tuple[domain.EntryFields, bytes]] = []
+    awarded: list[PendingEvent] = []
+    for new in news:
+        assert new.amount > 0, "append_earnings adds earnings only"
+        account = current[new.member_id]
+        fields = domain.EntryFields(
+            entry_id=str(uuid.uuid4()),
+            member_id=new.member_id,
+            seq=account["entry_count"] + 1,
+            amount=new.amount,
+            balance_after=account["balance"] + new.amount,
+            kind=new.kind,
+            reason=new.reason,
+            source=new.source,
+            rule_id=new.rule_id,
+            rule_version=new.rule_version,
+            actor_id=new.actor_id,
+            award_key=new.award_key,
+            occurred_at=new.occurred_at,
+            created_at=created_at,
+        )
+        digest = domain.entry_hash(account["last_hash"], fields)
+        lifetime = account["lifetime_points"] + (
+            new.amount if domain.counts_as_lifetime(new.kind) else 0
+        )
+        current[new.member_id] = {
+            **account,
+            "entry_count": fields.seq,
+            "balance": fields.balance_after,
+            "lifetime_points": lifetime,
+            "last_hash": digest,
+        }
+        rows.append((fields, digest))
+        event = rewards_events_pb2.PointsAwarded(
+            entry_id=fields.entry_id,
+            member_id=new.member_id,
+            amount=new.amount,
+            kind=new.kind,
+            reason=new.reason,
+            balance=fields.balance_after,
+            lifetime_points=lifetime,
+            rule_id=new.rule_id,
+        )
+        event.awarded_at.FromDatetime(created_at)
+        awarded.append(
+            PendingEvent(event, aggregate_id=new.member_id, aggregate_version=fields.seq)
+        )
+    await conn.execute(
+        """
+        insert into ledger_entries
+            (id, member_id, seq, amount, balance_after, kind, reason, source, rule_id,
+             rule_version, actor_id, award_key, occurred_at, created_at, hash)
+        select * from unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
+                             $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[],
+                             $11::text[], $12::text[], $13::timestamptz[],
+                             $14::timestamptz[], $15::bytea[])
+        """,
+        [uuid.UUID(f.entry_id) for f, _ in rows],
+        [f.member_id for f, _ in rows],
+        [f.seq for f, _ in rows],
+        [f.amount for f, _ in rows],
+        [f.balance_after for f, _ in rows],
+        [f.kind for f, _ in rows],
+        [f.reason for f, _ in rows],
+        [f.source for f, _ in rows],
+        [f.rule_id for f, _ in rows],
+        [f.rule_version for f, _ in rows],
+        [f.actor_id for f, _ in rows],
+        [f.award_key for f, _ in rows],
+        [f.occurred_at for f, _ in rows],
+        [f.created_at for f, _ in rows],
+        [digest for _, digest in rows],
+    )
+    changed = sorted({new.member_id for new in news})
+    updated = await conn.fetch(
+        """
+        update accounts a set balance = t.balance, lifetime_points = t.lifetime,
+            entry_count = t.entry_count, last_hash = t.last_hash
+        from unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[])
+             as t(member_id, balance, lifetime, entry_count, last_hash)
+        where a.member_id = t.member_id
+        returning a.*
+        """,
+        changed,
+        [current[m]["balance"] for m in changed],
+        [current[m]["lifetime_points"] for m in changed],
+        [current[m]["entry_count"] for m in changed],
+        [current[m]["last_hash"] for m in changed],
+    )
+    await outbox.emit_many(conn, awarded)
+    for account in updated:
+        await refresh_tier(
+            conn,
+            outbox,
+            tiers,
+            account,
+            reason=f"lifetime points {account['lifetime_points']}",
+            actor_id=domain.SYSTEM_ACTOR,
+        )
+
+
+async def shipped_at_many(conn: asyncpg.Connection, idea_ids: Sequence[str]) -> dict[str, datetime]:
+    """When each of these ideas shipped, for those that did."""
+    rows = await conn.fetch(
+        "select idea_id, shipped_at from ideas where idea_id = any($1::text[]) "
+        "and shipped_at is not null",
+        sorted(set(idea_ids)),
+    )
+    return {row["idea_id"]: row["shipped_at"] for row in rows}

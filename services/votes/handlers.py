@@ -35,8 +35,13 @@ def consumers(outbox: Outbox) -> list[InboxConsumer]:
                 ideas_events_pb2.IdeaStatusChanged: ideas.status_changed,
                 ideas_events_pb2.IdeasMerged: ideas.merged,
             },
+            apply_together=False,  # each takes the advisory locks of store.py's order
         ),
-        InboxConsumer("votes-rewards", {rewards_events_pb2.TierChanged: rewards.tier_changed}),
+        InboxConsumer(
+            "votes-rewards",
+            {rewards_events_pb2.TierChanged: rewards.tier_changed},
+            apply_together=False,
+        ),
     ]
 
 

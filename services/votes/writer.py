@@ -43,11 +43,18 @@ from cocreate.votes.v1 import votes_service_pb2 as pb
 from google.protobuf import message as pb_message
 
 from services.kit import idempotency, ratelimit, tracing
-from services.kit.errors import DomainError, FailedPrecondition, NotFound, PermissionDenied
+from services.kit.errors import (
+    CONFLICT_ERRORS,
+    DomainError,
+    FailedPrecondition,
+    NotFound,
+    PermissionDenied,
+)
 from services.kit.outbox import Outbox, PendingEvent
 from services.votes import changes, domain, mappers, store
 
 CAST_ACTION = "cast_vote"
+CONFLICT_ATTEMPTS = 3
 
 
 class Kind(enum.Enum):
@@ -159,8 +166,7 @@ class VoteWriter:
 
     async def _write(self, batch: list[_Change]) -> None:
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                answers = await self._apply(conn, batch)
+            answers = await self._commit(batch)
         except Exception as exc:  # nothing of the batch committed
             for change in batch:
                 if not change.answer.done():
@@ -173,6 +179,20 @@ class VoteWriter:
                 change.answer.set_exception(answer)
             else:
                 change.answer.set_result(answer)
+
+    async def _commit(self, batch: list[_Change]) -> list[pb_message.Message | DomainError]:
+        """Write the batch in one transaction. A deadlock or serialization
+        failure (a concurrent writer that took its locks in another order) is
+        the database's to resolve, not the callers': the batch is written again
+        a few times before its calls are answered ABORTED."""
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    return await self._apply(conn, batch)
+            except CONFLICT_ERRORS:
+                if attempt == CONFLICT_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
 
     async def _apply(
         self, conn: asyncpg.Connection, batch: Sequence[_Change]

@@ -12,11 +12,13 @@ from cocreate.rewards.v1 import rewards_service_pb2 as pb
 
 from services.kit import events
 from services.kit.inbox import InboxConsumer
+from services.kit.outbox import Outbox, PendingEvent
 from services.kit.server import RunningService
 from services.rewards.domain import TierThresholds
 from services.rewards.handlers import IDEAS_CONSUMER, RewardHandlers
 from tests.rewards.helpers import (
     ADMIN,
+    MEMBER_VOTE,
     balance,
     cast,
     change_status,
@@ -273,3 +275,45 @@ async def test_events_arriving_out_of_order_pay_what_happened(rewards: RunningSe
         pb.GetAccountRequest(member_id="author"), metadata=ADMIN
     )
     assert (author.account.lifetime_points, author.account.tier) == (550, "member")
+
+
+async def test_a_burst_of_votes_is_paid_together_within_the_caps(
+    rewards: RunningService,
+) -> None:
+    """Many VoteCast events arriving together are applied as runs (a few
+    statements per run): still one point per member and idea, ten a day, a
+    hash chain that verifies, and a balance that is the sum of its entries."""
+    members = [f"fan-{n}" for n in range(40)]
+    early = await cast(rewards, "idea-0", "fan-0")  # paid before the burst
+    await eventually(lambda: _all_handled(rewards, [early]))
+    burst = [
+        PendingEvent(
+            votes_events_pb2.VoteCast(
+                idea_id=f"idea-{i}", member_id=m, weight=1, reason=MEMBER_VOTE, vote_version=1
+            ),
+            aggregate_id=f"idea-{i}/{m}",
+            aggregate_version=1,
+        )
+        for i in range(15)
+        for m in members
+    ]
+    async with rewards.runtime.pool.acquire() as conn, conn.transaction():
+        await Outbox("votes").emit_many(conn, burst)
+
+    async def all_paid() -> bool:
+        count = await rewards.runtime.pool.fetchval(
+            "select count(*) from ledger_entries where rule_id = 'vote_cast'"
+        )
+        return bool(count == 10 * len(members))
+
+    await eventually(all_paid)
+    for member in members:
+        paid = await entries(rewards, member, "vote_cast")
+        assert len({e["award_key"] for e in paid}) == len(paid) == 10
+        assert await balance(rewards, member) == sum(e["amount"] for e in paid) == 10
+    transactions = await rewards.runtime.pool.fetchval(
+        "select count(distinct xmin::text) from ledger_entries where rule_id = 'vote_cast'"
+    )
+    assert transactions < 10 * len(members)  # paid in runs, not an event at a time
+    verdict = await rewards_stub(rewards).VerifyLedger(pb.VerifyLedgerRequest(), metadata=ADMIN)
+    assert verdict.ok, verdict
