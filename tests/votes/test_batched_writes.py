@@ -1,0 +1,129 @@
+"""Casts and retracts are written in batches (services/votes/writer.py): calls
+that arrive together commit together, yet each call gets its own answer — a
+refusal fails that call alone, a repeated request_id is applied once, the
+rate limit holds exactly, and the tallies equal the recount."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+from cocreate.events.v1 import votes_events_pb2 as events_pb
+from cocreate.votes.v1 import votes_service_pb2 as pb
+
+from tests.support import Platform, error_reason, metadata
+from tests.votes import feed
+
+PM = metadata("pm-1", "pm")
+
+
+async def _answer(call: object) -> grpc.StatusCode | pb.Vote:
+    try:
+        answer = await call  # type: ignore[misc]
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+    return answer.vote
+
+
+async def test_a_burst_commits_together_and_each_call_gets_its_own_answer(
+    platform: Platform,
+) -> None:
+    svc = await platform.start("votes", env={"COCREATE_VOTES_CAST_LIMIT": "0"})
+    client = feed.votes(svc)
+    await feed.submit_ideas(svc, "open-1", "open-2", "closed")
+    await feed.close(svc, "closed")
+    await client.VoidMemberVotes(
+        pb.VoidMemberVotesRequest(member_id="spammer", reason="sock puppet", ban=True),
+        metadata=PM,
+    )
+    fans = [f"fan-{n}" for n in range(300)]
+
+    def cast(member: str, idea: str) -> object:
+        return client.CastVote(pb.CastVoteRequest(idea_id=idea), metadata=metadata(member))
+
+    answers = await asyncio.gather(
+        *(_answer(cast(fan, "open-1" if n % 2 else "open-2")) for n, fan in enumerate(fans)),
+        _answer(cast("spammer", "open-1")),
+        _answer(cast("late-fan", "closed")),
+        _answer(cast("lost-fan", "no-such-idea")),
+        _answer(
+            client.RetractVote(
+                pb.RetractVoteRequest(idea_id="open-1"), metadata=metadata("never-voted")
+            )
+        ),
+    )
+    *fan_answers, banned, closed, unknown, no_vote = answers
+    assert all(isinstance(a, pb.Vote) and a.active for a in fan_answers)
+    assert [banned, closed, unknown, no_vote] == [
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.NOT_FOUND,
+    ]
+    # Fewer transactions than votes: they were written together.
+    transactions = await svc.runtime.pool.fetchval("select count(distinct xmin::text) from votes")
+    assert transactions < len(fans)
+    await feed.tally_settles(client, "open-1", score=150, voters=150)
+    await feed.tally_settles(client, "open-2", score=150, voters=150)
+    events = await feed.outbox_events(svc, "cocreate.votes.vote.cast", events_pb.VoteCast)
+    assert sorted(e.member_id for e in events) == sorted(fans)
+
+
+async def test_one_request_sent_many_times_at_once_is_applied_once(platform: Platform) -> None:
+    svc = await platform.start("votes")
+    client = feed.votes(svc)
+    await feed.submit_ideas(svc, "idea-1")
+    request = pb.CastVoteRequest(idea_id="idea-1", request_id="tap-tap-tap")
+    answers = await asyncio.gather(
+        *(client.CastVote(request, metadata=metadata("m1")) for _ in range(20))
+    )
+    assert all(answer == answers[0] for answer in answers)
+    history = await svc.runtime.pool.fetchval(
+        "select count(*) from vote_history where member_id = 'm1'"
+    )
+    assert history == 1
+    # A retract and a cast of the same vote sent together end as one of the
+    # two serial orders: retract then cast (active, three history entries) or
+    # cast (no change) then retract (inactive, two).
+    await asyncio.gather(
+        client.RetractVote(pb.RetractVoteRequest(idea_id="idea-1"), metadata=metadata("m1")),
+        client.CastVote(pb.CastVoteRequest(idea_id="idea-1"), metadata=metadata("m1")),
+    )
+    entries = await svc.runtime.pool.fetchval(
+        "select count(*) from vote_history where member_id = 'm1'"
+    )
+    active = await svc.runtime.pool.fetchval(
+        "select active from votes where member_id = 'm1' and idea_id = 'idea-1'"
+    )
+    assert (entries, active) in {(3, True), (2, False)}
+
+
+async def test_the_cast_limit_holds_exactly_for_casts_arriving_together(
+    platform: Platform,
+) -> None:
+    svc = await platform.start(
+        "votes",
+        env={"COCREATE_VOTES_CAST_LIMIT": "3", "COCREATE_VOTES_CAST_WINDOW_SECONDS": "3600"},
+    )
+    client = feed.votes(svc)
+    ideas = [f"idea-{n}" for n in range(8)]
+    await feed.submit_ideas(svc, *ideas)
+    outcomes = await asyncio.gather(
+        *(
+            _answer(client.CastVote(pb.CastVoteRequest(idea_id=i), metadata=metadata("eager")))
+            for i in ideas
+        )
+    )
+    assert sum(isinstance(o, pb.Vote) for o in outcomes) == 3
+    assert outcomes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 5
+    hits = await svc.runtime.pool.fetchval(
+        "select hits from rate_limit_windows where member_id = 'eager'"
+    )
+    assert hits == 3  # refused attempts are not counted
+    try:
+        await client.CastVote(pb.CastVoteRequest(idea_id=ideas[0]), metadata=metadata("eager"))
+    except grpc.aio.AioRpcError as error:
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert error_reason(error) == "RATE_LIMITED"
+    else:
+        raise AssertionError("a fourth cast in the window was accepted")
