@@ -90,10 +90,15 @@ class StoredPolicy:
     updated_by: str
 
 
+def policy_of(weights: str) -> domain.WeightPolicy:
+    """The policy from its stored weights column."""
+    return domain.WeightPolicy({k: int(v) for k, v in json.loads(weights).items()})
+
+
 async def get_policy(conn: asyncpg.Connection | asyncpg.Pool) -> StoredPolicy:
     row = await conn.fetchrow("select * from weight_policy")
     return StoredPolicy(
-        policy=domain.WeightPolicy({k: int(v) for k, v in json.loads(row["weights"]).items()}),
+        policy=policy_of(row["weights"]),
         version=row["version"],
         updated_at=row["updated_at"],
         updated_by=row["updated_by"],
@@ -298,7 +303,8 @@ async def read_for_vote_changes(
 ) -> list[Record]:
     """For each (idea, member) of a batch of member casts and retracts, in the
     order given: what the checks need (the idea's state, a ban, the stored
-    tier), the current vote, and the remembered answer to its request_id."""
+    tier, the weight policy), the current vote, and the remembered answer to
+    its request_id."""
     return list(
         await conn.fetch(
             """
@@ -309,7 +315,8 @@ async def read_for_vote_changes(
                              order by b.id desc limit 1), false) as banned,
                    m.tier as stored_tier,
                    v.weight, v.tier, v.active, v.cast_at, v.retracted_at, v.version,
-                   q.response as remembered
+                   q.response as remembered,
+                   (select weights from weight_policy) as policy_weights
             from unnest($1::text[], $2::text[], $3::text[], $4::text[])
                  with ordinality as r(idea_id, member_id, method, request_id, n)
             left join ideas i on i.idea_id = r.idea_id
@@ -338,6 +345,8 @@ async def activate_votes(
     """`activate_vote` for many (idea, member) pairs, each at most once, in
     (idea, member) order so concurrent writers lock vote rows in one order.
     Returns the votes that changed; an already active vote is left as it is."""
+    if not idea_ids:
+        return []
     return list(
         await conn.fetch(
             """
@@ -364,6 +373,8 @@ async def deactivate_votes(
     conn: asyncpg.Connection, idea_ids: Sequence[str], member_ids: Sequence[str]
 ) -> list[Record]:
     """`deactivate_vote` for many (idea, member) pairs; the votes that changed."""
+    if not idea_ids:
+        return []
     return list(
         await conn.fetch(
             """

@@ -219,7 +219,7 @@ class VoteWriter:
             [c.kind.value for c in batch],
             [c.request_id for c in batch],
         )
-        policy = (await store.get_policy(conn)).policy
+        policy = store.policy_of(rows[0]["policy_weights"])
         answers: list[pb_message.Message | DomainError | None] = [None] * len(batch)
         casts: list[int] = []
         retracts: list[int] = []
