@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PROTOS := $(shell find protos -name '*.proto')
 SITE = $(shell $(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 
-.PHONY: help install proto run test test-fast lint format bench clean
+.PHONY: help install proto run test test-faults test-fast lint format bench clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,12 @@ run: install ## Start the whole platform locally (embedded Postgres + NATS, all 
 
 test: install ## Run the whole test suite against real Postgres and NATS
 	$(BIN)/python -m pytest
+
+SEEDS ?= 5
+FAULT_SECONDS ?= 90
+test-faults: install ## Crash schedules: SEEDS=N seeded runs of FAULT_SECONDS each (replay one: COCREATE_FAULT_SEED=S)
+	COCREATE_FAULT_SEEDS=$(SEEDS) COCREATE_FAULT_SECONDS=$(FAULT_SECONDS) \
+		$(BIN)/python -m pytest tests/faults/test_crash_schedules.py -k crash_schedule -s
 
 lint: install ## ruff, mypy and buf lint
 	$(BIN)/ruff check .

@@ -160,6 +160,9 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
+    # Raised when a transaction starts on a connection whose server just died
+    # ("cannot switch to state …; another operation is in progress").
+    asyncpg.exceptions._base.InternalClientError,
 )
 
 # Conflicts between concurrent transactions: redo the read-modify-write.

@@ -3,6 +3,7 @@
 - IdeaSubmitted: the idea is known and open for votes.
 - IdeaStatusChanged: shipped, declined and merged ideas close; any other
   status (re)opens. An older aggregate version than the stored one is ignored.
+  The idea's supporters are told in the same transaction.
 - IdeasMerged: the source closes as merged and its active votes move to the
   target; a member who supported both keeps one vote, at the higher weight.
 - TierChanged: the member's tier is stored (an older version is ignored) and
@@ -22,6 +23,7 @@ from services.kit.events import Event
 from services.kit.inbox import InboxConsumer
 from services.kit.outbox import Outbox
 from services.votes import changes, domain, store
+from services.votes.notifications import handlers as notification_handlers
 
 
 def consumers(outbox: Outbox) -> list[InboxConsumer]:
@@ -64,6 +66,11 @@ class IdeaHandlers:
         idea_id = event.message.idea_id
         await store.lock_ideas(conn, [idea_id], exclusive=True)
         await store.upsert_idea(conn, idea_id, event.message.new_status, event.aggregate_version)
+        # Told here, under the idea's lock and in the transaction that closes
+        # it, so the supporters told are exactly the votes the change found: a
+        # separate consumer could tell them before the idea closed here, and
+        # miss a vote cast in between.
+        await notification_handlers.status_changed(conn, event)
 
     async def merged(
         self, conn: asyncpg.Connection, event: Event[ideas_events_pb2.IdeasMerged]

@@ -3,7 +3,8 @@
 - IdeaStatusChanged to PLANNED, IN_PROGRESS, SHIPPED or DECLINED: every
   member with an active vote on the idea (UNDER_REVIEW and a re-opening are
   not worth a message). A status change older than one already told is not
-  told.
+  told. Run by the votes-ideas consumer, which closes the idea in the same
+  transaction.
 - IdeasMerged: every member who supported the duplicate (their votes moved
   to the target, or are still being moved).
 - PointsAwarded: the member, for every ledger entry (positive or negative).
@@ -136,7 +137,8 @@ def consumer(max_deliver: int = 5) -> InboxConsumer:
     return InboxConsumer(
         CONSUMER_NAME,
         {
-            ideas_events_pb2.IdeaStatusChanged: status_changed,
+            # IdeaStatusChanged is told by the votes-ideas consumer (see
+            # services/votes/handlers.py), in the transaction that closes the idea.
             ideas_events_pb2.IdeasMerged: merged,
             rewards_events_pb2.PointsAwarded: points_awarded,
             rewards_events_pb2.TierChanged: tier_changed,
