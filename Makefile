@@ -51,7 +51,7 @@ SEEDS ?= 5
 FAULT_SECONDS ?= 90
 test-faults: install ## Crash schedules: SEEDS=N seeded runs of FAULT_SECONDS each (replay one: COCREATE_FAULT_SEED=S)
 	COCREATE_FAULT_SEEDS=$(SEEDS) COCREATE_FAULT_SECONDS=$(FAULT_SECONDS) \
-		$(BIN)/python -m pytest tests/faults/test_crash_schedules.py -k crash_schedule -s
+		$(BIN)/python -m pytest tests/faults/test_crash_schedules.py -k lost_or_paid_twice -s
 
 lint: install ## ruff, mypy and buf lint
 	$(BIN)/ruff check .

@@ -106,9 +106,21 @@ class CrashStack:
         if target == "nats":
             await asyncio.to_thread(self.nats.start)
         elif target.startswith("postgres"):
-            await asyncio.to_thread(self.postgres.start)
+            await self._start_postgres()
         else:
             self.spawn(target)
+
+    async def _start_postgres(self, attempts: int = 3) -> None:
+        """As a supervisor does: a postmaster that exits while it starts
+        (seen once here after a kill, with signal 11) is started again."""
+        for attempt in range(attempts):
+            try:
+                await asyncio.to_thread(self.postgres.start)
+                return
+            except RuntimeError as failure:
+                self.unplanned_exits.append(f"postgres at start: {failure}")
+                if attempt == attempts - 1:
+                    raise
 
     def check_unplanned_exits(self, down: set[str]) -> None:
         """Note (and restart) a service that exited while nobody killed it."""
