@@ -9,6 +9,7 @@ ledger_entries holds this even if the code is bypassed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +34,17 @@ def _when(message: pb_message.Message, field: str, event: Event[Any]) -> datetim
         stamp: timestamp_pb2.Timestamp = getattr(message, field)
         return stamp.ToDatetime(tzinfo=UTC)
     return event.occurred_at
+
+
+@dataclass(frozen=True)
+class Payment:
+    """One member to pay under a rule, for what (the award key), and why."""
+
+    event: Event[Any]
+    member_id: str
+    award_key: str
+    reason: str
+    occurred_at: datetime
 
 
 class RewardHandlers:
@@ -116,7 +128,7 @@ class RewardHandlers:
     ) -> None:
         m = event.message
         occurred = _when(m, "published_at", event)
-        for idea_id in m.shipped_idea_ids:
+        for idea_id in sorted(m.shipped_idea_ids):  # the ideas' locks in one order
             idea = await store.note_idea(conn, idea_id, "")
             if idea["hidden_as_spam"]:
                 continue
@@ -130,6 +142,10 @@ class RewardHandlers:
         author: str,
         shipped_at: datetime,
     ) -> None:
+        # Exclusive: the votes and retracts of this idea handled meanwhile (by
+        # the votes consumer) either committed before — their support is seen
+        # here — or wait, and then see the idea shipped.
+        await store.lock_ideas(conn, [idea_id], exclusive=True)
         await store.mark_shipped(conn, idea_id, shipped_at)
         if author:
             await self._pay(
@@ -141,8 +157,22 @@ class RewardHandlers:
                 reason=f"idea {idea_id} shipped",
                 occurred_at=shipped_at,
             )
-        for supporter in await store.active_supporters(conn, idea_id):
-            await self._pay_supporter(conn, event, idea_id, supporter, shipped_at)
+        supporters = await store.active_supporters(conn, idea_id)
+        await store.ensure_accounts(conn, supporters)
+        await self._pay_many(
+            conn,
+            domain.RULE_IDEA_SHIPPED_SUPPORTER,
+            [
+                Payment(
+                    event,
+                    member,
+                    f"idea:{idea_id}",
+                    f"supported idea {idea_id}, which shipped",
+                    shipped_at,
+                )
+                for member in supporters
+            ],
+        )
 
     async def _pay_supporter(
         self,
@@ -193,6 +223,7 @@ class RewardHandlers:
         once per idea within the rule's daily cap, and pay a supporter whose
         vote was cast before the idea shipped but heard of after."""
         casts = [(event, event.message, _when(event.message, "cast_at", event)) for event in batch]
+        await store.lock_ideas(conn, [m.idea_id for _, m, _ in casts], exclusive=False)
         await store.ensure_accounts(conn, [m.member_id for _, m, _ in casts])
         newest = await store.set_supports(
             conn,
@@ -207,10 +238,13 @@ class RewardHandlers:
                 for event, m, cast_at in casts
             ],
         )
-        await self._pay_for_votes(
+        await self._pay_many(
             conn,
+            domain.RULE_VOTE_CAST,
             [
-                (event, m, cast_at)
+                Payment(
+                    event, m.member_id, f"idea:{m.idea_id}", f"voted for idea {m.idea_id}", cast_at
+                )
                 for event, m, cast_at in casts
                 if m.reason == votes_events_pb2.VOTE_CHANGE_REASON_MEMBER and m.member_id
             ],
@@ -222,48 +256,41 @@ class RewardHandlers:
             if shipped_at is not None and cast_at <= shipped_at:
                 await self._pay_supporter(conn, event, m.idea_id, m.member_id, shipped_at)
 
-    async def _pay_for_votes(
-        self,
-        conn: asyncpg.Connection,
-        casts: list[tuple[Event[Any], votes_events_pb2.VoteCast, datetime]],
+    async def _pay_many(
+        self, conn: asyncpg.Connection, rule_id: str, payments: list[Payment]
     ) -> None:
-        """`_pay` of the vote rule for many casts: the members' accounts locked
-        (in one order), what was paid before and the day's count read in one
+        """`_pay` of one rule for many members at once: their accounts locked
+        (in one order), what was paid before and the day's counts read in one
         statement each, the new entries appended together."""
-        if not casts:
+        if not payments:
             return
-        accounts = await store.lock_accounts(conn, [m.member_id for _, m, _ in casts])
-        rule = await store.get_rule(conn, domain.RULE_VOTE_CAST)
+        accounts = await store.lock_accounts(conn, [p.member_id for p in payments])
+        rule = await store.get_rule(conn, rule_id)
         if rule is None or not rule["enabled"] or rule["points"] <= 0:
             return
-        keys = [(m.member_id, f"idea:{m.idea_id}") for _, m, _ in casts]
-        paid = await store.awarded_keys(conn, domain.RULE_VOTE_CAST, keys)
-        days = [(m.member_id, store.day_of(cast_at)) for _, m, cast_at in casts]
-        on_day = (
-            await store.rewards_on_days(conn, domain.RULE_VOTE_CAST, sorted(set(days)))
-            if rule["daily_cap"] > 0
-            else {}
-        )
+        keys = [(p.member_id, p.award_key) for p in payments]
+        paid = await store.awarded_keys(conn, rule_id, keys)
+        days = [(p.member_id, store.day_of(p.occurred_at)) for p in payments]
+        capped = rule["daily_cap"] > 0
+        on_day = await store.rewards_on_days(conn, rule_id, sorted(set(days))) if capped else {}
         news = []
-        for (event, m, cast_at), key, day in zip(casts, keys, days, strict=True):
-            if key in paid:
-                continue
-            if rule["daily_cap"] > 0 and on_day[day] >= rule["daily_cap"]:
+        for payment, key, day in zip(payments, keys, days, strict=True):
+            if key in paid or (capped and on_day[day] >= rule["daily_cap"]):
                 continue
             paid.add(key)
-            if day in on_day:
+            if capped:
                 on_day[day] += 1
             news.append(
                 store.NewEntry(
-                    member_id=m.member_id,
+                    member_id=payment.member_id,
                     amount=rule["points"],
                     kind=domain.KIND_EARN,
-                    reason=f"voted for idea {m.idea_id}",
-                    source=f"event:{event.event_id}",
+                    reason=payment.reason,
+                    source=f"event:{payment.event.event_id}",
                     actor_id=domain.SYSTEM_ACTOR,
-                    award_key=key[1],
-                    occurred_at=cast_at,
-                    rule_id=domain.RULE_VOTE_CAST,
+                    award_key=payment.award_key,
+                    occurred_at=payment.occurred_at,
+                    rule_id=rule_id,
                     rule_version=rule["version"],
                 )
             )
@@ -274,6 +301,7 @@ class RewardHandlers:
     ) -> None:
         m = event.message
         retracted_at = _when(m, "retracted_at", event)
+        await store.lock_ideas(conn, [m.idea_id], exclusive=False)
         newest = await store.set_support(
             conn,
             m.idea_id,

@@ -831,3 +831,15 @@ async def shipped_at_many(conn: asyncpg.Connection, idea_ids: Sequence[str]) -> 
         sorted(set(idea_ids)),
     )
     return {row["idea_id"]: row["shipped_at"] for row in rows}
+
+
+async def lock_ideas(conn: asyncpg.Connection, idea_ids: Sequence[str], *, exclusive: bool) -> None:
+    """Transaction-level advisory locks on ideas, in id order: shipping an idea
+    takes its lock exclusively, handling a vote on it shared, so neither
+    misses the other's change (see handlers.py)."""
+    function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    await conn.execute(
+        f"select {function}(hashtextextended('rewards:idea:' || i, 0)) "
+        "from unnest($1::text[]) with ordinality as t(i, n) order by n",
+        sorted(set(idea_ids)),
+    )
