@@ -11,6 +11,7 @@ folder on free ports. Sizes (environment variables):
   BENCH_SUPPORTERS         supporters of the idea that ships (10,000)
   BENCH_RANKING_IDEAS      ideas COPYed for ranking and export (1,000,000)
   BENCH_QUICK=1            small sizes and short phases, for development
+  BENCH_ONLY               comma-separated sections to run (e.g. "throughput")
 """
 
 from __future__ import annotations
@@ -44,7 +45,10 @@ async def _run(stack: Stack, work: Path) -> sections.Run:
         ("ranking and export", lambda: sections.ranking_and_export(
             run, _size("BENCH_RANKING_IDEAS", 1_000_000, 20_000), work)),
     ]  # fmt: skip
+    only = {name for name in os.environ.get("BENCH_ONLY", "").split(",") if name}
     for name, step in steps:
+        if only and name not in only:
+            continue
         started = time.monotonic()
         print(f"== {name}", flush=True)
         try:

@@ -21,7 +21,9 @@ def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            total += (int(fields[11]) + int(fields[12])) / _TICK
+            # utime + stime, and cutime + cstime: a Postgres backend that
+            # exits hands its time to the postmaster that reaped it.
+            total += sum(int(fields[i]) for i in (11, 12, 13, 14)) / _TICK
         found[name] = total
     return found
 

@@ -702,10 +702,22 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
                 raise FailedPrecondition(
                     "the idea is not hidden", reason="NOT_HIDDEN", metadata={"idea_id": idea_id}
                 )
-            # No event: a spam hide's reversal of submission points stays.
-            await store.unhide_idea(conn, idea_id)
+            version = await store.unhide_idea(conn, idea_id)
             await store.add_history(
                 conn, idea_id, HistoryKind.UNHIDDEN, caller.member_id, note=reason
+            )
+            # The votes service takes votes on it again (rewards does not act:
+            # a spam hide's reversal of the submission points stays).
+            await self._rt.outbox.emit(
+                conn,
+                events_pb.IdeaUnhidden(
+                    idea_id=idea_id,
+                    reason=reason,
+                    actor_id=caller.member_id,
+                    unhidden_at=timestamp(datetime.now(UTC)),
+                ),
+                aggregate_id=idea_id,
+                aggregate_version=version,
             )
             return pb.UnhideIdeaResponse(idea=await self._idea_reply(conn, idea_id, caller))
 

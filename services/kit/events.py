@@ -26,6 +26,7 @@ SUBJECTS: dict[str, str] = {
     ideas_events_pb2.IdeaStatusChanged.DESCRIPTOR.full_name: "cocreate.ideas.idea.status_changed",
     ideas_events_pb2.IdeasMerged.DESCRIPTOR.full_name: "cocreate.ideas.idea.merged",
     ideas_events_pb2.IdeaHidden.DESCRIPTOR.full_name: "cocreate.ideas.idea.hidden",
+    ideas_events_pb2.IdeaUnhidden.DESCRIPTOR.full_name: "cocreate.ideas.idea.unhidden",
     ideas_events_pb2.ReleasePublished.DESCRIPTOR.full_name: "cocreate.ideas.release.published",
     votes_events_pb2.VoteCast.DESCRIPTOR.full_name: "cocreate.votes.vote.cast",
     votes_events_pb2.VoteRetracted.DESCRIPTOR.full_name: "cocreate.votes.vote.retracted",

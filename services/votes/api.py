@@ -67,9 +67,9 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
     async def GetTally(
         self, request: pb.GetTallyRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetTallyResponse:
-        current_caller()
+        caller = current_caller()
         _check_ids(("idea_id", request.idea_id))
-        found = await store.get_tallies(self._rt.pool, [request.idea_id])
+        found = _visible(caller, await store.get_tallies(self._rt.pool, [request.idea_id]))
         if request.idea_id not in found:
             raise NotFound("idea", request.idea_id)
         return pb.GetTallyResponse(tally=mappers.tally(found[request.idea_id]))
@@ -77,7 +77,7 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
     async def BatchGetTallies(
         self, request: pb.BatchGetTalliesRequest, context: grpc.aio.ServicerContext
     ) -> pb.BatchGetTalliesResponse:
-        current_caller()
+        caller = current_caller()
         violations = Violations()
         violations.check(
             len(request.idea_ids) <= domain.MAX_BATCH,
@@ -87,7 +87,7 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
         for index, idea_id in enumerate(request.idea_ids[: domain.MAX_BATCH]):
             domain.check_id(violations, f"idea_ids[{index}]", idea_id)
         violations.raise_if_any()
-        found = await store.get_tallies(self._rt.pool, list(request.idea_ids))
+        found = _visible(caller, await store.get_tallies(self._rt.pool, list(request.idea_ids)))
         response = pb.BatchGetTalliesResponse()
         for idea_id in request.idea_ids:
             if idea_id in found:
@@ -312,6 +312,13 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
     async def _known_idea(self, idea_id: str) -> None:
         if await store.get_idea(self._rt.pool, idea_id) is None:
             raise NotFound("idea", idea_id)
+
+
+def _visible(caller: Caller, tallies: dict[str, store.Record]) -> dict[str, store.Record]:
+    """The tallies the caller may see: a hidden idea's only to PMs and admins."""
+    if _is_staff(caller):
+        return tallies
+    return {idea_id: row for idea_id, row in tallies.items() if not row["hidden"]}
 
 
 def _is_staff(caller: Caller) -> bool:

@@ -6,6 +6,8 @@
   The idea's supporters are told in the same transaction.
 - IdeasMerged: the source closes as merged and its active votes move to the
   target; a member who supported both keeps one vote, at the higher weight.
+- IdeaHidden, IdeaUnhidden: a hidden idea takes no votes and shows no tally
+  to members (as if it did not exist); the newer of the two wins.
 - TierChanged: the member's tier is stored (an older version is ignored) and
   their active votes on open ideas take the new tier's weight.
 
@@ -36,6 +38,8 @@ def consumers(outbox: Outbox) -> list[InboxConsumer]:
                 ideas_events_pb2.IdeaSubmitted: ideas.submitted,
                 ideas_events_pb2.IdeaStatusChanged: ideas.status_changed,
                 ideas_events_pb2.IdeasMerged: ideas.merged,
+                ideas_events_pb2.IdeaHidden: ideas.hidden,
+                ideas_events_pb2.IdeaUnhidden: ideas.unhidden,
             },
             apply_together=False,  # each takes the advisory locks of store.py's order
         ),
@@ -71,6 +75,19 @@ class IdeaHandlers:
         # separate consumer could tell them before the idea closed here, and
         # miss a vote cast in between.
         await notification_handlers.status_changed(conn, event)
+
+    async def hidden(
+        self, conn: asyncpg.Connection, event: Event[ideas_events_pb2.IdeaHidden]
+    ) -> None:
+        """A hidden idea is, for members, no idea: no votes, no tally."""
+        await store.lock_ideas(conn, [event.message.idea_id], exclusive=True)
+        await store.set_hidden(conn, event.message.idea_id, True, event.aggregate_version)
+
+    async def unhidden(
+        self, conn: asyncpg.Connection, event: Event[ideas_events_pb2.IdeaUnhidden]
+    ) -> None:
+        await store.lock_ideas(conn, [event.message.idea_id], exclusive=True)
+        await store.set_hidden(conn, event.message.idea_id, False, event.aggregate_version)
 
     async def merged(
         self, conn: asyncpg.Connection, event: Event[ideas_events_pb2.IdeasMerged]

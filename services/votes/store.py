@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from cocreate.ideas.v1 import idea_status_pb2
 
 from services.votes import domain
 
@@ -170,6 +171,27 @@ async def upsert_idea(conn: asyncpg.Connection, idea_id: str, status: int, versi
     return bool(applied)
 
 
+async def set_hidden(conn: asyncpg.Connection, idea_id: str, hidden: bool, version: int) -> bool:
+    """Hide or show an idea unless a newer hide or show is stored; whether it
+    applied. An idea not heard of yet is recorded (open) with it."""
+    applied = await conn.fetchval(
+        """
+        insert into ideas (idea_id, status, open, version, hidden, hidden_version)
+        values ($1, $2, true, 0, $3, $4)
+        on conflict (idea_id) do update
+            set hidden = excluded.hidden, hidden_version = excluded.hidden_version,
+                updated_at = now()
+            where ideas.hidden_version < excluded.hidden_version
+        returning true
+        """,
+        idea_id,
+        idea_status_pb2.IDEA_STATUS_OPEN,
+        hidden,
+        version,
+    )
+    return bool(applied)
+
+
 async def ensure_idea(conn: asyncpg.Connection, idea_id: str, status: int) -> None:
     await conn.execute(
         "insert into ideas (idea_id, status, open, version) values ($1, $2, $3, 0) "
@@ -309,7 +331,7 @@ async def read_for_vote_changes(
         await conn.fetch(
             """
             select r.n, r.idea_id, r.member_id,
-                   i.idea_id is not null as idea_known, i.open as idea_open,
+                   i.idea_id is not null and not i.hidden as idea_known, i.open as idea_open,
                    i.status as idea_status,
                    coalesce((select b.banned from vote_bans b where b.member_id = r.member_id
                              order by b.id desc limit 1), false) as banned,
@@ -665,7 +687,7 @@ async def get_tallies(
     """Known ideas with their tally (the tally columns null before the first vote)."""
     rows = await conn.fetch(
         """
-        select i.idea_id, i.open, i.updated_at as idea_updated_at, t.version,
+        select i.idea_id, i.open, i.hidden, i.updated_at as idea_updated_at, t.version,
                t.weighted_score, t.voter_count, t.voters_by_tier, t.trending_score,
                t.updated_at
         from ideas i left join tallies t using (idea_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from cocreate.events.v1 import ideas_events_pb2 as events_pb
 from cocreate.ideas.v1 import ideas_service_pb2 as pb
 
 from tests.ideas.helpers import ADMIN, ALICE, BOB, PM, Ideas, start_ideas, unknown_id
@@ -114,7 +115,16 @@ async def test_an_unhidden_idea_is_back_for_members_with_the_reason_in_its_histo
         pb.ListIdeaHistoryRequest(idea_id=idea.id), metadata=ALICE
     )
     assert history.entries[-1].kind == pb.IDEA_HISTORY_KIND_UNHIDDEN
-    assert await _outbox_size(ideas) == events_before  # no event
+    # One event, so the votes service takes votes on the idea again.
+    assert await _outbox_size(ideas) == events_before + 1
+    [(envelope, unhidden)] = await ideas.events(events_pb.IdeaUnhidden)
+    assert (unhidden.idea_id, unhidden.actor_id, unhidden.reason) == (
+        idea.id,
+        "admin-1",
+        "a real idea after all",
+    )
+    [(hide_envelope, _)] = await ideas.events(events_pb.IdeaHidden)
+    assert envelope.aggregate_version > hide_envelope.aggregate_version
 
 
 async def test_unhide_replays_its_request_id_and_refuses_a_visible_idea(
