@@ -98,6 +98,27 @@ async def count_rewards_on_day(
     return int(count)
 
 
+def _next_entry(account: Any, new: NewEntry, created_at: datetime) -> domain.EntryFields:
+    """The fields of `new` as the next entry of `account` (its sequence number
+    and the balance after it), the input of the entry's hash."""
+    return domain.EntryFields(
+        entry_id=str(uuid.uuid4()),
+        member_id=new.member_id,
+        seq=account["entry_count"] + 1,
+        amount=new.amount,
+        balance_after=account["balance"] + new.amount,
+        kind=new.kind,
+        reason=new.reason,
+        source=new.source,
+        rule_id=new.rule_id,
+        rule_version=new.rule_version,
+        actor_id=new.actor_id,
+        award_key=new.award_key,
+        occurred_at=new.occurred_at,
+        created_at=created_at,
+    )
+
+
 async def append_entry(
     conn: asyncpg.Connection, outbox: Outbox, tiers: domain.TierThresholds, new: NewEntry
 ) -> asyncpg.Record | None:
@@ -112,22 +133,7 @@ async def append_entry(
             reason="INSUFFICIENT_POINTS",
             metadata={"balance": str(account["balance"]), "needed": str(-new.amount)},
         )
-    fields = domain.EntryFields(
-        entry_id=str(uuid.uuid4()),
-        member_id=new.member_id,
-        seq=account["entry_count"] + 1,
-        amount=new.amount,
-        balance_after=balance_after,
-        kind=new.kind,
-        reason=new.reason,
-        source=new.source,
-        rule_id=new.rule_id,
-        rule_version=new.rule_version,
-        actor_id=new.actor_id,
-        award_key=new.award_key,
-        occurred_at=new.occurred_at,
-        created_at=datetime.now(UTC),
-    )
+    fields = _next_entry(account, new, datetime.now(UTC))
     digest = domain.entry_hash(account["last_hash"], fields)
     row = await conn.fetchrow(
         """
@@ -727,22 +733,7 @@ async def append_earnings(
     for new in news:
         assert new.amount > 0, "append_earnings adds earnings only"
         account = current[new.member_id]
-        fields = domain.EntryFields(
-            entry_id=str(uuid.uuid4()),
-            member_id=new.member_id,
-            seq=account["entry_count"] + 1,
-            amount=new.amount,
-            balance_after=account["balance"] + new.amount,
-            kind=new.kind,
-            reason=new.reason,
-            source=new.source,
-            rule_id=new.rule_id,
-            rule_version=new.rule_version,
-            actor_id=new.actor_id,
-            award_key=new.award_key,
-            occurred_at=new.occurred_at,
-            created_at=created_at,
-        )
+        fields = _next_entry(account, new, created_at)
         digest = domain.entry_hash(account["last_hash"], fields)
         lifetime = account["lifetime_points"] + (
             new.amount if domain.counts_as_lifetime(new.kind) else 0
