@@ -19,6 +19,15 @@ async def test_a_cancelled_export_logs_no_error(
     product = await ideas.product()
     for n in range(5):
         await ideas.submit(product.id, f"Idea number {n}")
+    # Enough rows that the export cannot finish before the cancel arrives:
+    # their messages are far more than gRPC's flow-control window, so the
+    # server waits for the client to read, and the client cancels instead.
+    await ideas.service.runtime.pool.execute(
+        "insert into ideas (id, product_id, title, status, author_id) "
+        "select gen_random_uuid(), $1::uuid, 'Filler idea ' || n, 1, 'filler' "
+        "from generate_series(1, 3000) n",
+        product.id,
+    )
     with caplog.at_level(logging.INFO):
         for _ in range(3):
             call = ideas.api.ExportIdeas(pb.ExportIdeasRequest(), metadata=ADMIN)
@@ -30,7 +39,7 @@ async def test_a_cancelled_export_logs_no_error(
             return len([r for r in calls if getattr(r, "code", "") == "CANCELLED"]) == 3
 
         await eventually(logged_cancelled, within=10)
-        listed = await ideas.api.ListIdeas(pb.ListIdeasRequest(), metadata=ADMIN)
+        listed = await ideas.api.ListIdeas(pb.ListIdeasRequest(page_size=5), metadata=ADMIN)
         assert len(listed.ideas) == 5
     problems = [
         (r.name, r.getMessage(), r.exc_info is not None)
