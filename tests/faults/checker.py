@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import nats
@@ -15,11 +15,23 @@ from cocreate.ideas.v1 import idea_status_pb2 as status
 from cocreate.rewards.v1 import rewards_service_pb2 as rewards_pb
 from cocreate.votes.v1 import notification_service_pb2 as notification_pb
 
-from tests.faults.harness import SERVICES, CrashStack
+from deploy.localstack import LocalNats
+from tests.faults.harness import SERVICES
 from tests.faults.load import ADMIN, Clients, Record
 
 STREAM = "COCREATE"
 SHIPPED = status.IDEA_STATUS_SHIPPED
+
+
+class Stack(Protocol):
+    """What the checker needs of a running platform: its broker and databases
+    (a CrashStack of processes, or services started in the test's loop)."""
+
+    @property
+    def nats(self) -> LocalNats: ...
+
+    @property
+    def database_urls(self) -> dict[str, str]: ...
 
 
 class Databases:
@@ -30,7 +42,7 @@ class Databases:
         self.all = connections
 
     @classmethod
-    async def open(cls, stack: CrashStack) -> Databases:
+    async def open(cls, stack: Stack) -> Databases:
         return cls({name: await asyncpg.connect(stack.database_urls[name]) for name in SERVICES})
 
     async def close(self) -> None:
@@ -38,7 +50,7 @@ class Databases:
             await conn.close()
 
 
-async def pending_work(stack: CrashStack, dbs: Databases) -> list[str]:
+async def pending_work(stack: Stack, dbs: Databases) -> list[str]:
     """What is still in flight: unpublished events, undelivered or unacked
     events, unfolded tally marks. Empty when the platform is quiet."""
     left = []
@@ -63,7 +75,9 @@ async def pending_work(stack: CrashStack, dbs: Databases) -> list[str]:
     return left
 
 
-async def wait_for_quiet(stack: CrashStack, dbs: Databases, within: float = 120.0) -> None:
+async def wait_for_quiet(
+    stack: Stack, dbs: Databases, within: float = 120.0, quiet_for: float = 1.0
+) -> None:
     deadline = time.monotonic() + within
     quiet_since: float | None = None
     while True:
@@ -72,14 +86,14 @@ async def wait_for_quiet(stack: CrashStack, dbs: Databases, within: float = 120.
             quiet_since = None
         elif quiet_since is None:
             quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since > 1.0:  # quiet, and still quiet a second later
+        elif time.monotonic() - quiet_since > quiet_for:  # quiet, and still quiet a moment later
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"not quiet within {within}s: {left}")
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(min(0.2, quiet_for / 3))
 
 
-async def check_all(stack: CrashStack, dbs: Databases, clients: Clients) -> list[str]:
+async def check_all(stack: Stack, dbs: Databases, clients: Clients) -> list[str]:
     checks: list[Callable[[], Awaitable[list[str]]]] = [
         lambda: answered_ok_is_stored(dbs, clients.record),
         lambda: votes_and_tallies(dbs),
@@ -246,7 +260,7 @@ async def ledger(dbs: Databases, clients: Clients) -> list[str]:
     return found
 
 
-async def events_delivered(stack: CrashStack, dbs: Databases) -> list[str]:
+async def events_delivered(stack: Stack, dbs: Databases) -> list[str]:
     found = await pending_work(stack, dbs)
     outbox_rows = 0
     for name, conn in dbs.all.items():
