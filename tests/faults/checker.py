@@ -98,6 +98,7 @@ async def check_all(stack: Stack, dbs: Databases, clients: Clients) -> list[str]
         lambda: answered_ok_is_stored(dbs, clients.record),
         lambda: votes_and_tallies(dbs),
         lambda: ledger(dbs, clients),
+        lambda: redemptions_and_releases(dbs, clients.record),
         lambda: events_delivered(stack, dbs),
         lambda: supporters_notified(dbs),
     ]
@@ -260,6 +261,52 @@ async def ledger(dbs: Databases, clients: Clients) -> list[str]:
     return found
 
 
+async def redemptions_and_releases(dbs: Databases, record: Record) -> list[str]:
+    found = []
+    entries = {str(r["id"]) for r in await dbs.rewards.fetch("select id from ledger_entries")}
+    found += [
+        f"grant {e} answered OK is not in the ledger" for e in record.points if e not in entries
+    ]
+    stored = {
+        str(r["id"]): r
+        for r in await dbs.rewards.fetch(
+            "select r.id, r.entry_id, e.amount, r.price from redemptions r "
+            "left join ledger_entries e on e.id = r.entry_id"
+        )
+    }
+    found += [
+        f"redemption {r} answered OK is not stored" for r in record.redemptions if r not in stored
+    ]
+    found += [
+        f"redemption {r['id']} was paid {r['amount']}, its price is {r['price']}"
+        for r in stored.values()
+        if r["amount"] != -r["price"]
+    ]
+    if record.item_id:
+        stock = await dbs.rewards.fetchval(
+            "select stock from catalogue_items where id = $1", record.item_id
+        )
+        redeemed = await dbs.rewards.fetchval(
+            "select count(*) from redemptions where item_id = $1", record.item_id
+        )
+        if stock != record.item_stock - redeemed:
+            found.append(f"the item's stock is {stock} after {redeemed} of {record.item_stock}")
+    shipped = {
+        str(r["idea_id"])
+        for r in await dbs.ideas.fetch(
+            "select idea_id from idea_history where new_status = $1", SHIPPED
+        )
+    }
+    releases = {str(r["id"]) for r in await dbs.ideas.fetch("select id from releases")}
+    for release, ideas in record.releases.items():
+        if release not in releases:
+            found.append(f"release {release} answered OK is not stored")
+        found += [
+            f"idea {i} of release {release} is not shipped" for i in ideas if i not in shipped
+        ]
+    return found
+
+
 async def events_delivered(stack: Stack, dbs: Databases) -> list[str]:
     found = await pending_work(stack, dbs)
     outbox_rows = 0
@@ -307,6 +354,10 @@ def summary(record: Record, seconds: float) -> dict[str, Any]:
         "merges": len(record.merges),
         "comments": len(record.comments),
         "tier_changes": len(record.granted),
+        "point_grants": len(record.points),
+        "redemptions": len(record.redemptions),
+        "releases": len(record.releases),
+        "released_ideas": sum(len(i) for i in record.releases.values()),
         "kills": record.kills,
         "seconds": round(seconds, 1),
     }

@@ -1,5 +1,10 @@
 """The mixed load of a crash schedule, and the schedule of kills.
 
+Six clients submit, cast and retract for 240 members, comment, grant and
+revoke tiers, grant points and redeem them, move ideas along the workflow up
+to shipped and merge them; a release manager plans, marks done and cuts a
+release every few seconds.
+
 Clients behave like real ones: every mutation carries a request_id and is
 retried with the same one on UNAVAILABLE, DEADLINE_EXCEEDED and ABORTED (the
 server or a backend away, or a conflict). A vote on an idea the votes service
@@ -28,6 +33,8 @@ import grpc
 from cocreate.ideas.v1 import idea_status_pb2 as status
 from cocreate.ideas.v1 import ideas_service_pb2 as ideas_pb
 from cocreate.ideas.v1 import ideas_service_pb2_grpc as ideas_grpc
+from cocreate.ideas.v1 import release_service_pb2 as release_pb
+from cocreate.ideas.v1 import release_service_pb2_grpc as release_grpc
 from cocreate.rewards.v1 import rewards_service_pb2 as rewards_pb
 from cocreate.rewards.v1 import rewards_service_pb2_grpc as rewards_grpc
 from cocreate.votes.v1 import votes_service_pb2 as votes_pb
@@ -52,6 +59,8 @@ NEXT_STATUS = {
     status.IDEA_STATUS_IN_PROGRESS: status.IDEA_STATUS_SHIPPED,
 }
 TIERS = ("member", "core", "honorary")
+ITEM_STOCK = 40
+ITEM_PRICE = 5
 
 
 @dataclass
@@ -65,6 +74,12 @@ class Record:
     merges: list[tuple[str, str]] = field(default_factory=list)  # (source, target) OK
     comments: list[str] = field(default_factory=list)  # comment ids answered OK
     granted: dict[str, str] = field(default_factory=dict)  # member → tier ('' revoked)
+    points: list[str] = field(default_factory=list)  # ledger entries of grants answered OK
+    redemptions: list[str] = field(default_factory=list)  # redemption ids answered OK
+    # Releases answered OK: release id → the ideas it shipped.
+    releases: dict[str, list[str]] = field(default_factory=dict)
+    item_id: str = ""
+    item_stock: int = 0  # the catalogue item's stock before the load
     forbidden: list[str] = field(default_factory=list)  # INTERNAL/UNKNOWN answers
     calls: int = 0
     ok: int = 0
@@ -74,7 +89,9 @@ class Record:
 
 class Clients:
     def __init__(self, stack: CrashStack, record: Record) -> None:
-        self.ideas = ideas_grpc.IdeaServiceStub(grpc.aio.insecure_channel(stack.addresses["ideas"]))
+        ideas_channel = grpc.aio.insecure_channel(stack.addresses["ideas"])
+        self.ideas = ideas_grpc.IdeaServiceStub(ideas_channel)
+        self.releases = release_grpc.ReleaseServiceStub(ideas_channel)
         self.votes = votes_grpc.VoteServiceStub(grpc.aio.insecure_channel(stack.addresses["votes"]))
         self.rewards = rewards_grpc.RewardsServiceStub(
             grpc.aio.insecure_channel(stack.addresses["rewards"])
@@ -125,6 +142,16 @@ async def set_up(clients: Clients, rng: random.Random, ideas: int) -> str:
         ADMIN,
     )
     assert not isinstance(product, grpc.StatusCode), product
+    item = await clients.call(
+        clients.rewards.CreateCatalogueItem,
+        rewards_pb.CreateCatalogueItemRequest(
+            name="Crash mug", price=ITEM_PRICE, stock=ITEM_STOCK, request_id=request_id(rng)
+        ),
+        ADMIN,
+    )
+    assert not isinstance(item, grpc.StatusCode), item
+    clients.record.item_id = item.item.item_id
+    clients.record.item_stock = ITEM_STOCK
     for n in range(ideas):
         await submit(clients, rng, product.product.id, f"author-{n}")
     return str(product.product.id)
@@ -192,6 +219,8 @@ async def client(
             if not isinstance(answer, grpc.StatusCode):
                 record.comments.append(answer.comment.id)
         elif roll < 0.94:
+            await _points_and_prizes(clients, rng, member)
+        elif roll < 0.95:
             target = rng.choice(ideas)
             if target != idea:
                 answer = await clients.call(
@@ -244,6 +273,85 @@ async def _tier(clients: Clients, rng: random.Random, member: str) -> None:
         )
     if not isinstance(answer, grpc.StatusCode):
         clients.record.granted[member] = tier
+
+
+async def _points_and_prizes(clients: Clients, rng: random.Random, member: str) -> None:
+    """An admin grants a member points, or the member spends them on the
+    catalogue's item (out of stock and too poor are answers, not faults)."""
+    record = clients.record
+    if rng.random() < 0.5:
+        answer = await clients.call(
+            clients.rewards.GrantPoints,
+            rewards_pb.GrantPointsRequest(
+                member_id=member,
+                amount=rng.randint(1, 3) * ITEM_PRICE,
+                reason="crash schedule",
+                request_id=request_id(rng),
+            ),
+            ADMIN,
+        )
+        if not isinstance(answer, grpc.StatusCode):
+            record.points.append(answer.entry.entry_id)
+        return
+    answer = await clients.call(
+        clients.rewards.RedeemItem,
+        rewards_pb.RedeemItemRequest(item_id=record.item_id, request_id=request_id(rng)),
+        metadata(member),
+    )
+    if not isinstance(answer, grpc.StatusCode):
+        record.redemptions.append(answer.redemption.redemption_id)
+
+
+async def releases(clients: Clients, seed: int, product_id: str, stop: float) -> None:
+    """The weekly release, faster: a PM plans a few ideas into an iteration,
+    marks some done and cuts the release; the rest roll over."""
+    rng = random.Random(f"{seed}/releases")
+    record = clients.record
+    number = 0
+    while time.monotonic() < stop - 2:
+        await asyncio.sleep(rng.uniform(3.0, 8.0))
+        number += 1
+        iteration = await clients.call(
+            clients.releases.CreateIteration,
+            release_pb.CreateIterationRequest(
+                product_id=product_id,
+                name=f"Crash sprint {seed}.{number}",
+                start_date="2027-01-04",
+                end_date="2027-01-10",
+                request_id=request_id(rng),
+            ),
+            PM,
+        )
+        if isinstance(iteration, grpc.StatusCode):
+            continue
+        iteration_id = iteration.iteration.id
+        for idea in rng.sample(sorted(record.ideas), 3):
+            planned = await clients.call(
+                clients.releases.PlanIdea,
+                release_pb.PlanIdeaRequest(
+                    iteration_id=iteration_id, idea_id=idea, request_id=request_id(rng)
+                ),
+                PM,
+            )
+            if not isinstance(planned, grpc.StatusCode) and rng.random() < 0.7:
+                await clients.call(
+                    clients.releases.MarkIdeaDone,
+                    release_pb.MarkIdeaDoneRequest(
+                        iteration_id=iteration_id, idea_id=idea, request_id=request_id(rng)
+                    ),
+                    PM,
+                )
+        cut = await clients.call(
+            clients.releases.CutRelease,
+            release_pb.CutReleaseRequest(
+                iteration_id=iteration_id,
+                version=f"Crash {seed}.{number}",
+                request_id=request_id(rng),
+            ),
+            PM,
+        )
+        if not isinstance(cut, grpc.StatusCode):
+            record.releases[cut.release.id] = [i.idea_id for i in cut.release.shipped_ideas]
 
 
 TARGETS = (*SERVICES, "nats", "postgres", "postgres-immediate")

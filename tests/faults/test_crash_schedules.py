@@ -22,7 +22,7 @@ import pytest
 
 from tests.faults import checker
 from tests.faults.harness import CrashStack
-from tests.faults.load import Clients, Record, client, kills, set_up
+from tests.faults.load import Clients, Record, client, kills, releases, set_up
 
 MEMBERS_PER_CLIENT = 40
 CLIENTS = 6
@@ -53,6 +53,7 @@ async def run_load(stack: CrashStack, seed: int, seconds: float, *, with_kills: 
     stop = time.monotonic() + seconds
     members = [f"s{seed}-m{n}" for n in range(CLIENTS * MEMBERS_PER_CLIENT)]
     work = [client(clients, seed, n, members[n::CLIENTS], product_id, stop) for n in range(CLIENTS)]
+    work.append(releases(clients, seed, product_id, stop))
     if with_kills:
         work.append(kills(stack, seed, clients.record, stop))
     await asyncio.gather(*work)
@@ -109,8 +110,13 @@ async def test_the_checker_finds_planted_violations(stack: CrashStack) -> None:
             "select idea_id from ideas where merged_into is null and idea_id not in "
             "(select merged_into from ideas where merged_into is not null) limit 1"
         )
-        # An OK answer that was never stored.
+        # Stock taken without a redemption.
+        await dbs.rewards.execute(
+            "update catalogue_items set stock = stock - 1 where id = $1", clients.record.item_id
+        )
+        # OK answers that were never stored.
         clients.record.votes[("nobody", unmerged)] = True
+        clients.record.releases["00000000-0000-4000-8000-000000000001"] = []
         found = "\n".join(await checker.check_all(stack, dbs, clients))
     finally:
         await dbs.close()
@@ -120,3 +126,5 @@ async def test_the_checker_finds_planted_violations(stack: CrashStack) -> None:
     assert f"ideas shows {idea}" in found
     assert "parked" in found
     assert f"the cast of nobody on {unmerged}" in found
+    assert "the item's stock is" in found
+    assert "release 00000000-0000-4000-8000-000000000001 answered OK is not stored" in found
