@@ -13,10 +13,12 @@ memory stays flat however many rows the server streams.
 from __future__ import annotations
 
 import csv
+import functools
 import json
+import operator
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TextIO
 
 from google.protobuf import json_format, message, timestamp_pb2
@@ -26,6 +28,8 @@ from services.kit.text import one_line
 FORMATS = ("csv", "json", "md")
 
 Row = dict[str, Any]
+Cell = Callable[[Any], Any]
+TIMESTAMP = "google.protobuf.Timestamp"
 
 
 class Writable(Protocol):
@@ -36,26 +40,36 @@ class Writable(Protocol):
 Descriptor = Any
 
 
-def row_descriptor(response: Descriptor) -> Descriptor:
-    """The message that holds one row: the response itself, or its only field
-    when that field is a message (`ExportIdeasResponse { IdeaRow row = 1; }`)."""
+def _wrapper_field(response: Descriptor) -> Any:
+    """The only field of a response that wraps its rows
+    (`{ IdeaRow row = 1; }` or `{ repeated IdeaRow ideas = 1; }`), or None."""
     fields = list(response.fields)
     if (
         len(fields) == 1
         and fields[0].message_type is not None
-        and not fields[0].is_repeated
+        and not _is_map(fields[0])
         and not _is_special(fields[0].message_type)
     ):
-        return fields[0].message_type
-    return response
+        return fields[0]
+    return None
 
 
-def unwrap(msg: message.Message) -> message.Message:
-    target = row_descriptor(msg.DESCRIPTOR)
-    if target is msg.DESCRIPTOR:
-        return msg
-    inner: message.Message = getattr(msg, msg.DESCRIPTOR.fields[0].name)
-    return inner
+def row_descriptor(response: Descriptor) -> Descriptor:
+    """The message that holds one row: the response itself, or the message
+    its only field holds (one row, or a batch of rows)."""
+    wrapper = _wrapper_field(response)
+    return response if wrapper is None else wrapper.message_type
+
+
+def unwrap(msg: message.Message) -> Iterator[message.Message]:
+    """The rows a streamed message carries."""
+    wrapper = _wrapper_field(msg.DESCRIPTOR)
+    if wrapper is None:
+        yield msg
+    elif wrapper.is_repeated:
+        yield from getattr(msg, wrapper.name)
+    else:
+        yield getattr(msg, wrapper.name)
 
 
 def _is_map(field: Any) -> bool:
@@ -102,35 +116,73 @@ def _upper_snake(name: str) -> str:
     return "".join(out)
 
 
-def _scalar(field: Any, value: Any) -> Any:
+def _timestamp_text(value: timestamp_pb2.Timestamp) -> str:
+    if value.seconds == 0 and value.nanos == 0:
+        return ""
+    return value.ToDatetime().isoformat(timespec="seconds") + "Z"
+
+
+def _converter(field: Any) -> Callable[[Any], Any] | None:
+    """How a field's value becomes a cell value (None: as it is)."""
     if field.enum_type is not None:
-        return _enum_name(field, value)
-    if isinstance(value, timestamp_pb2.Timestamp):
-        if value.seconds == 0 and value.nanos == 0:
-            return ""
-        return value.ToDatetime().isoformat(timespec="seconds") + "Z"
-    if isinstance(value, message.Message):
-        return json_format.MessageToDict(value)
-    return value
+        names = {v.number: _enum_name(field, v.number) for v in field.enum_type.values}
+        return lambda number: names.get(number, str(number))
+    if field.message_type is not None and field.message_type.full_name == TIMESTAMP:
+        return _timestamp_text
+    if field.message_type is not None:
+        return json_format.MessageToDict
+    return None
 
 
-def flatten(msg: message.Message, prefix: str = "", into: Row | None = None) -> Row:
-    """One row: column name → str | int | float | bool | list | dict."""
-    row: Row = {} if into is None else into
-    row_type: Descriptor = msg.DESCRIPTOR
+def _getter(path: tuple[str, ...]) -> Callable[[message.Message], Any]:
+    if len(path) == 1:
+        return operator.attrgetter(path[0])
+    return operator.attrgetter(".".join(path))
+
+
+def _cells(row_type: Descriptor, path: tuple[str, ...] = ()) -> Iterator[tuple[str, Cell]]:
+    """(column, cell maker) for each column of a row message, nested ones dotted."""
     for field in row_type.fields:
-        value = getattr(msg, field.name)
-        name = prefix + field.name
+        here = (*path, field.name)
+        get = _getter(here)
         if _is_map(field):
-            value_field = field.message_type.fields_by_name["value"]
-            row[name] = {str(k): _scalar(value_field, v) for k, v in sorted(value.items())}
+            convert = _converter(field.message_type.fields_by_name["value"])
+            yield ".".join(here), _map_cell(get, convert)
         elif field.is_repeated:
-            row[name] = [_scalar(field, v) for v in value]
+            yield ".".join(here), _list_cell(get, _converter(field))
         elif field.message_type is not None and not _is_special(field.message_type):
-            flatten(value, name + ".", row)
+            yield from _cells(field.message_type, here)
         else:
-            row[name] = _scalar(field, value)
-    return row
+            convert = _converter(field)
+            yield ".".join(here), get if convert is None else _then(get, convert)
+
+
+def _then(get: Cell, convert: Callable[[Any], Any]) -> Cell:
+    return lambda msg: convert(get(msg))
+
+
+def _list_cell(get: Cell, convert: Callable[[Any], Any] | None) -> Cell:
+    if convert is None:
+        return lambda msg: list(get(msg))
+    return lambda msg: [convert(v) for v in get(msg)]
+
+
+def _map_cell(get: Cell, convert: Callable[[Any], Any] | None) -> Cell:
+    if convert is None:
+        return lambda msg: {str(k): v for k, v in sorted(get(msg).items())}
+    return lambda msg: {str(k): convert(v) for k, v in sorted(get(msg).items())}
+
+
+@functools.cache
+def _plan(row_type: Descriptor) -> tuple[tuple[str, Cell], ...]:
+    return tuple(_cells(row_type))
+
+
+def flatten(msg: message.Message) -> Row:
+    """One row: column name → str | int | float | bool | list | dict. How
+    each column is read is worked out once per message type: an export
+    flattens every row."""
+    return {name: cell(msg) for name, cell in _plan(msg.DESCRIPTOR)}
 
 
 def text(value: Any) -> str:

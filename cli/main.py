@@ -365,7 +365,11 @@ def cmd_export(env: Env) -> int:
     if method is None:
         raise CliError("this build has no ExportIdeas method", errors.OTHER)
     header = columns(row_descriptor(method.response_class.DESCRIPTOR))
-    rows = (flatten(unwrap(m)) for m in env.client.stream(IDEAS + "ExportIdeas", params))
+    rows = (
+        flatten(row)
+        for batch in env.client.stream(IDEAS + "ExportIdeas", params)
+        for row in unwrap(batch)
+    )
     if not args.out:
         write_rows(rows, header, args.format, env.out, Progress())
         return errors.OK

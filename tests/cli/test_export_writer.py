@@ -113,13 +113,21 @@ def test_markdown_is_a_table_with_pipes_escaped() -> None:
 
 def test_export_row_columns_come_from_the_descriptor() -> None:
     header = columns(row_descriptor(ideas_service_pb2.ExportIdeasResponse.DESCRIPTOR))
-    assert header == [f.name for f in ideas_service_pb2.ExportIdeasResponse.DESCRIPTOR.fields]
+    assert header == [f.name for f in ideas_service_pb2.ExportedIdea.DESCRIPTOR.fields]
     assert header[:3] == ["id", "number", "product_id"]
+
+
+def test_a_batch_of_rows_unwraps_to_its_rows_in_order() -> None:
+    batch = ideas_service_pb2.ExportIdeasResponse(
+        ideas=[ideas_service_pb2.ExportedIdea(id=f"i{n}", number=n) for n in range(3)]
+    )
+    assert [flatten(row)["id"] for row in unwrap(batch)] == ["i0", "i1", "i2"]
+    assert list(unwrap(ideas_service_pb2.ExportIdeasResponse())) == []
 
 
 def test_flatten_maps_enums_timestamps_lists_and_maps() -> None:
     created = timestamp_pb2.Timestamp(seconds=1_800_000_000)
-    message = ideas_service_pb2.ExportIdeasResponse(
+    idea = ideas_service_pb2.ExportedIdea(
         id="i1",
         number=7,
         title="t",
@@ -128,7 +136,7 @@ def test_flatten_maps_enums_timestamps_lists_and_maps() -> None:
         voters_by_tier={"member": 2, "core": 1},
         tags=["a", "b"],
     )
-    row = flatten(unwrap(message))
+    row = flatten(idea)
     assert row["status"] == "under_review"
     assert row["create_time"] == "2027-01-15T08:00:00Z"
     assert row["voters_by_tier"] == {"core": 1, "member": 2}

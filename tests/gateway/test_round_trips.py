@@ -175,5 +175,6 @@ async def test_ideas_submit_read_and_export_through_the_gateway(
         path="/rpc/stream",
         headers=bearer("pm-1", "pm"),
     )
-    assert [line["result"]["id"] for line in streamed.lines] == [idea["id"]]
-    assert streamed.lines[0]["result"]["productName"] == "Mobile app"
+    exported = [row for line in streamed.lines for row in line["result"]["ideas"]]
+    assert [row["id"] for row in exported] == [idea["id"]]
+    assert exported[0]["productName"] == "Mobile app"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
@@ -33,13 +34,20 @@ async def export_rows(
                 await asyncio.Event().wait()
             finally:
                 SLOW_CALL_ENDED.set()
-        yield ideas.ExportIdeasResponse(
+        idea = ideas.ExportedIdea(
             id=f"i{number}",
             number=number,
             title=f"idea {number}",
             tags=["a", "b"],
             voters_by_tier={"core": number},
         )
+        yield ideas.ExportIdeasResponse(ideas=[idea])
+
+
+def idea(message: dict[str, Any]) -> dict[str, Any]:
+    """The one idea each message of the stand-in export carries."""
+    (only,) = message["ideas"]
+    return dict(only)
 
 
 @pytest.fixture
@@ -72,9 +80,9 @@ async def gateway(upstream: str, start_gateway: StartGateway) -> GatewayClient:
 async def test_streaming_method_on_rpc_is_a_json_array(gateway: GatewayClient) -> None:
     answer = await gateway.call(EXPORT, {"limit": 4})
     result = answer["result"]
-    assert [row["number"] for row in result] == ["1", "2", "3", "4"]
-    assert result[0]["votersByTier"] == {"core": "1"}
-    assert result[0]["tags"] == ["a", "b"]
+    assert [idea(message)["number"] for message in result] == ["1", "2", "3", "4"]
+    assert idea(result[0])["votersByTier"] == {"core": "1"}
+    assert idea(result[0])["tags"] == ["a", "b"]
 
 
 async def test_streaming_endpoint_answers_ndjson_one_response_per_message(
@@ -87,7 +95,7 @@ async def test_streaming_endpoint_answers_ndjson_one_response_per_message(
     assert answer.status == 200
     assert answer.headers["Content-Type"].startswith("application/x-ndjson")
     lines = answer.lines
-    assert [line["result"]["id"] for line in lines] == ["i1", "i2", "i3", "i4", "i5"]
+    assert [idea(line["result"])["id"] for line in lines] == ["i1", "i2", "i3", "i4", "i5"]
     assert all(line["id"] == "x" and line["jsonrpc"] == "2.0" for line in lines)
 
 
@@ -97,7 +105,7 @@ async def test_error_during_the_stream_is_the_last_line(gateway: GatewayClient) 
         path="/rpc/stream",
     )
     lines = answer.lines
-    assert [line["result"]["number"] for line in lines[:-1]] == ["1", "2"]
+    assert [idea(line["result"])["number"] for line in lines[:-1]] == ["1", "2"]
     assert lines[-1]["id"] == 7
     assert lines[-1]["error"]["code"] == -32009
     assert lines[-1]["error"]["data"]["grpcStatus"] == "FAILED_PRECONDITION"
@@ -115,7 +123,7 @@ async def test_stream_over_its_deadline_ends_with_a_deadline_error(
         path="/rpc/stream",
     )
     lines = answer.lines
-    assert lines[0]["result"]["number"] == "1"
+    assert idea(lines[0]["result"])["number"] == "1"
     assert lines[-1]["error"]["data"]["grpcStatus"] == "DEADLINE_EXCEEDED"
     assert "0.5s" in lines[-1]["error"]["message"]
 
@@ -160,7 +168,7 @@ async def test_client_going_away_ends_the_upstream_stream(gateway: GatewayClient
     )
     try:
         first = json.loads(await asyncio.wait_for(response.content.readline(), 10))
-        assert first["result"]["number"] == "1"
+        assert idea(first["result"])["number"] == "1"
         assert not SLOW_CALL_ENDED.is_set()
     finally:
         response.close()

@@ -20,12 +20,13 @@ async def test_a_cancelled_export_logs_no_error(
     for n in range(5):
         await ideas.submit(product.id, f"Idea number {n}")
     # Enough rows that the export cannot finish before the cancel arrives:
-    # their messages are far more than gRPC's flow-control window, so the
+    # their messages (about 3 MB) are far more than gRPC's flow-control
+    # window, even grown, so the
     # server waits for the client to read, and the client cancels instead.
     await ideas.service.runtime.pool.execute(
         "insert into ideas (id, product_id, title, status, author_id) "
         "select gen_random_uuid(), $1::uuid, 'Filler idea ' || n, 1, 'filler' "
-        "from generate_series(1, 3000) n",
+        "from generate_series(1, 30000) n",
         product.id,
     )
     with caplog.at_level(logging.INFO):

@@ -192,8 +192,9 @@ async def test_export_streams_every_matching_row_with_its_columns(platform: Plat
         filter=pb.IdeaFilter(product_id=product.id, statuses=[IDEA_STATUS_OPEN]),
         order=pb.IDEA_ORDER_TOP,
     )
-    rows = [row async for row in ideas.api.ExportIdeas(request, metadata=PM)]
-    assert len(rows) == 1501
+    batches = [batch async for batch in ideas.api.ExportIdeas(request, metadata=PM)]
+    assert [len(batch.ideas) for batch in batches] == [500, 500, 500, 1]
+    rows = [row for batch in batches for row in batch.ideas]
     first = rows[0]
     assert (first.id, first.number, first.product_name, first.title) == (
         top.id,
@@ -213,11 +214,12 @@ async def test_export_streams_every_matching_row_with_its_columns(platform: Plat
 
     window = pb.ExportIdeasRequest(order=pb.IDEA_ORDER_NEWEST, limit=5)
     window.created_after.FromDatetime(datetime.now(UTC) + timedelta(hours=1))
-    assert [row async for row in ideas.api.ExportIdeas(window, metadata=SERVICE)] == []
+    assert [batch async for batch in ideas.api.ExportIdeas(window, metadata=SERVICE)] == []
     past = timestamp_pb2.Timestamp()
     past.FromDatetime(datetime.now(UTC) - timedelta(hours=1))
     window.created_after.CopyFrom(past)
-    assert len([row async for row in ideas.api.ExportIdeas(window, metadata=PM)]) == 5
+    (batch,) = [batch async for batch in ideas.api.ExportIdeas(window, metadata=PM)]
+    assert len(batch.ideas) == 5
     window.created_before.CopyFrom(past)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         async for _ in ideas.api.ExportIdeas(window, metadata=PM):
