@@ -28,6 +28,7 @@ SUBJECTS: dict[str, str] = {
     ideas_events_pb2.IdeaHidden.DESCRIPTOR.full_name: "cocreate.ideas.idea.hidden",
     ideas_events_pb2.IdeaUnhidden.DESCRIPTOR.full_name: "cocreate.ideas.idea.unhidden",
     ideas_events_pb2.ReleasePublished.DESCRIPTOR.full_name: "cocreate.ideas.release.published",
+    votes_events_pb2.VotesChanged.DESCRIPTOR.full_name: "cocreate.votes.votes.changed",
     votes_events_pb2.VoteCast.DESCRIPTOR.full_name: "cocreate.votes.vote.cast",
     votes_events_pb2.VoteRetracted.DESCRIPTOR.full_name: "cocreate.votes.vote.retracted",
     votes_events_pb2.TallyChanged.DESCRIPTOR.full_name: "cocreate.votes.tally.changed",

@@ -70,6 +70,7 @@ class RewardHandlers:
             InboxConsumer(
                 VOTES_CONSUMER,
                 {
+                    votes_events_pb2.VotesChanged: self.votes_changed,
                     votes_events_pb2.VoteCast: Batched(self.votes_cast),
                     votes_events_pb2.VoteRetracted: self.vote_retracted,
                 },
@@ -214,6 +215,21 @@ class RewardHandlers:
         )
 
     # ---- votes ------------------------------------------------------------
+
+    async def votes_changed(
+        self, conn: asyncpg.Connection, event: Event[votes_events_pb2.VotesChanged]
+    ) -> None:
+        """One write of member votes: its casts as a run, then its retracts (a
+        vote appears once in an event, so their order does not matter). Every
+        idea's lock is taken first, in one order, so a ship waiting for one of
+        them cannot hold an account this transaction needs later."""
+        m = event.message
+        ideas = [c.idea_id for c in m.casts] + [r.idea_id for r in m.retracts]
+        await store.lock_ideas(conn, ideas, exclusive=False)
+        if m.casts:
+            await self.votes_cast(conn, [Event(event.envelope, c, event.subject) for c in m.casts])
+        for retract in m.retracts:
+            await self.vote_retracted(conn, Event(event.envelope, retract, event.subject))
 
     async def votes_cast(
         self, conn: asyncpg.Connection, batch: list[Event[votes_events_pb2.VoteCast]]

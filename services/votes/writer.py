@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+from cocreate.events.v1 import votes_events_pb2 as events_pb
 from cocreate.ideas.v1 import idea_status_pb2
 from cocreate.votes.v1 import votes_service_pb2 as pb
 from google.protobuf import message as pb_message
@@ -249,14 +250,19 @@ class VoteWriter:
         votes = await self._current_votes(conn, batch, rows, [*casts, *retracts], changed)
 
         history: list[store.HistoryEntry] = []
-        events: list[PendingEvent] = []
+        written = events_pb.VotesChanged()
+        traceparent = ""
         remembered: list[tuple[str, str, str, pb_message.Message]] = []
         for i in [*casts, *retracts]:
             change = batch[i]
             vote = votes[(change.idea_id, change.member_id)]
             if (change.idea_id, change.member_id) in changed:
                 history.append(_history_entry(change, vote))
-                events.append(_event(change, vote))
+                if change.kind is Kind.CAST:
+                    written.casts.append(changes.cast_event(vote, domain.CAUSE_MEMBER))
+                else:
+                    written.retracts.append(changes.retract_event(vote, domain.CAUSE_MEMBER))
+                traceparent = traceparent or change.traceparent
             answer: pb_message.Message = (
                 pb.CastVoteResponse(vote=mappers.vote(vote))
                 if change.kind is Kind.CAST
@@ -267,7 +273,11 @@ class VoteWriter:
                 remembered.append((change.member_id, change.kind.value, change.request_id, answer))
         await store.record_vote_changes(conn, history)
         await idempotency.remember_many(conn, remembered)
-        await self._outbox.emit_many(conn, events)
+        if history:
+            await self._outbox.emit_many(
+                conn,
+                [PendingEvent(written, aggregate_id="votes", traceparent=traceparent)],
+            )
         done = [answer for answer in answers if answer is not None]
         assert len(done) == len(batch), "every change of a batch is answered"
         return done
@@ -383,18 +393,4 @@ def _history_entry(change: _Change, vote: store.Record) -> store.HistoryEntry:
         vote["weight"],
         vote["tier"],
         change.member_id,
-    )
-
-
-def _event(change: _Change, vote: store.Record) -> PendingEvent:
-    message: pb_message.Message = (
-        changes.cast_event(vote, domain.CAUSE_MEMBER)
-        if change.kind is Kind.CAST
-        else changes.retract_event(vote, domain.CAUSE_MEMBER)
-    )
-    return PendingEvent(
-        message,
-        aggregate_id=changes.vote_aggregate(change.idea_id, change.member_id),
-        aggregate_version=vote["version"],
-        traceparent=change.traceparent,
     )

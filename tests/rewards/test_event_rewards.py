@@ -317,3 +317,48 @@ async def test_a_burst_of_votes_is_paid_together_within_the_caps(
     assert transactions < 10 * len(members)  # paid in runs, not an event at a time
     verdict = await rewards_stub(rewards).VerifyLedger(pb.VerifyLedgerRequest(), metadata=ADMIN)
     assert verdict.ok, verdict
+
+
+async def test_votes_written_together_are_paid_and_supported_as_one_event(
+    rewards: RunningService,
+) -> None:
+    """A VotesChanged (one group commit of the votes service) pays each cast's
+    point and records each retract, as the same votes arriving one by one
+    would; the same votes again in another event pay nothing more."""
+    before = await cast(rewards, "idea-c", "m3")
+    await eventually(lambda: _all_handled(rewards, [before]))
+
+    def written() -> votes_events_pb2.VotesChanged:
+        return votes_events_pb2.VotesChanged(
+            casts=[
+                votes_events_pb2.VoteCast(
+                    idea_id=idea, member_id=member, weight=1, reason=MEMBER_VOTE, vote_version=1
+                )
+                for idea, member in (("idea-a", "m1"), ("idea-b", "m1"), ("idea-a", "m2"))
+            ],
+            retracts=[
+                votes_events_pb2.VoteRetracted(
+                    idea_id="idea-c", member_id="m3", reason=MEMBER_VOTE, vote_version=2
+                )
+            ],
+        )
+
+    first = await emit(rewards, written(), source="votes", aggregate_id="votes")
+    again = await emit(rewards, written(), source="votes", aggregate_id="votes")
+    await eventually(lambda: _all_handled(rewards, [first, again]))
+
+    assert [e["award_key"] for e in await entries(rewards, "m1", "vote_cast")] == [
+        "idea:idea-a",
+        "idea:idea-b",
+    ]
+    assert [e["award_key"] for e in await entries(rewards, "m2", "vote_cast")] == ["idea:idea-a"]
+    supporters = {
+        (r["idea_id"], r["member_id"]): (r["active"], r["vote_version"])
+        for r in await rewards.runtime.pool.fetch("select * from supporters")
+    }
+    assert supporters == {
+        ("idea-a", "m1"): (True, 1),
+        ("idea-b", "m1"): (True, 1),
+        ("idea-a", "m2"): (True, 1),
+        ("idea-c", "m3"): (False, 2),
+    }

@@ -19,6 +19,8 @@ from services.kit.outbox import Outbox
 from services.kit.server import RunningService
 from tests.support import eventually, metadata, stub
 
+VOTES_CHANGED = "cocreate.votes.votes.changed"
+
 
 async def emit(
     svc: RunningService,
@@ -174,15 +176,26 @@ async def folded(svc: RunningService) -> None:
 
 
 async def outbox_events(svc: RunningService, subject: str, kind: type[Any]) -> list[Any]:
-    """The payloads of the events the votes service wrote on `subject`, in order."""
+    """The payloads of the events the votes service wrote on `subject`, in
+    order; votes written together (VotesChanged) count as the casts or
+    retracts they carry."""
     rows = await svc.runtime.pool.fetch(
-        "select envelope from outbox where subject = $1 order by id", subject
+        "select subject, envelope from outbox where subject = any($1::text[]) order by id",
+        [subject, VOTES_CHANGED],
     )
-    found = []
+    found: list[Any] = []
     for row in rows:
         envelope = envelope_pb2.Envelope()
         envelope.ParseFromString(row["envelope"])
         if envelope.source != "votes":
+            continue
+        if row["subject"] == VOTES_CHANGED and row["subject"] != subject:
+            written = events_pb.VotesChanged()
+            envelope.payload.Unpack(written)
+            if kind is events_pb.VoteCast:
+                found.extend(written.casts)
+            elif kind is events_pb.VoteRetracted:
+                found.extend(written.retracts)
             continue
         message = kind()
         envelope.payload.Unpack(message)
