@@ -34,6 +34,9 @@ SUBJECTS: dict[str, str] = {
     votes_events_pb2.TallyChanged.DESCRIPTOR.full_name: "cocreate.votes.tally.changed",
     votes_events_pb2.TalliesChanged.DESCRIPTOR.full_name: "cocreate.votes.tallies.changed",
     rewards_events_pb2.PointsAwarded.DESCRIPTOR.full_name: "cocreate.rewards.points.awarded",
+    rewards_events_pb2.PointsAwardedTogether.DESCRIPTOR.full_name: (
+        "cocreate.rewards.points.awarded_together"
+    ),
     rewards_events_pb2.TierChanged.DESCRIPTOR.full_name: "cocreate.rewards.tier.changed",
 }
 

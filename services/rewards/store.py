@@ -19,6 +19,8 @@ from services.kit.errors import FailedPrecondition, NotFound
 from services.kit.outbox import Outbox, PendingEvent
 from services.rewards import domain
 
+AWARDS_PER_EVENT = 500  # about 100 bytes each
+
 
 @dataclass(frozen=True)
 class NewEntry:
@@ -722,14 +724,14 @@ async def append_earnings(
     """`append_entry` for many earnings (positive amounts, keys not yet
     awarded) on accounts the caller locked: the entries chained per account in
     order, inserted in one statement, the accounts updated in one, their
-    PointsAwarded in one; a tier that changes is recorded as `append_entry`
-    does."""
+    PointsAwarded together (PointsAwardedTogether); a tier that changes is
+    recorded as `append_entry` does."""
     if not news:
         return
     created_at = datetime.now(UTC)
     current = dict(accounts)
     rows: list[tuple[domain.EntryFields, bytes]] = []
-    awarded: list[PendingEvent] = []
+    awarded: list[rewards_events_pb2.PointsAwarded] = []
     for new in news:
         assert new.amount > 0, "append_earnings adds earnings only"
         account = current[new.member_id]
@@ -757,9 +759,7 @@ async def append_earnings(
             rule_id=new.rule_id,
         )
         event.awarded_at.FromDatetime(created_at)
-        awarded.append(
-            PendingEvent(event, aggregate_id=new.member_id, aggregate_version=fields.seq)
-        )
+        awarded.append(event)
     await conn.execute(
         """
         insert into ledger_entries
@@ -802,7 +802,20 @@ async def append_earnings(
         [current[m]["entry_count"] for m in changed],
         [current[m]["last_hash"] for m in changed],
     )
-    await outbox.emit_many(conn, awarded)
+    # In events of at most AWARDS_PER_EVENT: a ship's ten thousand supporters
+    # in one would pass NATS's 1 MB message limit.
+    await outbox.emit_many(
+        conn,
+        [
+            PendingEvent(
+                rewards_events_pb2.PointsAwardedTogether(
+                    awards=awarded[start : start + AWARDS_PER_EVENT]
+                ),
+                aggregate_id="rewards",
+            )
+            for start in range(0, len(awarded), AWARDS_PER_EVENT)
+        ],
+    )
     for account in updated:
         await refresh_tier(
             conn,

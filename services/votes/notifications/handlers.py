@@ -92,6 +92,13 @@ async def merged(conn: asyncpg.Connection, event: Event[ideas_events_pb2.IdeasMe
 VOTE_CAST_RULE = "vote_cast"
 
 
+async def points_awarded_together(
+    conn: asyncpg.Connection, event: Event[rewards_events_pb2.PointsAwardedTogether]
+) -> None:
+    for award in event.message.awards:
+        await points_awarded(conn, Event(event.envelope, award, event.subject))
+
+
 async def points_awarded(
     conn: asyncpg.Connection, event: Event[rewards_events_pb2.PointsAwarded]
 ) -> None:
@@ -141,6 +148,7 @@ def consumer(max_deliver: int = 5) -> InboxConsumer:
             # services/votes/handlers.py), in the transaction that closes the idea.
             ideas_events_pb2.IdeasMerged: merged,
             rewards_events_pb2.PointsAwarded: points_awarded,
+            rewards_events_pb2.PointsAwardedTogether: points_awarded_together,
             rewards_events_pb2.TierChanged: tier_changed,
         },
         max_deliver=max_deliver,
