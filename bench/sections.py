@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +186,7 @@ async def throughput(run: Run, seconds: float) -> None:
     for in_flight in (16, 64, 256):
         pids = run.stack.pids()
         before = probes.cpu_seconds(pids)
+        phase_started = datetime.now(UTC)
         plan = cast_plan(
             run, run.ideas[:2000], in_flight, seconds=seconds, calls=int(seconds * 1500) + 1000
         )
@@ -238,9 +240,39 @@ async def throughput(run: Run, seconds: float) -> None:
             )
         )
         run.add(Row("casts", f"CPU ms per vote @{in_flight}", json.dumps(per_vote)))
+        shape = await _write_shape(run, phase_started)
+        run.data[f"cast_{in_flight}"]["write_shape"] = shape
+        run.add(Row("casts", f"how the votes were written @{in_flight}", json.dumps(shape)))
     run.data["health"] = {k: v.rate for k, v in health.items()}
     run.data["rss_idle"] = idle
     run.data["cast_rate_64"] = rates[64]
+
+
+async def _write_shape(run: Run, since: datetime) -> dict[str, float]:
+    """Votes per write transaction (the group commit's batch size) and the
+    events written per vote, by every service, since `since`."""
+    shape: dict[str, float] = {}
+    votes = await asyncpg.connect(run.stack.database_url("votes"))
+    try:
+        row = await votes.fetchrow(
+            "select count(*) as votes, count(distinct xmin::text) as writes "
+            "from votes where cast_at >= $1",
+            since,
+        )
+        shape["votes_per_write"] = round(row["votes"] / max(row["writes"], 1), 1)
+    finally:
+        await votes.close()
+    events = 0
+    for service in ("votes", "rewards", "ideas"):
+        conn = await asyncpg.connect(run.stack.database_url(service))
+        try:
+            events += await conn.fetchval(
+                "select count(*) from outbox where created_at >= $1", since
+            )
+        finally:
+            await conn.close()
+    shape["events_per_vote"] = round(events / max(row["votes"], 1), 3)
+    return shape
 
 
 def pgbench(stack: Stack, clients: int, seconds: float) -> float:

@@ -30,9 +30,11 @@ CAST_WINDOW_SETTING = "COCREATE_VOTES_CAST_WINDOW_SECONDS"
 DEFAULT_CAST_LIMIT = 120
 DEFAULT_CAST_WINDOW_SECONDS = 60.0
 WRITERS_SETTING = "COCREATE_VOTES_WRITERS"
-DEFAULT_WRITERS = 2
+DEFAULT_WRITERS = 1
 MAX_BATCH_SETTING = "COCREATE_VOTES_MAX_BATCH"
 DEFAULT_MAX_BATCH = 128
+GATHER_SETTING = "COCREATE_VOTES_GATHER_MS"
+DEFAULT_GATHER_MS = 3.0
 
 
 class VoteServicer(pb_grpc.VoteServiceServicer):
@@ -48,6 +50,7 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
             ),
             writers=runtime.config.get_int(WRITERS_SETTING, DEFAULT_WRITERS),
             max_batch=runtime.config.get_int(MAX_BATCH_SETTING, DEFAULT_MAX_BATCH),
+            gather_seconds=runtime.config.get_float(GATHER_SETTING, DEFAULT_GATHER_MS) / 1000,
         )
 
     async def CastVote(

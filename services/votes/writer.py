@@ -93,8 +93,9 @@ class VoteWriter:
         outbox: Outbox,
         rate_limit: RateLimit,
         *,
-        writers: int = 4,
+        writers: int = 1,
         max_batch: int = 128,
+        gather_seconds: float = 0.0,
     ) -> None:
         self._pool = pool
         self._outbox = outbox
@@ -103,6 +104,7 @@ class VoteWriter:
         # Bounded so that one batch's advisory locks (a request, an idea and
         # a member per call) stay far below Postgres's shared lock table.
         self._max_batch = max_batch
+        self._gather_seconds = gather_seconds
         self._pending: deque[_Change] = deque()
         self._busy: set[Hashable] = set()
         self._writers: set[asyncio.Task[None]] = set()
@@ -138,13 +140,24 @@ class VoteWriter:
         return await change.answer
 
     async def _write_while_pending(self) -> None:
-        while batch := self._take_batch():
-            taken = {key for change in batch for key in change.exclusive_keys()}
-            self._busy |= taken
-            try:
-                await self._write(batch)
-            finally:
-                self._busy -= taken
+        try:
+            while True:
+                if self._gather_seconds and len(self._pending) < self._max_batch:
+                    await asyncio.sleep(self._gather_seconds)
+                batch = self._take_batch()
+                if not batch:
+                    return
+                taken = {key for change in batch for key in change.exclusive_keys()}
+                self._busy |= taken
+                try:
+                    await self._write(batch)
+                finally:
+                    self._busy -= taken
+        finally:
+            # At once, not in a done callback: a change submitted between this
+            # writer's last look and the callback would find every writer slot
+            # taken and wait for a writer that never comes.
+            self._writers.discard(asyncio.current_task())
 
     def _take_batch(self) -> list[_Change]:
         """The oldest waiting changes that touch nothing being written now, at
