@@ -31,27 +31,16 @@ from tests.faults import checker
 from tests.faults.cut import AnswerCutter
 from tests.support import Platform, eventually, metadata
 
+# Each service with a mutation, by full name → (the process serving it, it).
 SERVICES: dict[str, tuple[str, descriptor.ServiceDescriptor]] = {
-    "cocreate.ideas.v1.IdeaService": (
-        "ideas",
-        ideas_service_pb2.DESCRIPTOR.services_by_name["IdeaService"],
-    ),
-    "cocreate.ideas.v1.ReleaseService": (
-        "ideas",
-        release_service_pb2.DESCRIPTOR.services_by_name["ReleaseService"],
-    ),
-    "cocreate.votes.v1.VoteService": (
-        "votes",
-        votes_service_pb2.DESCRIPTOR.services_by_name["VoteService"],
-    ),
-    "cocreate.votes.v1.NotificationService": (
-        "votes",
-        notification_service_pb2.DESCRIPTOR.services_by_name["NotificationService"],
-    ),
-    "cocreate.rewards.v1.RewardsService": (
-        "rewards",
-        rewards_service_pb2.DESCRIPTOR.services_by_name["RewardsService"],
-    ),
+    found.full_name: (owner, found)
+    for owner, found in (
+        ("ideas", ideas_service_pb2.DESCRIPTOR.services_by_name["IdeaService"]),
+        ("ideas", release_service_pb2.DESCRIPTOR.services_by_name["ReleaseService"]),
+        ("votes", votes_service_pb2.DESCRIPTOR.services_by_name["VoteService"]),
+        ("votes", notification_service_pb2.DESCRIPTOR.services_by_name["NotificationService"]),
+        ("rewards", rewards_service_pb2.DESCRIPTOR.services_by_name["RewardsService"]),
+    )
 }
 CALLERS = {
     "admin": metadata("admin-1", "admin"),
