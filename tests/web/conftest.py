@@ -18,6 +18,7 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from services.gateway.app import build_app
 from services.gateway.settings import Settings
 from services.kit.auth import TokenPolicy
+from tests.gateway.conftest import start_gateway  # noqa: F401  (the gateway tests' fixture)
 from tests.support import Platform
 
 CHROMIUM = "/usr/bin/chromium"
