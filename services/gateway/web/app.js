@@ -6,6 +6,7 @@ import {
   ApiError, M, devToken, gatewayConfig, requestId, rpc, session, signIn, signOut, stream,
   takeTokenFromFragment,
 } from "./api.js";
+import {big, num, when} from "./format.js";
 import {has, lang, setLang, t} from "./i18n.js";
 
 const STATUSES = [
@@ -50,29 +51,8 @@ function h(tag, props = {}, ...children) {
   return node;
 }
 
-// 64-bit numbers arrive as strings in protobuf's JSON mapping: shown exactly.
-function num(value) {
-  try {
-    return BigInt(value || 0).toLocaleString(lang());
-  } catch (e) {
-    return String(value);
-  }
-}
-
-function big(value) {
-  try {
-    return BigInt(value || 0);
-  } catch (e) {
-    return 0n;
-  }
-}
-
 function voters(count) {
   return t(big(count) === 1n ? "idea.voter" : "idea.voters", {count: num(count)});
-}
-
-function when(timestamp) {
-  return timestamp ? new Date(timestamp).toLocaleString(lang()) : "";
 }
 
 function statusName(status) {
@@ -86,7 +66,7 @@ function chip(status) {
 }
 
 // The error in words: what it means, the server's own sentence, the fields.
-export function errorText(err) {
+function errorText(err) {
   if (!(err instanceof ApiError)) return t("code.OTHER") + ": " + String((err && err.message) || err);
   const lead = has("code." + err.code) ? t("code." + err.code) : t("code.OTHER");
   const parts = [err.message];
@@ -174,6 +154,7 @@ function renderHeader() {
   const s = session();
   document.documentElement.lang = lang() === "zh" ? "zh-CN" : "en";
   $("skip").textContent = t("app.skip");
+  $("console-link").textContent = t("nav.console");
   const nav = $("nav");
   const items = [h("a", {href: "#/", text: t("nav.products")})];
   if (s) {
