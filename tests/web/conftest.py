@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    ViewportSize,
+    async_playwright,
+    expect,
+)
 
 from services.gateway.app import build_app
 from services.gateway.settings import Settings
@@ -92,7 +99,9 @@ async def new_page(browser: Browser) -> AsyncIterator[NewPage]:
     page_errors: dict[Page, list[str]] = {}
 
     async def make(*, locale: str = "en-US", phone: bool = False) -> Page:
-        size = {"width": 390, "height": 844} if phone else {"width": 1180, "height": 900}
+        size: ViewportSize = (
+            {"width": 390, "height": 844} if phone else {"width": 1180, "height": 900}
+        )
         context = await browser.new_context(locale=locale, viewport=size)
         contexts.append(context)
         page = await context.new_page()

@@ -36,7 +36,7 @@ async def rpc(stack: Stack, method: str, params: dict[str, Any], member: str, ro
 
 
 async def seed(stack: Stack) -> dict[str, str]:
-    """A product with two ideas by another member, one supported."""
+    """A product with four ideas by other members, some supported."""
     product = (
         await rpc(stack, f"{IDEAS}.CreateProduct", {"name": "Phone OS"}, "admin-1", "admin")
     )["product"]
@@ -44,6 +44,8 @@ async def seed(stack: Stack) -> dict[str, str]:
     for key, title, body in [
         ("launcher", "Dark mode for the launcher", "The launcher is far too bright at night."),
         ("battery", "Battery saver on a schedule", "Turn it on every evening by itself."),
+        ("gestures", "Custom gestures for the camera", ""),
+        ("widgets", "小组件可以调整大小", "桌面小组件希望支持自由调整大小。"),
     ]:
         idea = await rpc(
             stack,
@@ -54,7 +56,14 @@ async def seed(stack: Stack) -> dict[str, str]:
         )
         ids[key] = idea["idea"]["id"]
     cast = "cocreate.votes.v1.VoteService.CastVote"
-    await rpc(stack, cast, {"ideaId": ids["launcher"]}, "bob", "member")
+    for member, idea in [
+        ("bob", "launcher"),
+        ("carol", "launcher"),
+        ("dave", "launcher"),
+        ("carol", "widgets"),
+        ("dave", "gestures"),
+    ]:
+        await rpc(stack, cast, {"ideaId": ids[idea]}, member, "member")
     await rpc(
         stack,
         "cocreate.rewards.v1.RewardsService.CreateCatalogueItem",
@@ -98,15 +107,17 @@ async def test_visitor_member_and_pm_in_a_real_browser(stack: Stack, new_page: N
     await visitor.goto(stack.url + "/")
     await visitor.get_by_role("link", name="Phone OS").click()
     launcher = visitor.locator(f'li[data-idea="{ids["launcher"]}"]')
-    await expect(launcher.locator(".score")).to_have_text("1")
-    await expect(launcher).to_contain_text("1 voter")
-    await expect(visitor.locator("#ideas li")).to_have_count(2)
+    await expect(launcher.locator(".score")).to_have_text("3", timeout=SETTLE_MS)
+    await expect(launcher).to_contain_text("3 voters")
+    await expect(visitor.locator("#ideas li")).to_have_count(4)
     await expect(visitor.get_by_role("link", name="Sign in", exact=True)).to_be_visible()
     await visitor.get_by_label("Search ideas").fill("battery")
     await expect(visitor.locator("#ideas li")).to_have_count(1)
     await expect(visitor.locator("#ideas")).to_contain_text("Battery saver on a schedule")
     await visitor.get_by_label("Search ideas").fill("")
-    await expect(visitor.locator("#ideas li")).to_have_count(2)
+    await expect(visitor.locator("#ideas li")).to_have_count(4)
+    await expect(visitor.locator("#ideas li").first).to_have_attribute("data-idea", ids["launcher"])
+    await visitor.get_by_label("Search ideas").blur()
     await visitor.screenshot(path=screenshot_path("board"), full_page=True)
 
     # A member signs in and submits; a similar idea is suggested while typing.
@@ -133,7 +144,6 @@ async def test_visitor_member_and_pm_in_a_real_browser(stack: Stack, new_page: N
     await alice.reload()
     await expect(alice.locator("#score")).to_have_text("1")
     await expect(alice.locator("#support")).to_have_attribute("aria-pressed", "true")
-    await alice.screenshot(path=screenshot_path("idea"), full_page=True)
 
     # Her points arrive: 5 for the idea, 1 for the vote.
     await until_shown(alice, stack.url + "/#/me", "#balance", re.compile(r"^6$"))
@@ -151,6 +161,10 @@ async def test_visitor_member_and_pm_in_a_real_browser(stack: Stack, new_page: N
     for step in ("under review", "planned", "in progress"):
         await triage.get_by_role("button", name=f"→ {step}").click()
         await expect(triage).to_contain_text(f"Status: {step}")
+    await pm.get_by_label("Your comment").fill("Coming with the 2.0 update, thank you!")
+    await pm.get_by_label("Official response").check()
+    await pm.get_by_role("button", name="Send").click()
+    await expect(pm.locator("#comments li.official")).to_contain_text("Coming with the 2.0")
     await triage.get_by_label("Note for the history (optional)").fill("In the 2.0 update")
     await triage.screenshot(path=screenshot_path("triage"))
     await pm.screenshot(path=screenshot_path("triage-page"), full_page=True)
@@ -167,3 +181,10 @@ async def test_visitor_member_and_pm_in_a_real_browser(stack: Stack, new_page: N
     await alice.get_by_role("button", name="Mark all read").click()
     await expect(alice.locator("#unread")).to_be_hidden()
     await alice.screenshot(path=screenshot_path("notifications"), full_page=True)
+
+    # The idea as everyone sees it now: shipped, with the official response.
+    await alice.goto(idea_url)
+    await expect(alice.locator("section.official")).to_contain_text("Coming with the 2.0 update")
+    await expect(alice.locator("#support")).to_have_text("You supported it ✓ (closed for votes)")
+    await expect(alice.locator("#support")).to_be_disabled()
+    await alice.screenshot(path=screenshot_path("idea"), full_page=True)

@@ -411,9 +411,11 @@ async function viewIdea(mine, ideaId) {
       button.replaceWith(h("a", {class: "button", id: "support", href: "#/signin", text: t("idea.signInToSupport")}));
       return;
     }
+    // A closed idea takes no votes and gives none back.
     const closed = CLOSED.has(idea.status);
-    button.disabled = closed && !supported;
-    button.textContent = closed && !supported ? t("idea.closed") : supported ? t("idea.supported") : t("idea.support");
+    button.disabled = closed;
+    if (closed) button.textContent = supported ? t("idea.supportedClosed") : t("idea.closed");
+    else button.textContent = supported ? t("idea.supported") : t("idea.support");
     button.setAttribute("aria-pressed", String(supported));
     button.setAttribute("aria-label", supported ? t("idea.retractLabel") : t("idea.supportLabel"));
     button.className = supported ? "primary supported" : "primary";
