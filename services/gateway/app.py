@@ -839,7 +839,7 @@ def build_app(settings: Settings, registry: Registry | None = None) -> web.Appli
     app.router.add_post("/rpc/stream", gateway.handle_stream)
     app.router.add_route("OPTIONS", "/rpc", gateway.handle_preflight)
     app.router.add_route("OPTIONS", "/rpc/stream", gateway.handle_preflight)
-    WebApp(settings.dev_tokens).add_routes(app)
+    WebApp(settings.dev_tokens, settings.sign_in_url).add_routes(app)
     app.router.add_get("/console", gateway.handle_console)
     app.router.add_get("/notifications", gateway.handle_notifications_page)
     app.router.add_get("/methods", gateway.handle_methods)

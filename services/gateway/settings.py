@@ -44,6 +44,9 @@ class Settings:
     # The web app's development sign-in (POST /dev/token) mints tokens under
     # this policy; None (production, or a secret of the deployment's own): off.
     dev_tokens: TokenPolicy | None = None
+    # Where the web app sends a person to sign in (the community's own site,
+    # which sends them back with a token in the URL's fragment); empty: none.
+    sign_in_url: str = ""
 
 
 def dev_token_policy(env: Mapping[str, str]) -> TokenPolicy | None:
@@ -90,6 +93,13 @@ def _number(
     if value < 0 or (value == 0 and not allow_zero):
         raise ConfigError(f"{name}={raw!r} must be positive" + (" or 0" if allow_zero else ""))
     return value
+
+
+def _sign_in_url(env: Mapping[str, str]) -> str:
+    url = env.get("COCREATE_GATEWAY_SIGN_IN_URL", "").strip()
+    if url and not url.startswith(("https://", "http://")):
+        raise ConfigError(f"COCREATE_GATEWAY_SIGN_IN_URL={url!r} must be an http(s) URL")
+    return url
 
 
 def load(env: Mapping[str, str] | None = None) -> Settings:
@@ -143,4 +153,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             _number(env, "COCREATE_GATEWAY_RATE_LIMIT_BURST", Settings.rate_limit_burst, int)
         ),
         dev_tokens=dev_token_policy(env),
+        sign_in_url=_sign_in_url(env),
     )

@@ -87,9 +87,12 @@ def _problem(status: int, message: str, **data: Any) -> web.Response:
 
 
 class WebApp:
-    def __init__(self, dev_tokens: auth.TokenPolicy | None, root: Path = WEB_ROOT) -> None:
+    def __init__(
+        self, dev_tokens: auth.TokenPolicy | None, sign_in_url: str = "", root: Path = WEB_ROOT
+    ) -> None:
         self.files = load_files(root)
         self.dev_tokens = dev_tokens
+        self.sign_in_url = sign_in_url
         if "index.html" not in self.files:
             raise RuntimeError(f"the web app's index.html is missing from {root}")
 
@@ -112,7 +115,9 @@ class WebApp:
         return self._serve(request, request.match_info["name"])
 
     async def handle_config(self, request: web.Request) -> web.Response:
-        return web.json_response({"devSignIn": self.dev_tokens is not None})
+        return web.json_response(
+            {"devSignIn": self.dev_tokens is not None, "signInUrl": self.sign_in_url}
+        )
 
     async def handle_dev_token(self, request: web.Request) -> web.Response:
         """`{"memberId", "role"}` → `{"token", "expiresInSeconds"}`; only in

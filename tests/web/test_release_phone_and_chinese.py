@@ -9,6 +9,7 @@ import re
 
 from playwright.async_api import Page, expect
 
+from services.kit import auth, config
 from tests.web.conftest import NewPage, Stack, screenshot_path
 from tests.web.test_community_flow import IDEAS, rpc, sign_in
 
@@ -122,3 +123,20 @@ async def test_chinese_on_a_phone_with_errors_in_words(stack: Stack, new_page: N
         "import('./assets/format.js').then((f) => f.num('9007199254740993'))"
     )
     assert shown == "9,007,199,254,740,993"
+
+
+async def test_a_token_handed_over_in_the_fragment_signs_in_and_leaves_no_trace(
+    stack: Stack, new_page: NewPage
+) -> None:
+    """The production hand-off: the community's sign-in sends the person to
+    /#token=<jwt>&next=<route>; the page keeps the token and takes it out of
+    the address bar and the history."""
+    token = auth.mint_token("carol", "member", config.DEV_JWT_SECRET)
+    page = await new_page()
+    await page.goto(f"{stack.url}/#token={token}&next=%23%2Fnotifications")
+    await expect(page.locator("#who")).to_contain_text("Signed in as carol")
+    await expect(page.locator("h1")).to_have_text("Notifications")
+    assert page.url == f"{stack.url}/#/notifications"
+    assert token not in await page.evaluate("location.href + history.state")
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.get_by_role("link", name="Sign in", exact=True)).to_be_visible()

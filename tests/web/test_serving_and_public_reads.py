@@ -12,6 +12,7 @@ import pytest
 
 from services.gateway import settings as gateway_settings
 from services.kit import auth, config
+from services.kit.config import ConfigError
 from tests.gateway.conftest import GatewayClient, StartGateway, bearer
 from tests.support import Platform
 
@@ -67,7 +68,7 @@ async def test_development_sign_in_mints_a_token_for_a_member_and_role(
     start_gateway: StartGateway,
 ) -> None:
     gateway = await start_gateway(dev_tokens=auth.TokenPolicy(issuer="community", audience="c"))
-    assert (await gateway.request("GET", "/web/config")).json == {"devSignIn": True}
+    assert (await gateway.request("GET", "/web/config")).json["devSignIn"] is True
     answer = await gateway.post({"memberId": "alice", "role": "pm"}, path="/dev/token")
     assert answer.status == 200
     policy = auth.TokenPolicy(issuer="community", audience="c")
@@ -115,8 +116,11 @@ async def test_development_sign_in_refuses_a_body_that_is_not_json(
 async def test_there_is_no_development_sign_in_outside_development(
     start_gateway: StartGateway,
 ) -> None:
-    gateway = await start_gateway()
-    assert (await gateway.request("GET", "/web/config")).json == {"devSignIn": False}
+    gateway = await start_gateway(sign_in_url="https://community.example/login")
+    assert (await gateway.request("GET", "/web/config")).json == {
+        "devSignIn": False,
+        "signInUrl": "https://community.example/login",
+    }
     answer = await gateway.post({"memberId": "alice", "role": "admin"}, path="/dev/token")
     assert answer.status == 404
     assert "identity provider" in answer.json["error"]["message"]
@@ -127,6 +131,8 @@ async def test_there_is_no_development_sign_in_outside_development(
     assert gateway_settings.load(own_secret).dev_tokens is None
     development = gateway_settings.load({"COCREATE_ENV": "development"})
     assert development.dev_tokens is not None
+    with pytest.raises(ConfigError, match="COCREATE_GATEWAY_SIGN_IN_URL"):
+        gateway_settings.load({"COCREATE_GATEWAY_SIGN_IN_URL": "javascript:alert(1)"})
 
 
 async def _public_gateway(platform: Platform, start_gateway: StartGateway) -> GatewayClient:

@@ -832,6 +832,10 @@ function viewSignIn() {
   } else {
     nodes.push(h("p", {text: t("signin.production")}));
   }
+  if (config.signInUrl) {
+    nodes.push(h("p", {}, h("a", {class: "button primary", id: "community-sign-in", href: config.signInUrl,
+      text: t("signin.community")})));
+  }
   const token = h("input", {id: "token", autocomplete: "off"});
   const use = h("button", {type: "submit", text: t("signin.use")});
   const paste = h("form", {class: "stack", id: "paste-token"}, h("h2", {text: t("signin.paste")}),
