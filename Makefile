@@ -39,7 +39,9 @@ gen/.stamp: $(PROTOS) $(VENV)/.installed
 
 # The browser tests (tests/web) drive Debian's chromium through Playwright;
 # Playwright's own browser download is never used (and cannot work offline).
+# An image that only runs the platform skips it: make install BROWSER=
 CHROMIUM := /usr/bin/chromium
+BROWSER ?= $(CHROMIUM)
 $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing Debian's chromium for the browser tests (tests/web)"; \
@@ -49,7 +51,7 @@ $(CHROMIUM):
 		exit 1; \
 	fi
 
-install: gen/.stamp $(CHROMIUM) ## Create .venv, install the project and generate the protobuf code (and Debian's chromium for tests/web)
+install: gen/.stamp $(BROWSER) ## Create .venv, install the project and generate the protobuf code (and Debian's chromium for tests/web)
 
 proto: gen/.stamp ## Generate the protobuf code (only when a .proto changed)
 
