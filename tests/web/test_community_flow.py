@@ -144,6 +144,11 @@ async def test_visitor_member_and_pm_in_a_real_browser(stack: Stack, new_page: N
     await alice.reload()
     await expect(alice.locator("#score")).to_have_text("1")
     await expect(alice.locator("#support")).to_have_attribute("aria-pressed", "true")
+    # The board says which ideas she supports (one ListMyVotes call per page).
+    await alice.goto(board_url)
+    mine = alice.locator(f'li[data-idea="{idea_id}"]')
+    await expect(mine).to_contain_text("✓ you support it")
+    await expect(alice.locator(f'li[data-idea="{ids["launcher"]}"]')).not_to_contain_text("✓")
 
     # Her points arrive: 5 for the idea, 1 for the vote.
     await until_shown(alice, stack.url + "/#/me", "#balance", re.compile(r"^6$"))

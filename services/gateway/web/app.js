@@ -269,7 +269,7 @@ function tierBar(idea) {
   return bar;
 }
 
-function ideaCard(idea) {
+function ideaCard(idea, supported = false) {
   return h("li", {class: "idea-card" + (idea.hidden ? " is-hidden" : ""), "data-idea": idea.id},
     h("div", {class: "score-box"},
       h("strong", {class: "score", text: num(idea.weightedScore)}),
@@ -278,7 +278,8 @@ function ideaCard(idea) {
       h("a", {href: "#/i/" + encodeURIComponent(idea.id), class: "idea-title", text: idea.title}),
       h("div", {class: "meta"}, "#" + num(idea.number), " ", chip(idea.status), " ",
         t("idea.comments", {count: num(idea.commentCount)}), " · ", t("idea.by", {author: idea.authorId}),
-        idea.hidden ? h("span", {class: "chip s-hidden", text: t("idea.hidden")}) : null),
+        idea.hidden ? h("span", {class: "chip s-hidden", text: t("idea.hidden")}) : null,
+        supported ? h("span", {class: "chip s-mine", text: t("board.youSupport")}) : null),
       tierBar(idea),
       idea.officialResponse && idea.officialResponse.body
         ? h("p", {class: "official-snippet"}, h("b", {text: t("idea.official") + ": "}),
@@ -326,8 +327,11 @@ async function viewBoard(mine, productId, query) {
       const page = await rpc(M.listIdeas, {filter: filter(), order: ORDERS[state.order],
         pageSize: PAGE, pageToken: append ? token : ""});
       if (ticket !== loading || mine !== generation) return;
+      const ideas = page.ideas || [];
+      const supported = await myVotes(ideas.map((idea) => idea.id));
+      if (ticket !== loading || mine !== generation) return;
       if (!append) list.replaceChildren();
-      for (const idea of page.ideas || []) list.append(ideaCard(idea));
+      for (const idea of ideas) list.append(ideaCard(idea, supported.has(idea.id)));
       if (!list.children.length) list.append(h("li", {class: "none", text: t("board.none")}));
       token = page.nextPageToken || "";
       more.hidden = !token;
@@ -377,10 +381,11 @@ async function viewBoard(mine, productId, query) {
   await load(false);
 }
 
-async function myVote(ideaId) {
-  // The member's own active vote on this idea, if any (ListMyVotes pages).
-  const votes = await pages(M.myVotes, {}, "votes", 20);
-  return votes.find((v) => v.ideaId === ideaId && v.active) || null;
+// The signed-in member's active votes among `ideaIds`, by idea id: one call.
+async function myVotes(ideaIds) {
+  if (!session() || !ideaIds.length) return new Map();
+  const answer = await rpc(M.myVotes, {ideaIds, pageSize: ideaIds.length});
+  return new Map((answer.votes || []).filter((v) => v.active).map((v) => [v.ideaId, v]));
 }
 
 async function viewIdea(mine, ideaId) {
@@ -390,7 +395,7 @@ async function viewIdea(mine, ideaId) {
   const [comments, history, vote] = await Promise.all([
     pages(M.listComments, {ideaId: idea.id}, "comments"),
     pages(M.history, {ideaId: idea.id}, "entries"),
-    s ? myVote(idea.id) : Promise.resolve(null),
+    myVotes([idea.id]).then((mine) => mine.get(idea.id) || null),
   ]);
   if (mine !== generation) return;
   const error = alertBox();
