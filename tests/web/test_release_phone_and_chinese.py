@@ -140,3 +140,25 @@ async def test_a_token_handed_over_in_the_fragment_signs_in_and_leaves_no_trace(
     assert token not in await page.evaluate("location.href + history.state")
     await page.get_by_role("button", name="Sign out").click()
     await expect(page.get_by_role("link", name="Sign in", exact=True)).to_be_visible()
+
+
+async def test_a_long_board_pages_on_request(stack: Stack, new_page: NewPage) -> None:
+    titles = [f"Idea number {n:02d}" for n in range(25)]
+    product = await rpc(stack, f"{IDEAS}.CreateProduct", {"name": "Long"}, "admin-1", "admin")
+    product_id = product["product"]["id"]
+    for n, title in enumerate(titles):
+        # Members may submit 10 ideas an hour each.
+        params = {"productId": product_id, "title": title}
+        await rpc(stack, f"{IDEAS}.SubmitIdea", params, f"author-{n // 10}", "member")
+    visitor = await new_page()
+    await visitor.goto(f"{stack.url}/#/p/{product_id}?order=newest")
+    await expect(visitor.get_by_role("button", name="New")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    ideas = visitor.locator("#ideas li")
+    await expect(ideas).to_have_count(20)
+    await expect(ideas.first).to_contain_text("Idea number 24")
+    await visitor.get_by_role("button", name="Show more").click()
+    await expect(ideas).to_have_count(25)
+    await expect(ideas.last).to_contain_text("Idea number 00")
+    await expect(visitor.get_by_role("button", name="Show more")).to_be_hidden()
