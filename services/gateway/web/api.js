@@ -17,6 +17,7 @@ export const M = {
   hide: "cocreate.ideas.v1.IdeaService.HideIdea",
   unhide: "cocreate.ideas.v1.IdeaService.UnhideIdea",
   reported: "cocreate.ideas.v1.IdeaService.ListReportedIdeas",
+  report: "cocreate.ideas.v1.IdeaService.ReportIdea",
   cast: "cocreate.votes.v1.VoteService.CastVote",
   retract: "cocreate.votes.v1.VoteService.RetractVote",
   myVotes: "cocreate.votes.v1.VoteService.ListMyVotes",

@@ -499,6 +499,16 @@ async function viewIdea(mine, ideaId) {
         new: statusName(entry.newStatus)}), entry.note ? " — " + entry.note : ""));
   }
 
+  let report = null;
+  if (s && !s.staff) {
+    const reportButton = h("button", {type: "button", class: "link", id: "report", text: t("idea.report")});
+    report = h("p", {class: "quiet"}, reportButton);
+    reportButton.addEventListener("click", () => act(reportButton, error, async () => {
+      await rpc(M.report, {ideaId: idea.id, reason: "spam", requestId: requestId()});
+      report.replaceChildren(t("idea.reported"));
+    }));
+  }
+
   showButton();
   render(
     h("p", {}, h("a", {href: "#/p/" + encodeURIComponent(idea.productId), text: "← " + t("back")})),
@@ -520,6 +530,7 @@ async function viewIdea(mine, ideaId) {
     s && s.staff ? triagePanel(idea, mine) : null,
     h("section", {}, h("h2", {text: t("idea.commentsTitle")}), commentList, commentForm),
     h("section", {}, h("h2", {text: t("idea.history")}), historyList),
+    report,
   );
 }
 
