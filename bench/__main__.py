@@ -12,6 +12,8 @@ folder on free ports. Sizes (environment variables):
   BENCH_RANKING_IDEAS      ideas COPYed for ranking and export (1,000,000)
   BENCH_QUICK=1            small sizes and short phases, for development
   BENCH_ONLY               comma-separated sections to run (e.g. "throughput")
+  BENCH_PROFILE=0          skip the extra CastVote @64 phase in which py-spy
+                           samples the votes and rewards processes (profile.py)
 """
 
 from __future__ import annotations

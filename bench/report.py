@@ -59,6 +59,12 @@ def write(rows: list[Row], data: dict[str, Any], facts: dict[str, str], note: st
             f"| {row.what} | {row.figure} | {row.baseline} | {row.ratio} | {row.target} "
             f"| {row.verdict} |"
         )
+    # What limits the figures that miss their targets, with the evidence: the
+    # profile is read by a person, so it is written by one (bench/LIMITS.md)
+    # and carried into every run's results beside the figures it explains.
+    limits = HERE / "LIMITS.md"
+    if limits.exists():
+        lines += ["", limits.read_text().rstrip()]
     (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
     (HERE / "results.json").write_text(
         json.dumps({"machine": facts, "rows": [asdict(r) for r in rows], "data": data},

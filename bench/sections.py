@@ -27,7 +27,7 @@ from cocreate.ideas.v1 import ideas_service_pb2_grpc as ideas_grpc
 from cocreate.votes.v1 import votes_service_pb2 as votes_pb
 from grpc_health.v1 import health_pb2
 
-from bench import loadgen, probes
+from bench import loadgen, probes, profile
 from bench.stack import Stack
 
 # The ranking section runs the service's own list SQL directly, as its baseline.
@@ -243,9 +243,29 @@ async def throughput(run: Run, seconds: float) -> None:
         shape = await _write_shape(run, phase_started)
         run.data[f"cast_{in_flight}"]["write_shape"] = shape
         run.add(Row("casts", f"how the votes were written @{in_flight}", json.dumps(shape)))
+    if os.environ.get("BENCH_PROFILE", "1") != "0":
+        await _profile_casts(run, seconds)
     run.data["health"] = {k: v.rate for k, v in health.items()}
     run.data["rss_idle"] = idle
     run.data["cast_rate_64"] = rates[64]
+
+
+async def _profile_casts(run: Run, seconds: float) -> None:
+    """One more CastVote @64 phase, not counted above, while py-spy samples
+    the votes and rewards processes: where their CPU goes."""
+    pids = run.stack.pids()
+    folder = Path(tempfile.mkdtemp(prefix="cocreate-profile-"))
+    samplers = {
+        name: profile.start(pids[name][0], seconds, folder / f"{name}.raw")
+        for name in ("votes", "rewards")
+    }
+    plan = cast_plan(run, run.ideas[:2000], 64, seconds=seconds, calls=int(seconds * 1500) + 1000)
+    await asyncio.to_thread(loadgen.run, plan)
+    for name, sampler in samplers.items():
+        await asyncio.to_thread(sampler.wait, 60)
+        shares = profile.summary(folder / f"{name}.raw")
+        run.data[f"profile_{name}_64"] = shares
+        run.add(Row("casts", f"py-spy: where {name} spends CastVote @64", json.dumps(shares)))
 
 
 async def _write_shape(run: Run, since: datetime) -> dict[str, float]:

@@ -111,9 +111,11 @@ class IdeaHandlers:
         await store.hold_members(conn, await store.voters_of(conn, source_id))
         votes = await store.active_votes_of_ideas(conn, [source_id, target_id])
         on_target = {v["member_id"]: v for v in votes if v["idea_id"] == target_id}
+        moved: list[str] = []
         for vote in (v for v in votes if v["idea_id"] == source_id):
             kept = on_target.get(vote["member_id"])
             if kept is None:
+                moved.append(vote["member_id"])
                 await changes.cast(
                     conn,
                     self._outbox,
@@ -130,6 +132,9 @@ class IdeaHandlers:
                 )
             await changes.retract(conn, self._outbox, vote, cause=domain.CAUSE_MERGE)
         await store.mark_dirty(conn, [source_id, target_id])
+        # JetStream redelivers a merge that failed after later events, such as
+        # the target's ship: its moved supporters are told what the others were.
+        await notification_handlers.tell_late_supporters(conn, target_id, moved)
 
 
 class TierHandlers:

@@ -148,6 +148,44 @@ async def test_supporters_of_a_merged_duplicate_are_told(votes: VotesClients) ->
     assert await inbox(votes, "target-fan") == []
 
 
+async def test_supporters_a_late_merge_moves_onto_a_shipped_idea_are_told_it_shipped(
+    votes: VotesClients,
+) -> None:
+    """The merge came first at the ideas service, but its event was handled
+    after the target's ship (JetStream redelivers a failed event after later
+    ones): the supporters it moves are told of the ship like the others, once."""
+    await submitted(votes, IDEA)
+    await submitted(votes, OTHER_IDEA)
+    await cast(votes.votes, IDEA, "dup-fan")
+    await cast(votes.votes, OTHER_IDEA, "target-fan")
+    await status_changed(votes, OTHER_IDEA, status.IDEA_STATUS_SHIPPED, 3, title="Call recorder")
+    shipped = await inbox_of_size(votes, "target-fan", 1)
+    merged = ideas_events_pb2.IdeasMerged(source_idea_id=IDEA, target_idea_id=OTHER_IDEA)
+    for _ in range(2):  # the same merge again (a replay) tells nobody twice
+        await emit(votes, merged, source="ideas", aggregate_id=IDEA, version=2)
+    told = await inbox_of_size(votes, "dup-fan", 2)
+    assert sorted((n.kind, n.idea_id) for n in told) == [
+        (pb.NOTIFICATION_KIND_IDEA_STATUS_CHANGED, OTHER_IDEA),
+        (pb.NOTIFICATION_KIND_IDEA_MERGED, IDEA),
+    ]
+    late = next(n for n in told if n.kind == pb.NOTIFICATION_KIND_IDEA_STATUS_CHANGED)
+    assert (late.text, late.new_status, late.release_id) == (
+        shipped[0].text,
+        status.IDEA_STATUS_SHIPPED,
+        "rel-1",
+    )
+
+    async def both_merges_handled() -> bool:
+        count = await votes.service.runtime.pool.fetchval(
+            "select count(*) from inbox where consumer = 'votes-ideas'"
+        )
+        return bool(count == 5)  # two submits, a ship and the merge twice
+
+    await eventually(both_merges_handled)
+    assert len(await inbox(votes, "dup-fan")) == 2
+    assert len(await inbox(votes, "target-fan")) == 1
+
+
 async def test_members_are_told_of_points_and_tiers_once(votes: VotesClients) -> None:
     points = rewards_events_pb2.PointsAwarded(
         entry_id="e-1", member_id="m1", amount=20, reason="supported idea x, which shipped"

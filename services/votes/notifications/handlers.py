@@ -4,7 +4,8 @@
   member with an active vote on the idea (UNDER_REVIEW and a re-opening are
   not worth a message). A status change older than one already told is not
   told. Run by the votes-ideas consumer, which closes the idea in the same
-  transaction.
+  transaction. Supporters whose votes a merge moves onto the idea after that
+  (its event handled late) are told the same, once.
 - IdeasMerged: every member who supported the duplicate (their votes moved
   to the target, or are still being moved).
 - PointsAwarded: the member, for every ledger entry (positive or negative).
@@ -15,6 +16,8 @@ or replayed event tells nobody twice.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import asyncpg
 from cocreate.events.v1 import ideas_events_pb2, rewards_events_pb2
@@ -40,26 +43,39 @@ async def status_changed(
     conn: asyncpg.Connection, event: Event[ideas_events_pb2.IdeaStatusChanged]
 ) -> None:
     m = event.message
-    if not await store.newer_status(conn, m.idea_id, event.aggregate_version):
-        return  # an older change arriving late
     what = TOLD_STATUSES.get(m.new_status)
-    if what is None:
-        return
-    text = f"“{m.title}”, an idea you support, {what}" if m.title else f"An idea you support {what}"
-    if m.note:
-        text += f": {m.note}"
-    await store.add(
-        conn,
-        await store.supporters(conn, m.idea_id),
-        NewNotification(
+    note = None
+    if what is not None:
+        text = (
+            f"“{m.title}”, an idea you support, {what}"
+            if m.title
+            else f"An idea you support {what}"
+        )
+        if m.note:
+            text += f": {m.note}"
+        note = NewNotification(
             kind=pb.NOTIFICATION_KIND_IDEA_STATUS_CHANGED,
             text=text,
             about=f"status:{m.idea_id}:{event.aggregate_version}",
             idea_id=m.idea_id,
             new_status=m.new_status,
             release_id=m.release_id,
-        ),
-    )
+        )
+    if not await store.newer_status(conn, m.idea_id, event.aggregate_version, note):
+        return  # an older change arriving late
+    if note is not None:
+        await store.add(conn, await store.supporters(conn, m.idea_id), note)
+
+
+async def tell_late_supporters(
+    conn: asyncpg.Connection, idea_id: str, member_ids: Sequence[str]
+) -> None:
+    """Members whose support reached the idea after its newest status was
+    told (votes a merge moved onto it, when the merge's event was handled
+    after the status change) are told it too, once."""
+    note = await store.told_status(conn, idea_id)
+    if note is not None:
+        await store.add(conn, member_ids, note)
 
 
 def _merged_text(source_title: str, target_title: str) -> str:

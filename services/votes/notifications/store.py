@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import asyncpg
@@ -59,20 +59,32 @@ async def merged_supporters(conn: asyncpg.Connection, source_id: str) -> list[st
     return [row["member_id"] for row in rows]
 
 
-async def newer_status(conn: asyncpg.Connection, idea_id: str, version: int) -> bool:
-    """Record `version` as the newest told status of the idea; False when a
-    newer (or the same) one was told already."""
+async def newer_status(
+    conn: asyncpg.Connection, idea_id: str, version: int, told: NewNotification | None
+) -> bool:
+    """Record `version` as the newest status of the idea, with what its
+    supporters are told of it (None: nothing); False when a newer (or the
+    same) one was recorded already."""
     applied = await conn.fetchval(
         """
-        insert into notified_idea_versions (idea_id, version) values ($1, $2)
-        on conflict (idea_id) do update set version = excluded.version
+        insert into notified_idea_versions (idea_id, version, told) values ($1, $2, $3)
+        on conflict (idea_id) do update set version = excluded.version, told = excluded.told
             where notified_idea_versions.version < excluded.version
         returning true
         """,
         idea_id,
         version,
+        None if told is None else json.dumps(asdict(told)),
     )
     return bool(applied)
+
+
+async def told_status(conn: asyncpg.Connection, idea_id: str) -> NewNotification | None:
+    """What the idea's supporters were told of its newest status, if anything."""
+    told = await conn.fetchval(
+        "select told from notified_idea_versions where idea_id = $1", idea_id
+    )
+    return None if told is None else NewNotification(**json.loads(told))
 
 
 async def add(conn: asyncpg.Connection, member_ids: Sequence[str], note: NewNotification) -> int:
