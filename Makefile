@@ -37,7 +37,21 @@ gen/.stamp: $(PROTOS) $(VENV)/.installed
 	@echo "$(CURDIR)/gen" > $(SITE)/cocreate-gen.pth
 	@echo "generated protobuf code in gen/"
 
-install: gen/.stamp ## Create .venv, install the project and generate the protobuf code
+# The browser tests (tests/web) drive Debian's chromium through Playwright;
+# Playwright's own browser download is never used (and cannot work offline).
+# An image that only runs the platform skips it: make install BROWSER=
+CHROMIUM := /usr/bin/chromium
+BROWSER ?= $(CHROMIUM)
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the browser tests (tests/web)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "$(CHROMIUM) is missing: install Debian's chromium (apt-get install chromium) as root" >&2; \
+		exit 1; \
+	fi
+
+install: gen/.stamp $(BROWSER) ## Create .venv, install the project and generate the protobuf code (and Debian's chromium for tests/web)
 
 proto: gen/.stamp ## Generate the protobuf code (only when a .proto changed)
 
@@ -67,4 +81,4 @@ bench: install ## Run the benchmarks (bench/), each against a baseline in the sa
 	$(BIN)/python -m bench
 
 clean: ## Remove the virtual environment, generated code and local data
-	rm -rf $(VENV) gen .dev .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) gen .dev .pytest_cache .mypy_cache .ruff_cache .test-output

@@ -1,7 +1,8 @@
 """The HTTP side: POST /rpc (JSON-RPC 2.0, single or batch), POST /rpc/stream
 (one call, answered as NDJSON, one JSON-RPC response per streamed message),
 GET /healthz (the gateway is up), GET /readyz (every upstream answers health),
-GET /methods (every callable method), GET / (a small console for a browser),
+GET /methods (every callable method), GET / (the community web app, see
+services/gateway/web.py), GET /console (a small console for trying calls),
 GET /notifications (a member's notifications, live, for a browser).
 
 Routing: a method's proto package names its service (`cocreate.votes.v1` →
@@ -33,6 +34,7 @@ from services.gateway.jsonrpc import Call, RpcError
 from services.gateway.limits import Busy, Limits
 from services.gateway.methods import Method, Registry
 from services.gateway.settings import UPSTREAMS, Settings
+from services.gateway.web import WebApp
 from services.kit import log
 
 SERVICE_HEADER = "X-Cocreate-Service"
@@ -479,7 +481,7 @@ class Gateway:
             ]
         )
 
-    async def handle_page(self, request: web.Request) -> web.Response:
+    async def handle_console(self, request: web.Request) -> web.Response:
         return _page(_PAGE)
 
     async def handle_notifications_page(self, request: web.Request) -> web.Response:
@@ -537,7 +539,8 @@ font:13px monospace;margin:.3em 0 1em}pre{background:#f4f4f4;padding:1em;overflo
 <h1>cocreate JSON-RPC 2.0 gateway</h1>
 <p>POST <code>/rpc</code> (single or batch), POST <code>/rpc/stream</code> (NDJSON),
 GET <code>/methods</code>, <code>/healthz</code>, <code>/readyz</code>.
-A member's notifications, live: <a href="notifications">/notifications</a>.</p>
+A member's notifications, live: <a href="notifications">/notifications</a>.
+The community web app: <a href="/">/</a>.</p>
 <label>method <select id="method"></select></label>
 <label>params (protobuf JSON mapping) <textarea id="params" rows="6">{}</textarea></label>
 <label>bearer token <input id="token" placeholder="cocreate token --member m1 --role pm"></label>
@@ -585,7 +588,7 @@ li.unread::before{content:"\\25CF  ";color:#1a66d6}.meta{color:#666;font-size:12
 font-weight:normal;margin-left:.5em}#status{color:#666}</style>
 </head><body>
 <h1>Your notifications</h1>
-<p><a href=".">console</a></p>
+<p><a href="/">the web app</a> · <a href="console">console</a></p>
 <label>member token
 <input id="token" placeholder="cocreate token --member m1 --role member"></label>
 <button id="connect">connect</button>
@@ -836,7 +839,8 @@ def build_app(settings: Settings, registry: Registry | None = None) -> web.Appli
     app.router.add_post("/rpc/stream", gateway.handle_stream)
     app.router.add_route("OPTIONS", "/rpc", gateway.handle_preflight)
     app.router.add_route("OPTIONS", "/rpc/stream", gateway.handle_preflight)
-    app.router.add_get("/", gateway.handle_page)
+    WebApp(settings.dev_tokens, settings.sign_in_url).add_routes(app)
+    app.router.add_get("/console", gateway.handle_console)
     app.router.add_get("/notifications", gateway.handle_notifications_page)
     app.router.add_get("/methods", gateway.handle_methods)
     app.router.add_get("/healthz", gateway.handle_healthz)

@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from services.kit import config
+from services.kit.auth import TokenPolicy
 from services.kit.config import DEFAULT_PORTS, ConfigError
 
 # The services behind the gateway, by the second part of their proto package.
@@ -39,6 +41,24 @@ class Settings:
     # Calls per second per client, with bursts; 0 switches the rate limit off.
     rate_limit_per_second: float = 50.0
     rate_limit_burst: int = 500
+    # The web app's development sign-in (POST /dev/token) mints tokens under
+    # this policy; None (production, or a secret of the deployment's own): off.
+    dev_tokens: TokenPolicy | None = None
+    # Where the web app sends a person to sign in (the community's own site,
+    # which sends them back with a token in the URL's fragment); empty: none.
+    sign_in_url: str = ""
+
+
+def dev_token_policy(env: Mapping[str, str]) -> TokenPolicy | None:
+    """The policy development tokens are minted under, when the gateway may
+    mint them: as for `cocreate token`, only with COCREATE_ENV=development and
+    the development secret (a deployment's tokens come from its identity provider)."""
+    if not config.is_development(env):
+        return None
+    secret = env.get("COCREATE_JWT_SECRET")
+    if secret and secret != config.DEV_JWT_SECRET:
+        return None
+    return config.token_policy(env)
 
 
 def upstream_target(env: Mapping[str, str], service: str) -> str:
@@ -73,6 +93,13 @@ def _number(
     if value < 0 or (value == 0 and not allow_zero):
         raise ConfigError(f"{name}={raw!r} must be positive" + (" or 0" if allow_zero else ""))
     return value
+
+
+def _sign_in_url(env: Mapping[str, str]) -> str:
+    url = env.get("COCREATE_GATEWAY_SIGN_IN_URL", "").strip()
+    if url and not url.startswith(("https://", "http://")):
+        raise ConfigError(f"COCREATE_GATEWAY_SIGN_IN_URL={url!r} must be an http(s) URL")
+    return url
 
 
 def load(env: Mapping[str, str] | None = None) -> Settings:
@@ -125,4 +152,6 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         rate_limit_burst=int(
             _number(env, "COCREATE_GATEWAY_RATE_LIMIT_BURST", Settings.rate_limit_burst, int)
         ),
+        dev_tokens=dev_token_policy(env),
+        sign_in_url=_sign_in_url(env),
     )

@@ -33,11 +33,38 @@ class Role(StrEnum):
 class Caller:
     member_id: str
     role: Role
+    # No token: someone reading one of the PUBLIC_METHODS. They see what a
+    # member sees (never a hidden idea or comment) and can call nothing else.
+    visitor: bool = False
 
     @property
     def is_staff(self) -> bool:
         """PMs, admins and the release tooling may act on anything."""
-        return self.role in (Role.PM, Role.ADMIN, Role.SERVICE)
+        return self.role in (Role.PM, Role.ADMIN, Role.SERVICE) and not self.visitor
+
+
+VISITOR = Caller(member_id="", role=Role.MEMBER, visitor=True)
+
+# The deliberate list of reads anyone may make without a token, so a community's
+# board can be read by whoever the community shows it to: products, boards and
+# ideas, comments (official responses among them), an idea's history, similar
+# ideas, and releases with their notes. What a member cannot see (hidden ideas
+# and comments, report counts, hidden reasons) a visitor cannot either; every
+# other method, and any call that carries a token, is authenticated as before.
+PUBLIC_METHODS = frozenset(
+    {
+        "/cocreate.ideas.v1.IdeaService/ListProducts",
+        "/cocreate.ideas.v1.IdeaService/GetProduct",
+        "/cocreate.ideas.v1.IdeaService/ListIdeas",
+        "/cocreate.ideas.v1.IdeaService/GetIdea",
+        "/cocreate.ideas.v1.IdeaService/FindSimilarIdeas",
+        "/cocreate.ideas.v1.IdeaService/ListComments",
+        "/cocreate.ideas.v1.IdeaService/ListIdeaHistory",
+        "/cocreate.ideas.v1.ReleaseService/ListReleases",
+        "/cocreate.ideas.v1.ReleaseService/GetRelease",
+        "/cocreate.ideas.v1.ReleaseService/GetReleaseNotes",
+    }
+)
 
 
 _current: contextvars.ContextVar[Caller | None] = contextvars.ContextVar(
@@ -88,8 +115,17 @@ _DEFAULT_POLICY = TokenPolicy()
 
 
 def verify_token(
-    authorization: str | None, secret: str, policy: TokenPolicy = _DEFAULT_POLICY
+    authorization: str | None,
+    secret: str,
+    policy: TokenPolicy = _DEFAULT_POLICY,
+    *,
+    method: str = "",
 ) -> Caller:
+    """The caller a token names. Without one, a call of a PUBLIC_METHODS
+    `method` (its gRPC path) is a visitor's; any other is UNAUTHENTICATED. A
+    token that is there but wrong is refused even on a public method."""
+    if not authorization and method in PUBLIC_METHODS:
+        return VISITOR
     if not authorization:
         raise Unauthenticated("missing authorization metadata (expected 'Bearer <jwt>')")
     scheme, _, token = authorization.partition(" ")

@@ -83,6 +83,12 @@ def _reset_quietly(reset: Callable[[Any], None], token: Any) -> None:
         reset(token)
 
 
+def _role_of(caller: auth.Caller | None) -> str | None:
+    if caller is None:
+        return None
+    return "visitor" if caller.visitor else caller.role.value
+
+
 class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(
         self, *, service: str, jwt_secret: str, token_policy: auth.TokenPolicy | None = None
@@ -133,7 +139,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             caller: auth.Caller | None = None
             trace = tracing.set_current(self._traceparent(context))
             try:
-                caller = self._authenticate(context)
+                caller = self._authenticate(context, method)
                 _refuse_undecodable(request)
                 token = auth.set_caller(caller)
                 try:
@@ -162,7 +168,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             caller: auth.Caller | None = None
             trace = tracing.set_current(self._traceparent(context))
             try:
-                caller = self._authenticate(context)
+                caller = self._authenticate(context, method)
                 _refuse_undecodable(request)
                 token = auth.set_caller(caller)
                 try:
@@ -190,9 +196,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         metadata = dict(context.invocation_metadata() or ())
         return tracing.continue_from(metadata.get("traceparent"))
 
-    def _authenticate(self, context: grpc.aio.ServicerContext) -> auth.Caller:
+    def _authenticate(self, context: grpc.aio.ServicerContext, method: str) -> auth.Caller:
         metadata = dict(context.invocation_metadata() or ())
-        return auth.verify_token(metadata.get("authorization"), self._secret, self._token_policy)
+        return auth.verify_token(
+            metadata.get("authorization"), self._secret, self._token_policy, method=method
+        )
 
     def _status_for(
         self, exc: Exception, method: str, context: grpc.aio.ServicerContext
@@ -222,8 +230,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 "method": method,
                 "code": code.name,
                 "ms": round((time.perf_counter() - started) * 1000, 2),
-                "caller": caller.member_id if caller else None,
-                "role": caller.role.value if caller else None,
+                "caller": caller.member_id if caller and not caller.visitor else None,
+                "role": _role_of(caller),
                 "trace_id": tracing.trace_id(tracing.current()),
             },
         )

@@ -109,17 +109,32 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
                 "members may only list their own votes",
                 metadata={"member_id": member_id},
             )
+        violations = Violations()
         if request.member_id:
-            _check_ids(("member_id", request.member_id))
-        # The filter is the resolved member: a token from the list without a
-        # member_id goes on with the caller's own member_id named, and back.
+            domain.check_id(violations, "member_id", request.member_id)
+        violations.check(
+            len(request.idea_ids) <= domain.MAX_BATCH,
+            "idea_ids",
+            f"at most {domain.MAX_BATCH} ideas per call",
+        )
+        for index, idea_id in enumerate(request.idea_ids[: domain.MAX_BATCH]):
+            domain.check_id(violations, f"idea_ids[{index}]", idea_id)
+        violations.raise_if_any()
+        # The filter is the resolved member (a token from the list without a
+        # member_id goes on with the caller's own member_id named, and back)
+        # and the ideas asked about.
         page = self._rt.page_tokens.page(
             pb.ListMyVotesRequest(
-                member_id=member_id, page_size=request.page_size, page_token=request.page_token
+                member_id=member_id,
+                page_size=request.page_size,
+                page_token=request.page_token,
+                idea_ids=sorted(set(request.idea_ids)),
             )
         )
         after = _after(page.after, "idea_id")
-        rows = await store.list_member_votes(self._rt.pool, member_id, after, page.fetch)
+        rows = await store.list_member_votes(
+            self._rt.pool, member_id, after, page.fetch, list(request.idea_ids) or None
+        )
         return pb.ListMyVotesResponse(
             votes=[mappers.vote(r) for r in page.items(rows)],
             next_page_token=page.next_token(

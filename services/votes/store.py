@@ -702,27 +702,35 @@ async def get_tallies(
 
 
 async def list_member_votes(
-    conn: asyncpg.Pool, member_id: str, after: tuple[datetime, str] | None, limit: int
+    conn: asyncpg.Pool,
+    member_id: str,
+    after: tuple[datetime, str] | None,
+    limit: int,
+    idea_ids: list[str] | None = None,
 ) -> list[Record]:
-    """Active votes, newest first."""
+    """Active votes, newest first; only on `idea_ids` when given."""
     if after is None:
         return list(
             await conn.fetch(
                 "select * from votes where member_id = $1 and active "
+                "and ($3::text[] is null or idea_id = any($3::text[])) "
                 "order by cast_at desc, idea_id limit $2",
                 member_id,
                 limit,
+                idea_ids,
             )
         )
     return list(
         await conn.fetch(
             "select * from votes where member_id = $1 and active "
+            "and ($5::text[] is null or idea_id = any($5::text[])) "
             "and (cast_at < $2 or (cast_at = $2 and idea_id > $3)) "
             "order by cast_at desc, idea_id limit $4",
             member_id,
             after[0],
             after[1],
             limit,
+            idea_ids,
         )
     )
 

@@ -258,7 +258,7 @@ async def test_methods_and_console_page_are_served(gateway: GatewayClient) -> No
         "request": "cocreate.ops.v1.ListDeadLettersRequest",
         "response": "cocreate.ops.v1.ListDeadLettersResponse",
     }
-    page = await gateway.request("GET", "/")
+    page = await gateway.request("GET", "/console")
     assert page.status == 200
     assert page.headers["Content-Type"].startswith("text/html")
     assert b"/rpc" in page.body

@@ -47,7 +47,7 @@ async def test_notifications_page_is_html_naming_the_methods_it_calls(
     # Notification text goes in as text, never as markup.
     assert "textContent" in html
     assert "innerHTML" not in html
-    console = await gateway.request("GET", "/")
+    console = await gateway.request("GET", "/console")
     assert 'href="notifications"' in console.body.decode()
 
 

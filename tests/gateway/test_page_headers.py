@@ -13,7 +13,7 @@ import pytest
 from tests.gateway.conftest import StartGateway
 
 
-@pytest.mark.parametrize("path", ["/", "/notifications"])
+@pytest.mark.parametrize("path", ["/console", "/notifications"])
 async def test_pages_send_a_strict_policy(start_gateway: StartGateway, path: str) -> None:
     gateway = await start_gateway()
     page = await gateway.request("GET", path)

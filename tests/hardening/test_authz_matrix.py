@@ -17,6 +17,7 @@ from cocreate.rewards.v1 import rewards_service_pb2 as rewards_pb
 from cocreate.rewards.v1 import rewards_service_pb2_grpc as rewards_grpc
 from google.protobuf import descriptor_pool, json_format, message_factory
 
+from services.kit import auth
 from services.kit.server import RunningService
 from tests.hardening import fuzz
 from tests.support import Platform, metadata, stub
@@ -118,6 +119,8 @@ async def test_every_method_answers_every_caller_as_the_table_says(platform: Pla
     missing = sorted(set(methods) - set(table))
     assert missing == [], f"methods without an entry in {TABLE.name}: {missing}"
     assert sorted(set(table) - set(methods)) == [], "entries for methods no service serves"
+    public = sorted(n for n, entry in table.items() if entry.get("anonymous") == "allow")
+    assert public == sorted(p.strip("/").replace("/", ".") for p in auth.PUBLIC_METHODS)
     names = await _resources(services[0], services[2])
     channels = {s.address: grpc.aio.insecure_channel(s.address) for s in services}
     mismatches: list[str] = []

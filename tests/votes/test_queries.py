@@ -39,6 +39,52 @@ async def test_my_votes_are_listed_newest_first_page_by_page(platform: Platform)
     assert pages == 2
 
 
+async def test_my_votes_on_given_ideas_answer_whether_i_support_each(
+    platform: Platform,
+) -> None:
+    svc = await platform.start("votes")
+    client = feed.votes(svc)
+    ideas = [f"idea-{n}" for n in range(4)]
+    await feed.submit_ideas(svc, *ideas)
+    for idea_id in ("idea-0", "idea-1", "idea-3"):
+        await feed.cast(client, "m1", idea_id)
+    await feed.retract(client, "m1", "idea-1")
+    await feed.cast(client, "m2", "idea-2")
+
+    asked = pb.ListMyVotesRequest(idea_ids=["idea-0", "idea-1", "idea-2"], page_size=100)
+    answer = await client.ListMyVotes(asked, metadata=metadata("m1"))
+    assert [v.idea_id for v in answer.votes] == ["idea-0"]
+    assert answer.next_page_token == ""
+
+    # Paged, the filter stays bound to the token.
+    first = await client.ListMyVotes(
+        pb.ListMyVotesRequest(idea_ids=["idea-0", "idea-3"], page_size=1), metadata=metadata("m1")
+    )
+    second = await client.ListMyVotes(
+        pb.ListMyVotesRequest(
+            idea_ids=["idea-3", "idea-0"], page_size=1, page_token=first.next_page_token
+        ),
+        metadata=metadata("m1"),
+    )
+    assert [v.idea_id for v in [*first.votes, *second.votes]] == ["idea-3", "idea-0"]
+    changed = pb.ListMyVotesRequest(idea_ids=["idea-2"], page_token=first.next_page_token)
+    error = await feed.expect_error(
+        client.ListMyVotes(changed, metadata=metadata("m1")), grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert "page_token" in violated_fields(error)
+
+    too_many = pb.ListMyVotesRequest(idea_ids=[f"idea-{n}" for n in range(501)])
+    error = await feed.expect_error(
+        client.ListMyVotes(too_many, metadata=metadata("m1")), grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert violated_fields(error) == {"idea_ids"}
+    blank = pb.ListMyVotesRequest(idea_ids=["idea-0", ""])
+    error = await feed.expect_error(
+        client.ListMyVotes(blank, metadata=metadata("m1")), grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert violated_fields(error) == {"idea_ids[1]"}
+
+
 async def test_a_member_cannot_read_someone_elses_votes_but_a_pm_can(platform: Platform) -> None:
     svc = await platform.start("votes")
     client = feed.votes(svc)
