@@ -4,6 +4,7 @@ domain.py."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -82,13 +83,7 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
     ) -> pb.BatchGetTalliesResponse:
         caller = current_caller()
         violations = Violations()
-        violations.check(
-            len(request.idea_ids) <= domain.MAX_BATCH,
-            "idea_ids",
-            f"at most {domain.MAX_BATCH} ideas per call",
-        )
-        for index, idea_id in enumerate(request.idea_ids[: domain.MAX_BATCH]):
-            domain.check_id(violations, f"idea_ids[{index}]", idea_id)
+        _check_idea_ids(violations, request.idea_ids)
         violations.raise_if_any()
         found = _visible(caller, await store.get_tallies(self._rt.pool, list(request.idea_ids)))
         response = pb.BatchGetTalliesResponse()
@@ -112,13 +107,7 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
         violations = Violations()
         if request.member_id:
             domain.check_id(violations, "member_id", request.member_id)
-        violations.check(
-            len(request.idea_ids) <= domain.MAX_BATCH,
-            "idea_ids",
-            f"at most {domain.MAX_BATCH} ideas per call",
-        )
-        for index, idea_id in enumerate(request.idea_ids[: domain.MAX_BATCH]):
-            domain.check_id(violations, f"idea_ids[{index}]", idea_id)
+        _check_idea_ids(violations, request.idea_ids)
         violations.raise_if_any()
         # The filter is the resolved member (a token from the list without a
         # member_id goes on with the caller's own member_id named, and back)
@@ -361,3 +350,14 @@ def _after(position: dict[str, Any] | None, key: str) -> tuple[datetime, str] | 
     if position is None:
         return None
     return datetime.fromisoformat(position["cast_at"]), str(position[key])
+
+
+def _check_idea_ids(violations: Violations, idea_ids: Sequence[str]) -> None:
+    """A list of ideas asked about in one call: at most MAX_BATCH, each an id."""
+    violations.check(
+        len(idea_ids) <= domain.MAX_BATCH,
+        "idea_ids",
+        f"at most {domain.MAX_BATCH} ideas per call",
+    )
+    for index, idea_id in enumerate(idea_ids[: domain.MAX_BATCH]):
+        domain.check_id(violations, f"idea_ids[{index}]", idea_id)
