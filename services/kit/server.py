@@ -18,7 +18,7 @@ import signal
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import grpc
@@ -32,12 +32,14 @@ from nats.js import JetStreamContext, api
 from services.kit import config as config_module
 from services.kit import db, events, log
 from services.kit.deadletters import DeadLetterServicer
+from services.kit.errors import INFRASTRUCTURE_ERRORS
 from services.kit.inbox import InboxConsumer
 from services.kit.interceptor import ServiceInterceptor
 from services.kit.outbox import Outbox, OutboxRelay
 from services.kit.pagination import PageTokens
 
 _log = log.get("server")
+T = TypeVar("T")
 
 # How long JetStream remembers a Nats-Msg-Id to drop a re-publish. The inbox
 # makes handling idempotent beyond it.
@@ -135,20 +137,61 @@ class RunningService:
         _log.info("stopped", extra={"service": self.definition.name})
 
 
+STARTUP_WAIT_SETTING = "COCREATE_STARTUP_WAIT_SECONDS"
+DEFAULT_STARTUP_WAIT_SECONDS = 60.0
+
+
+async def _when_reachable(
+    what: str, connect: Callable[[], Coroutine[Any, Any, T]], wait_seconds: float, service: str
+) -> T:
+    """`connect()`, tried again while the backend is away — restarting after a
+    crash, or still recovering — for up to `wait_seconds`; then its error. A
+    service started beside its database need not be started again by hand."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    delay = 0.1
+    while True:
+        try:
+            return await connect()
+        except (*INFRASTRUCTURE_ERRORS, nats.errors.NoServersError) as exc:
+            if loop.time() + delay > deadline:
+                raise
+            _log.warning(
+                f"waiting for {what}",
+                extra={"service": service, "error": f"{type(exc).__name__}: {exc}"},
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
 async def start(definition: ServiceDefinition, config: config_module.Config) -> RunningService:
     if config.environment != config_module.PRODUCTION:
         _log.warning(
             "development mode (COCREATE_ENV=development): development secrets are accepted",
             extra={"service": definition.name},
         )
-    pool = await db.create_pool(config.database_url)
     components = [("kit", db.KIT_MIGRATIONS)]
     if definition.migrations is not None:
         components.append((definition.name, definition.migrations))
-    await db.migrate(pool, components)
+    wait = config.get_float(STARTUP_WAIT_SETTING, DEFAULT_STARTUP_WAIT_SECONDS)
 
-    nc = await nats.connect(
-        config.nats_url, name=f"cocreate-{definition.name}", max_reconnect_attempts=-1
+    async def migrated_pool() -> asyncpg.Pool:
+        pool = await db.create_pool(config.database_url)
+        try:
+            await db.migrate(pool, components)
+        except BaseException:
+            await pool.close()
+            raise
+        return pool
+
+    pool = await _when_reachable("PostgreSQL", migrated_pool, wait, definition.name)
+    nc = await _when_reachable(
+        "NATS",
+        lambda: nats.connect(
+            config.nats_url, name=f"cocreate-{definition.name}", max_reconnect_attempts=-1
+        ),
+        wait,
+        definition.name,
     )
     js = nc.jetstream()
     await ensure_stream(js, config.stream, config.stream_replicas)
