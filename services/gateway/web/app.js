@@ -373,6 +373,8 @@ async function viewBoard(mine, productId, query) {
     s ? h("a", {class: "button primary", id: "submit-idea", href: "#/p/" + encodeURIComponent(productId) + "/submit",
       text: t("board.submit")})
       : h("a", {class: "button", href: "#/signin", text: t("board.signInToSubmit")}),
+    h("a", {class: "button", id: "roadmap-link", href: "#/p/" + encodeURIComponent(productId) + "/roadmap",
+      text: t("board.roadmap")}),
     h("a", {class: "button", href: "#/p/" + encodeURIComponent(productId) + "/releases", text: t("board.releases")}),
     s && s.staff ? h("a", {class: "button", href: "#/p/" + encodeURIComponent(productId) + "/triage",
       text: t("board.triage")}) : null);
@@ -737,6 +739,41 @@ async function viewNotifications(mine) {
     h("div", {class: "actions"}, markAll), box, list);
 }
 
+// The roadmap's columns, in the order work moves through them.
+const ROADMAP = [
+  ["planned", "IDEA_STATUS_PLANNED"],
+  ["progress", "IDEA_STATUS_IN_PROGRESS"],
+  ["shipped", "IDEA_STATUS_SHIPPED"],
+];
+
+// Planned and in progress by score (what the community wants most first);
+// shipped newest first. ListIdeas has no "by ship time" order: an idea's
+// update time is its last change, and a shipped idea takes no more votes, so
+// for shipped ideas it is (nearly always) the ship itself.
+async function viewRoadmap(mine, productId) {
+  render(h("p", {text: t("loading")}));
+  const [{product}, ...columns] = await Promise.all([rpc(M.getProduct, {productId}),
+    ...ROADMAP.map(([, status]) => pages(M.listIdeas,
+      {filter: {productId, statuses: [status]}, order: ORDERS.top}, "ideas", 3))]);
+  if (mine !== generation) return;
+  const shipped = columns[2];
+  shipped.sort((a, b) => String(b.updateTime || "").localeCompare(String(a.updateTime || "")));
+  const sections = ROADMAP.map(([key], n) => h("section",
+    {class: "roadmap-column", id: "roadmap-" + key, "aria-labelledby": "roadmap-" + key + "-title"},
+    h("h2", {id: "roadmap-" + key + "-title"}, t("roadmap." + key),
+      h("span", {class: "meta", text: " (" + num(columns[n].length) + ")"})),
+    columns[n].length
+      ? h("ol", {class: "roadmap-ideas"}, columns[n].map((idea) => h("li", {"data-idea": idea.id},
+        h("a", {href: "#/i/" + encodeURIComponent(idea.id), text: idea.title}),
+        h("div", {class: "meta", text: "#" + num(idea.number) + " · " + num(idea.weightedScore) + " " +
+          t("idea.score") + " · " + voters(idea.voterCount) +
+          (key === "shipped" && idea.updateTime ? " · " + when(idea.updateTime) : "")}))))
+      : h("p", {class: "quiet", text: t("empty")})));
+  render(h("p", {}, h("a", {href: "#/p/" + encodeURIComponent(productId), text: "← " + product.name})),
+    h("h1", {text: t("roadmap.title", {product: product.name})}),
+    h("div", {class: "roadmap", id: "roadmap"}, sections));
+}
+
 function isoWeek(date = new Date()) {
   const d = new Date(Date.UTC(date.getFullYear(), date.getMonth(), date.getDate()));
   const day = d.getUTCDay() || 7;
@@ -874,6 +911,7 @@ async function route() {
     if (!head) await viewProducts(mine);
     else if (head === "p" && id && !sub) await viewBoard(mine, id, query);
     else if (head === "p" && id && sub === "submit") await viewSubmit(mine, id);
+    else if (head === "p" && id && sub === "roadmap") await viewRoadmap(mine, id);
     else if (head === "p" && id && sub === "releases") await viewReleases(mine, id);
     else if (head === "p" && id && sub === "triage") await viewTriageQueue(mine, id);
     else if (head === "i" && id) await viewIdea(mine, id);
