@@ -12,6 +12,7 @@ export const M = {
   listComments: "cocreate.ideas.v1.IdeaService.ListComments",
   addComment: "cocreate.ideas.v1.IdeaService.AddComment",
   history: "cocreate.ideas.v1.IdeaService.ListIdeaHistory",
+  exportIdeas: "cocreate.ideas.v1.IdeaService.ExportIdeas",
   changeStatus: "cocreate.ideas.v1.IdeaService.ChangeIdeaStatus",
   merge: "cocreate.ideas.v1.IdeaService.MergeIdeas",
   hide: "cocreate.ideas.v1.IdeaService.HideIdea",
@@ -152,7 +153,7 @@ export async function rpc(method, params = {}, {signal} = {}) {
   return reply.result;
 }
 
-// Opens an endless stream (WatchNotifications) on /rpc/stream and calls
+// Opens a stream (WatchNotifications, ExportIdeas) on /rpc/stream and calls
 // `onItem` for each message; resolves with the error line, if any, when it ends.
 export async function stream(method, params, onItem, signal) {
   const answer = await fetch("rpc/stream", {
@@ -161,7 +162,19 @@ export async function stream(method, params, onItem, signal) {
     body: JSON.stringify({jsonrpc: "2.0", id: 1, method, params}),
     signal,
   });
-  if (!answer.ok || !answer.body) throw new ApiError("HTTP", "HTTP " + answer.status);
+  if (!answer.ok || !answer.body) {
+    // A refusal before the stream opened (a bad call, too many streams) is an
+    // NDJSON error line too: its words, not just the HTTP status.
+    const text = await answer.text().catch(() => "");
+    let reply = null;
+    try {
+      reply = JSON.parse(text.split("\n")[0]);
+    } catch (e) {
+      reply = null;
+    }
+    if (reply && reply.error) throw toError(reply.error);
+    throw new ApiError("HTTP", "HTTP " + answer.status);
+  }
   const reader = answer.body.getReader();
   const decoder = new TextDecoder();
   let buffered = "";

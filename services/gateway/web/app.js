@@ -368,6 +368,7 @@ async function viewBoard(mine, productId, query) {
     controls.append(h("label", {class: "check"}, hidden, " ", t("board.showHidden")));
   }
   more.addEventListener("click", () => act(more, error, () => load(true)));
+  const exporting = s && s.staff ? exportPanel(product, () => ({filter: filter(), order: ORDERS[state.order]})) : null;
 
   const actions = h("div", {class: "actions"},
     s ? h("a", {class: "button primary", id: "submit-idea", href: "#/p/" + encodeURIComponent(productId) + "/submit",
@@ -379,8 +380,93 @@ async function viewBoard(mine, productId, query) {
     s && s.staff ? h("a", {class: "button", href: "#/p/" + encodeURIComponent(productId) + "/triage",
       text: t("board.triage")}) : null);
   render(h("h1", {text: product.name}), product.description ? h("p", {text: product.description}) : null,
-    actions, controls, error, list, more);
+    actions, controls, exporting, error, list, more);
   await load(false);
+}
+
+// --- export (PMs and admins) ------------------------------------------------
+
+// A spreadsheet would run a cell that starts like a formula: such text gets a
+// leading apostrophe, which spreadsheets show as text.
+function csvCell(value) {
+  let text = String(value ?? "");
+  if (/^[=+\-@\t\r]/.test(text)) text = "'" + text;
+  return /[",\r\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
+}
+
+function mdCell(value) {
+  return String(value ?? "").replace(/\\/g, "\\\\").replace(/\|/g, "\\|").replace(/\r?\n/g, " ");
+}
+
+const EXPORT_COLUMNS = ["number", "title", "status", "score", "voters", "comments", "author", "created",
+  "tags", "id"];
+
+function exportRow(idea, status) {
+  return [idea.number || "0", idea.title, status, idea.weightedScore || "0", idea.voterCount || "0",
+    idea.commentCount || "0", idea.authorId, idea.createTime || "", (idea.tags || []).join(" "), idea.id];
+}
+
+// CSV for spreadsheets (stable English column names and status keys, UTF-8
+// with a byte-order mark so Chinese titles open right); Markdown for people,
+// in the interface's language.
+function toCsv(ideas) {
+  const lines = [EXPORT_COLUMNS.join(",")];
+  for (const idea of ideas) {
+    const status = (idea.status || "IDEA_STATUS_OPEN").replace("IDEA_STATUS_", "").toLowerCase();
+    lines.push(exportRow(idea, status).map(csvCell).join(","));
+  }
+  return "\ufeff" + lines.join("\r\n") + "\r\n";
+}
+
+function toMarkdown(product, ideas) {
+  const head = EXPORT_COLUMNS.map((c) => t("export.col." + c));
+  const lines = ["# " + mdCell(product.name), "",
+    t("export.summary", {count: num(ideas.length), when: when(new Date().toISOString())}), "",
+    "| " + head.join(" | ") + " |", "|" + head.map(() => " --- |").join("")];
+  for (const idea of ideas) {
+    lines.push("| " + exportRow(idea, statusName(idea.status)).map(mdCell).join(" | ") + " |");
+  }
+  return lines.join("\n") + "\n";
+}
+
+function download(name, text, type) {
+  const url = URL.createObjectURL(new Blob([text], {type}));
+  const link = h("a", {href: url, download: name, hidden: true});
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+}
+
+// Downloads the board's current filter and order, streamed by ExportIdeas
+// (up to 500 ideas to a message) and built into a file in the browser.
+function exportPanel(product, current) {
+  const box = alertBox();
+  const done = h("span", {class: "meta", id: "export-done", role: "status"});
+  const base = (product.name.replace(/[^\p{L}\p{N}]+/gu, "-").replace(/^-|-$/g, "") || "ideas") +
+    "-" + new Date().toISOString().slice(0, 10);
+  const button = (format) => {
+    const b = h("button", {type: "button", id: "export-" + format, text: t("export." + format)});
+    b.addEventListener("click", () => act(b, box, async () => {
+      done.textContent = t("export.running");
+      const ideas = [];
+      const {filter, order} = current();
+      try {
+        const failure = await stream(M.exportIdeas, {filter, order},
+          (item) => ideas.push(...(item.ideas || [])));
+        if (failure) throw failure;
+      } catch (err) {
+        done.textContent = "";
+        throw err;
+      }
+      if (format === "csv") download(base + ".csv", toCsv(ideas), "text/csv;charset=utf-8");
+      else download(base + ".md", toMarkdown(product, ideas), "text/markdown;charset=utf-8");
+      done.textContent = t("export.done", {count: num(ideas.length)});
+    }));
+    return b;
+  };
+  return h("div", {class: "actions", id: "export", role: "group", "aria-label": t("export.label")},
+    h("span", {class: "meta", text: t("export.label") + ":"}), button("csv"), button("markdown"), done, box);
 }
 
 // The signed-in member's active votes among `ideaIds`, by idea id: one call.
