@@ -8,11 +8,23 @@ import csv
 import io
 from pathlib import Path
 
-from playwright.async_api import expect
+from playwright.async_api import Download, expect
 
 from tests.web.conftest import NewPage, Stack
 from tests.web.test_community_flow import IDEAS, rpc, sign_in
 from tests.web.test_release_phone_and_chinese import product_with_ideas
+
+COLUMNS = ["number", "title", "status", "score", "voters", "comments"]
+COLUMNS += ["author", "created", "tags", "id"]
+
+
+def read(path: Path, encoding: str) -> str:
+    """A downloaded file's text (small: read at once)."""
+    return path.read_text(encoding=encoding)
+
+
+async def text_of(download: Download, encoding: str = "utf-8") -> str:
+    return read(Path(await download.path()), encoding)
 
 
 async def test_a_pm_downloads_the_filtered_board_as_csv_and_markdown(
@@ -43,11 +55,9 @@ async def test_a_pm_downloads_the_filtered_board_as_csv_and_markdown(
     download = await arriving.value
     assert download.suggested_filename.startswith("Phone-OS-")
     assert download.suggested_filename.endswith(".csv")
-    text = Path(await download.path()).read_text(encoding="utf-8-sig")
+    text = await text_of(download, "utf-8-sig")
     rows = list(csv.reader(io.StringIO(text)))
-    assert rows[0] == [
-        "number", "title", "status", "score", "voters", "comments", "author", "created", "tags", "id",
-    ]  # fmt: skip
+    assert rows[0] == COLUMNS
     # The filter and order of the board: newest first, under review only.
     assert [row[1] for row in rows[1:]] == [
         "锁屏界面的深色模式",
@@ -63,7 +73,7 @@ async def test_a_pm_downloads_the_filtered_board_as_csv_and_markdown(
         await exporting.get_by_role("button", name="Markdown").click()
     download = await arriving.value
     assert download.suggested_filename.endswith(".md")
-    lines = Path(await download.path()).read_text(encoding="utf-8").splitlines()
+    lines = (await text_of(download)).splitlines()
     assert lines[0] == "# Phone OS"
     header = lines.index(
         "| # | Title | Status | Score | Voters | Comments | Author | Submitted | Tags | Id |"
