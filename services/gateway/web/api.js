@@ -22,6 +22,8 @@ export const M = {
   cast: "cocreate.votes.v1.VoteService.CastVote",
   retract: "cocreate.votes.v1.VoteService.RetractVote",
   myVotes: "cocreate.votes.v1.VoteService.ListMyVotes",
+  weightPolicy: "cocreate.votes.v1.VoteService.GetWeightPolicy",
+  updateWeightPolicy: "cocreate.votes.v1.VoteService.UpdateWeightPolicy",
   account: "cocreate.rewards.v1.RewardsService.GetAccount",
   entries: "cocreate.rewards.v1.RewardsService.ListEntries",
   catalogue: "cocreate.rewards.v1.RewardsService.ListCatalogueItems",

@@ -163,6 +163,7 @@ function renderHeader() {
       t("nav.notifications"), " ",
       h("span", {id: "unread", class: "badge", hidden: unread.count === 0,
         "aria-label": t("nav.unread", {count: unread.count}), text: String(unread.count)})));
+    if (s.role === "admin") items.push(h("a", {href: "#/admin/weights", text: t("nav.weights")}));
     items.push(h("span", {class: "who", id: "who",
       text: t("nav.signedInAs", {member: s.member, role: t("role." + s.role)})}));
     items.push(h("button", {type: "button", class: "link", id: "sign-out", text: t("nav.signOut"),
@@ -953,6 +954,48 @@ async function viewTriageQueue(mine, productId) {
     h("h1", {text: t("triage.queueTitle")}), reported.length ? list : h("p", {class: "quiet", text: t("triage.queueEmpty")}));
 }
 
+// The tier → weight table. Admins change it; a save names the version it was
+// read at, so a change made meanwhile by someone else is refused (ABORTED),
+// not overwritten.
+async function viewWeights(mine) {
+  const s = session();
+  if (!s) return go("#/signin");
+  const {policy} = await rpc(M.weightPolicy, {});
+  if (mine !== generation) return;
+  const weights = policy.weights || {};
+  const names = [...TIERS.filter((n) => n in weights), ...Object.keys(weights).filter((n) => !TIERS.includes(n))];
+  const box = alertBox();
+  const saved = h("p", {class: "quiet", id: "policy-saved", role: "status"});
+  const inputs = names.map((name) => h("input", {type: "number", min: 1, max: 1000, step: 1, required: true,
+    id: "weight-" + name, "data-tier": name, value: String(weights[name]), disabled: s.role !== "admin"}));
+  const save = h("button", {type: "submit", class: "primary", id: "save-weights", text: t("weights.save")});
+  const form = h("form", {class: "stack", id: "weights-form", novalidate: true},
+    h("table", {id: "weights"}, h("thead", {}, h("tr", {},
+      h("th", {scope: "col", text: t("account.tier")}), h("th", {scope: "col", text: t("weights.weight")}))),
+    h("tbody", {}, names.map((name, n) => h("tr", {}, h("th", {scope: "row"},
+      h("label", {for: inputs[n].id, text: name})), h("td", {}, inputs[n]))))),
+    box, s.role === "admin" ? save : h("p", {class: "quiet", text: t("weights.adminOnly")}), saved);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (s.role !== "admin") return;
+    act(save, box, async () => {
+      saved.textContent = "";
+      // Whole numbers stay exact as text (int64 in protobuf's JSON).
+      const table = Object.fromEntries(inputs.map((input) => [input.dataset.tier, input.value.trim()]));
+      const answer = await rpc(M.updateWeightPolicy, {weights: table,
+        expectedVersion: policy.version || "0", requestId: requestId()});
+      await viewWeights(mine);
+      const note = $("policy-saved");
+      if (note) note.textContent = t("weights.saved", {version: num(answer.policy.version),
+        count: num(answer.reweightedVoteCount)});
+    });
+  });
+  render(h("h1", {text: t("weights.title")}), h("p", {text: t("weights.explain")}),
+    h("p", {class: "meta", id: "policy-version", text: t("weights.version", {version: num(policy.version),
+      lowest: policy.lowestTier || "", who: policy.updatedBy || "—", when: when(policy.updatedAt)})}),
+    form);
+}
+
 function viewSignIn() {
   const box = alertBox();
   const nodes = [h("h1", {text: t("signin.title")})];
@@ -1002,6 +1045,7 @@ async function route() {
     else if (head === "p" && id && sub === "triage") await viewTriageQueue(mine, id);
     else if (head === "i" && id) await viewIdea(mine, id);
     else if (head === "r" && id) await viewReleaseNotes(mine, id);
+    else if (head === "admin" && id === "weights" && !sub) await viewWeights(mine);
     else if (head === "me") await viewAccount(mine);
     else if (head === "notifications") await viewNotifications(mine);
     else if (head === "signin") viewSignIn();
