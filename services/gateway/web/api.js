@@ -12,6 +12,7 @@ export const M = {
   listComments: "cocreate.ideas.v1.IdeaService.ListComments",
   addComment: "cocreate.ideas.v1.IdeaService.AddComment",
   history: "cocreate.ideas.v1.IdeaService.ListIdeaHistory",
+  exportIdeas: "cocreate.ideas.v1.IdeaService.ExportIdeas",
   changeStatus: "cocreate.ideas.v1.IdeaService.ChangeIdeaStatus",
   merge: "cocreate.ideas.v1.IdeaService.MergeIdeas",
   hide: "cocreate.ideas.v1.IdeaService.HideIdea",
@@ -21,6 +22,8 @@ export const M = {
   cast: "cocreate.votes.v1.VoteService.CastVote",
   retract: "cocreate.votes.v1.VoteService.RetractVote",
   myVotes: "cocreate.votes.v1.VoteService.ListMyVotes",
+  weightPolicy: "cocreate.votes.v1.VoteService.GetWeightPolicy",
+  updateWeightPolicy: "cocreate.votes.v1.VoteService.UpdateWeightPolicy",
   account: "cocreate.rewards.v1.RewardsService.GetAccount",
   entries: "cocreate.rewards.v1.RewardsService.ListEntries",
   catalogue: "cocreate.rewards.v1.RewardsService.ListCatalogueItems",
@@ -152,7 +155,7 @@ export async function rpc(method, params = {}, {signal} = {}) {
   return reply.result;
 }
 
-// Opens an endless stream (WatchNotifications) on /rpc/stream and calls
+// Opens a stream (WatchNotifications, ExportIdeas) on /rpc/stream and calls
 // `onItem` for each message; resolves with the error line, if any, when it ends.
 export async function stream(method, params, onItem, signal) {
   const answer = await fetch("rpc/stream", {
@@ -161,7 +164,19 @@ export async function stream(method, params, onItem, signal) {
     body: JSON.stringify({jsonrpc: "2.0", id: 1, method, params}),
     signal,
   });
-  if (!answer.ok || !answer.body) throw new ApiError("HTTP", "HTTP " + answer.status);
+  if (!answer.ok || !answer.body) {
+    // A refusal before the stream opened (a bad call, too many streams) is an
+    // NDJSON error line too: its words, not just the HTTP status.
+    const text = await answer.text().catch(() => "");
+    let reply = null;
+    try {
+      reply = JSON.parse(text.split("\n")[0]);
+    } catch (e) {
+      reply = null;
+    }
+    if (reply && reply.error) throw toError(reply.error);
+    throw new ApiError("HTTP", "HTTP " + answer.status);
+  }
   const reader = answer.body.getReader();
   const decoder = new TextDecoder();
   let buffered = "";

@@ -163,6 +163,7 @@ function renderHeader() {
       t("nav.notifications"), " ",
       h("span", {id: "unread", class: "badge", hidden: unread.count === 0,
         "aria-label": t("nav.unread", {count: unread.count}), text: String(unread.count)})));
+    if (s.role === "admin") items.push(h("a", {href: "#/admin/weights", text: t("nav.weights")}));
     items.push(h("span", {class: "who", id: "who",
       text: t("nav.signedInAs", {member: s.member, role: t("role." + s.role)})}));
     items.push(h("button", {type: "button", class: "link", id: "sign-out", text: t("nav.signOut"),
@@ -368,17 +369,105 @@ async function viewBoard(mine, productId, query) {
     controls.append(h("label", {class: "check"}, hidden, " ", t("board.showHidden")));
   }
   more.addEventListener("click", () => act(more, error, () => load(true)));
+  const exporting = s && s.staff ? exportPanel(product, () => ({filter: filter(), order: ORDERS[state.order]})) : null;
 
   const actions = h("div", {class: "actions"},
     s ? h("a", {class: "button primary", id: "submit-idea", href: "#/p/" + encodeURIComponent(productId) + "/submit",
       text: t("board.submit")})
       : h("a", {class: "button", href: "#/signin", text: t("board.signInToSubmit")}),
+    h("a", {class: "button", id: "roadmap-link", href: "#/p/" + encodeURIComponent(productId) + "/roadmap",
+      text: t("board.roadmap")}),
     h("a", {class: "button", href: "#/p/" + encodeURIComponent(productId) + "/releases", text: t("board.releases")}),
     s && s.staff ? h("a", {class: "button", href: "#/p/" + encodeURIComponent(productId) + "/triage",
       text: t("board.triage")}) : null);
   render(h("h1", {text: product.name}), product.description ? h("p", {text: product.description}) : null,
-    actions, controls, error, list, more);
+    actions, controls, exporting, error, list, more);
   await load(false);
+}
+
+// --- export (PMs and admins) ------------------------------------------------
+
+// A spreadsheet would run a cell that starts like a formula: such text gets a
+// leading apostrophe, which spreadsheets show as text.
+function csvCell(value) {
+  let text = String(value ?? "");
+  if (/^[=+\-@\t\r]/.test(text)) text = "'" + text;
+  return /[",\r\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
+}
+
+function mdCell(value) {
+  return String(value ?? "").replace(/\\/g, "\\\\").replace(/\|/g, "\\|").replace(/\r?\n/g, " ");
+}
+
+const EXPORT_COLUMNS = ["number", "title", "status", "score", "voters", "comments", "author", "created",
+  "tags", "id"];
+
+function exportRow(idea, status) {
+  return [idea.number || "0", idea.title, status, idea.weightedScore || "0", idea.voterCount || "0",
+    idea.commentCount || "0", idea.authorId, idea.createTime || "", (idea.tags || []).join(" "), idea.id];
+}
+
+// CSV for spreadsheets (stable English column names and status keys, UTF-8
+// with a byte-order mark so Chinese titles open right); Markdown for people,
+// in the interface's language.
+function toCsv(ideas) {
+  const lines = [EXPORT_COLUMNS.join(",")];
+  for (const idea of ideas) {
+    const status = (idea.status || "IDEA_STATUS_OPEN").replace("IDEA_STATUS_", "").toLowerCase();
+    lines.push(exportRow(idea, status).map(csvCell).join(","));
+  }
+  return "\ufeff" + lines.join("\r\n") + "\r\n";
+}
+
+function toMarkdown(product, ideas) {
+  const head = EXPORT_COLUMNS.map((c) => t("export.col." + c));
+  const lines = ["# " + mdCell(product.name), "",
+    t("export.summary", {count: num(ideas.length), when: when(new Date().toISOString())}), "",
+    "| " + head.join(" | ") + " |", "|" + head.map(() => " --- |").join("")];
+  for (const idea of ideas) {
+    lines.push("| " + exportRow(idea, statusName(idea.status)).map(mdCell).join(" | ") + " |");
+  }
+  return lines.join("\n") + "\n";
+}
+
+function download(name, text, type) {
+  const url = URL.createObjectURL(new Blob([text], {type}));
+  const link = h("a", {href: url, download: name, hidden: true});
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+}
+
+// Downloads the board's current filter and order, streamed by ExportIdeas
+// (up to 500 ideas to a message) and built into a file in the browser.
+function exportPanel(product, current) {
+  const box = alertBox();
+  const done = h("span", {class: "meta", id: "export-done", role: "status"});
+  const base = (product.name.replace(/[^\p{L}\p{N}]+/gu, "-").replace(/^-|-$/g, "") || "ideas") +
+    "-" + new Date().toISOString().slice(0, 10);
+  const button = (format) => {
+    const b = h("button", {type: "button", id: "export-" + format, text: t("export." + format)});
+    b.addEventListener("click", () => act(b, box, async () => {
+      done.textContent = t("export.running");
+      const ideas = [];
+      const {filter, order} = current();
+      try {
+        const failure = await stream(M.exportIdeas, {filter, order},
+          (item) => ideas.push(...(item.ideas || [])));
+        if (failure) throw failure;
+      } catch (err) {
+        done.textContent = "";
+        throw err;
+      }
+      if (format === "csv") download(base + ".csv", toCsv(ideas), "text/csv;charset=utf-8");
+      else download(base + ".md", toMarkdown(product, ideas), "text/markdown;charset=utf-8");
+      done.textContent = t("export.done", {count: num(ideas.length)});
+    }));
+    return b;
+  };
+  return h("div", {class: "actions", id: "export", role: "group", "aria-label": t("export.label")},
+    h("span", {class: "meta", text: t("export.label") + ":"}), button("csv"), button("markdown"), done, box);
 }
 
 // The signed-in member's active votes among `ideaIds`, by idea id: one call.
@@ -737,6 +826,41 @@ async function viewNotifications(mine) {
     h("div", {class: "actions"}, markAll), box, list);
 }
 
+// The roadmap's columns, in the order work moves through them.
+const ROADMAP = [
+  ["planned", "IDEA_STATUS_PLANNED"],
+  ["progress", "IDEA_STATUS_IN_PROGRESS"],
+  ["shipped", "IDEA_STATUS_SHIPPED"],
+];
+
+// Planned and in progress by score (what the community wants most first);
+// shipped newest first. ListIdeas has no "by ship time" order: an idea's
+// update time is its last change, and a shipped idea takes no more votes, so
+// for shipped ideas it is (nearly always) the ship itself.
+async function viewRoadmap(mine, productId) {
+  render(h("p", {text: t("loading")}));
+  const [{product}, ...columns] = await Promise.all([rpc(M.getProduct, {productId}),
+    ...ROADMAP.map(([, status]) => pages(M.listIdeas,
+      {filter: {productId, statuses: [status]}, order: ORDERS.top}, "ideas", 3))]);
+  if (mine !== generation) return;
+  const shipped = columns[2];
+  shipped.sort((a, b) => String(b.updateTime || "").localeCompare(String(a.updateTime || "")));
+  const sections = ROADMAP.map(([key], n) => h("section",
+    {class: "roadmap-column", id: "roadmap-" + key, "aria-labelledby": "roadmap-" + key + "-title"},
+    h("h2", {id: "roadmap-" + key + "-title"}, t("roadmap." + key),
+      h("span", {class: "meta", text: " (" + num(columns[n].length) + ")"})),
+    columns[n].length
+      ? h("ol", {class: "roadmap-ideas"}, columns[n].map((idea) => h("li", {"data-idea": idea.id},
+        h("a", {href: "#/i/" + encodeURIComponent(idea.id), text: idea.title}),
+        h("div", {class: "meta", text: "#" + num(idea.number) + " · " + num(idea.weightedScore) + " " +
+          t("idea.score") + " · " + voters(idea.voterCount) +
+          (key === "shipped" && idea.updateTime ? " · " + when(idea.updateTime) : "")}))))
+      : h("p", {class: "quiet", text: t("empty")})));
+  render(h("p", {}, h("a", {href: "#/p/" + encodeURIComponent(productId), text: "← " + product.name})),
+    h("h1", {text: t("roadmap.title", {product: product.name})}),
+    h("div", {class: "roadmap", id: "roadmap"}, sections));
+}
+
 function isoWeek(date = new Date()) {
   const d = new Date(Date.UTC(date.getFullYear(), date.getMonth(), date.getDate()));
   const day = d.getUTCDay() || 7;
@@ -830,6 +954,48 @@ async function viewTriageQueue(mine, productId) {
     h("h1", {text: t("triage.queueTitle")}), reported.length ? list : h("p", {class: "quiet", text: t("triage.queueEmpty")}));
 }
 
+// The tier → weight table. Admins change it; a save names the version it was
+// read at, so a change made meanwhile by someone else is refused (ABORTED),
+// not overwritten.
+async function viewWeights(mine) {
+  const s = session();
+  if (!s) return go("#/signin");
+  const {policy} = await rpc(M.weightPolicy, {});
+  if (mine !== generation) return;
+  const weights = policy.weights || {};
+  const names = [...TIERS.filter((n) => n in weights), ...Object.keys(weights).filter((n) => !TIERS.includes(n))];
+  const box = alertBox();
+  const saved = h("p", {class: "quiet", id: "policy-saved", role: "status"});
+  const inputs = names.map((name) => h("input", {type: "number", min: 1, max: 1000, step: 1, required: true,
+    id: "weight-" + name, "data-tier": name, value: String(weights[name]), disabled: s.role !== "admin"}));
+  const save = h("button", {type: "submit", class: "primary", id: "save-weights", text: t("weights.save")});
+  const form = h("form", {class: "stack", id: "weights-form", novalidate: true},
+    h("table", {id: "weights"}, h("thead", {}, h("tr", {},
+      h("th", {scope: "col", text: t("account.tier")}), h("th", {scope: "col", text: t("weights.weight")}))),
+    h("tbody", {}, names.map((name, n) => h("tr", {}, h("th", {scope: "row"},
+      h("label", {for: inputs[n].id, text: name})), h("td", {}, inputs[n]))))),
+    box, s.role === "admin" ? save : h("p", {class: "quiet", text: t("weights.adminOnly")}), saved);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (s.role !== "admin") return;
+    act(save, box, async () => {
+      saved.textContent = "";
+      // Whole numbers stay exact as text (int64 in protobuf's JSON).
+      const table = Object.fromEntries(inputs.map((input) => [input.dataset.tier, input.value.trim()]));
+      const answer = await rpc(M.updateWeightPolicy, {weights: table,
+        expectedVersion: policy.version || "0", requestId: requestId()});
+      await viewWeights(mine);
+      const note = $("policy-saved");
+      if (note) note.textContent = t("weights.saved", {version: num(answer.policy.version),
+        count: num(answer.reweightedVoteCount)});
+    });
+  });
+  render(h("h1", {text: t("weights.title")}), h("p", {text: t("weights.explain")}),
+    h("p", {class: "meta", id: "policy-version", text: t("weights.version", {version: num(policy.version),
+      lowest: policy.lowestTier || "", who: policy.updatedBy || "—", when: when(policy.updatedAt)})}),
+    form);
+}
+
 function viewSignIn() {
   const box = alertBox();
   const nodes = [h("h1", {text: t("signin.title")})];
@@ -874,10 +1040,12 @@ async function route() {
     if (!head) await viewProducts(mine);
     else if (head === "p" && id && !sub) await viewBoard(mine, id, query);
     else if (head === "p" && id && sub === "submit") await viewSubmit(mine, id);
+    else if (head === "p" && id && sub === "roadmap") await viewRoadmap(mine, id);
     else if (head === "p" && id && sub === "releases") await viewReleases(mine, id);
     else if (head === "p" && id && sub === "triage") await viewTriageQueue(mine, id);
     else if (head === "i" && id) await viewIdea(mine, id);
     else if (head === "r" && id) await viewReleaseNotes(mine, id);
+    else if (head === "admin" && id === "weights" && !sub) await viewWeights(mine);
     else if (head === "me") await viewAccount(mine);
     else if (head === "notifications") await viewNotifications(mine);
     else if (head === "signin") viewSignIn();
