@@ -270,7 +270,8 @@ function tierBar(idea) {
   return bar;
 }
 
-function ideaCard(idea, supported = false) {
+// On a board, an idea's tags link to the board filtered by that tag.
+function ideaCard(idea, supported = false, productId = "") {
   return h("li", {class: "idea-card" + (idea.hidden ? " is-hidden" : ""), "data-idea": idea.id},
     h("div", {class: "score-box"},
       h("strong", {class: "score", text: num(idea.weightedScore)}),
@@ -282,6 +283,10 @@ function ideaCard(idea, supported = false) {
         idea.hidden ? h("span", {class: "chip s-hidden", text: t("idea.hidden")}) : null,
         supported ? h("span", {class: "chip s-mine", text: t("board.youSupport")}) : null),
       tierBar(idea),
+      idea.tags && idea.tags.length && productId
+        ? h("p", {class: "tags"}, idea.tags.map((tag) => h("a", {class: "tag", text: tag,
+          href: "#/p/" + encodeURIComponent(productId) + "?tag=" + encodeURIComponent(tag)})))
+        : null,
       idea.officialResponse && idea.officialResponse.body
         ? h("p", {class: "official-snippet"}, h("b", {text: t("idea.official") + ": "}),
           idea.officialResponse.body)
@@ -294,6 +299,7 @@ async function viewBoard(mine, productId, query) {
     order: ORDERS[query.get("order")] ? query.get("order") : "top",
     q: query.get("q") || "",
     status: query.get("status") || "",
+    tag: query.get("tag") || "",
     hidden: query.get("hidden") === "1",
   };
   render(h("p", {text: t("loading")}));
@@ -308,6 +314,7 @@ async function viewBoard(mine, productId, query) {
   const filter = () => {
     const f = {productId};
     if (state.status) f.statuses = [state.status];
+    if (state.tag) f.tag = state.tag;
     if (state.q) f.query = state.q;
     if (state.hidden) f.includeHidden = true;
     return f;
@@ -317,6 +324,7 @@ async function viewBoard(mine, productId, query) {
     if (state.order !== "top") q.set("order", state.order);
     if (state.q) q.set("q", state.q);
     if (state.status) q.set("status", state.status);
+    if (state.tag) q.set("tag", state.tag);
     if (state.hidden) q.set("hidden", "1");
     const text = q.toString();
     history.replaceState(null, "", "#/p/" + encodeURIComponent(productId) + (text ? "?" + text : ""));
@@ -332,7 +340,7 @@ async function viewBoard(mine, productId, query) {
       const supported = await myVotes(ideas.map((idea) => idea.id));
       if (ticket !== loading || mine !== generation) return;
       if (!append) list.replaceChildren();
-      for (const idea of ideas) list.append(ideaCard(idea, supported.has(idea.id)));
+      for (const idea of ideas) list.append(ideaCard(idea, supported.has(idea.id), productId));
       if (!list.children.length) list.append(h("li", {class: "none", text: t("board.none")}));
       token = page.nextPageToken || "";
       more.hidden = !token;
@@ -361,8 +369,14 @@ async function viewBoard(mine, productId, query) {
   const status = h("select", {id: "status-filter"}, h("option", {value: "", text: t("board.allStatuses")}),
     STATUSES.map((name) => h("option", {value: name, selected: state.status === name, text: statusName(name)})));
   status.addEventListener("change", () => { state.status = status.value; remember(); load(false); });
+  const tag = h("input", {type: "search", id: "tag-filter", value: state.tag,
+    placeholder: t("board.tagPlaceholder")});
+  tag.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => { state.tag = tag.value.trim(); remember(); load(false); }, 250);
+  });
   const controls = h("div", {class: "controls"}, tabs, field(t("board.search"), search),
-    field(t("board.status"), status));
+    field(t("board.status"), status), field(t("board.tag"), tag));
   if (s && s.staff) {
     const hidden = h("input", {type: "checkbox", id: "show-hidden", checked: state.hidden});
     hidden.addEventListener("change", () => { state.hidden = hidden.checked; remember(); load(false); });
