@@ -134,17 +134,11 @@ def _converter(field: Any) -> Callable[[Any], Any] | None:
     return None
 
 
-def _getter(path: tuple[str, ...]) -> Callable[[message.Message], Any]:
-    if len(path) == 1:
-        return operator.attrgetter(path[0])
-    return operator.attrgetter(".".join(path))
-
-
 def _cells(row_type: Descriptor, path: tuple[str, ...] = ()) -> Iterator[tuple[str, Cell]]:
     """(column, cell maker) for each column of a row message, nested ones dotted."""
     for field in row_type.fields:
         here = (*path, field.name)
-        get = _getter(here)
+        get = operator.attrgetter(".".join(here))
         if _is_map(field):
             convert = _converter(field.message_type.fields_by_name["value"])
             yield ".".join(here), _map_cell(get, convert)

@@ -83,6 +83,7 @@ def wrap(
 
 
 M = TypeVar("M", bound=pb_message.Message)
+N = TypeVar("N", bound=pb_message.Message)
 
 
 @dataclass(frozen=True)
@@ -104,3 +105,9 @@ class Event(Generic[M]):
     @property
     def occurred_at(self) -> datetime:
         return self.envelope.occurred_at.ToDatetime(tzinfo=UTC)
+
+    def carrying(self, item: N) -> Event[N]:
+        """One item of a batch event (VotesChanged's casts, PointsAwardedTogether's
+        awards) as an event of its own, in the same envelope: the handlers of
+        single events serve the batch's items."""
+        return Event(self.envelope, item, self.subject)

@@ -227,9 +227,9 @@ class RewardHandlers:
         ideas = [c.idea_id for c in m.casts] + [r.idea_id for r in m.retracts]
         await store.lock_ideas(conn, ideas, exclusive=False)
         if m.casts:
-            await self.votes_cast(conn, [Event(event.envelope, c, event.subject) for c in m.casts])
+            await self.votes_cast(conn, [event.carrying(cast) for cast in m.casts])
         for retract in m.retracts:
-            await self.vote_retracted(conn, Event(event.envelope, retract, event.subject))
+            await self.vote_retracted(conn, event.carrying(retract))
 
     async def votes_cast(
         self, conn: asyncpg.Connection, batch: list[Event[votes_events_pb2.VoteCast]]

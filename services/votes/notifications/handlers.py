@@ -112,7 +112,7 @@ async def points_awarded_together(
     conn: asyncpg.Connection, event: Event[rewards_events_pb2.PointsAwardedTogether]
 ) -> None:
     for award in event.message.awards:
-        await points_awarded(conn, Event(event.envelope, award, event.subject))
+        await points_awarded(conn, event.carrying(award))
 
 
 async def points_awarded(
