@@ -56,8 +56,9 @@ async def test_report_hide_unhide_and_merge(stack: Stack, new_page: NewPage) -> 
 
     await pm.goto(f"{stack.url}/#/i/{spam}")
     await triage.get_by_label("Reason").fill("a mistake")
+    # exact: "Unhide" holds "hide", and would match at once.
     await triage.get_by_role("button", name="Unhide").click()
-    await expect(triage.get_by_role("button", name="Hide")).to_be_visible()
+    await expect(triage.get_by_role("button", name="Hide", exact=True)).to_be_visible()
     await visitor.goto(board)
     await expect(visitor.locator("#ideas li")).to_have_count(3)
 
