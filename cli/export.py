@@ -12,6 +12,7 @@ memory stays flat however many rows the server streams.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import functools
 import json
@@ -41,17 +42,17 @@ Descriptor = Any
 
 
 def _wrapper_field(response: Descriptor) -> Any:
-    """The only field of a response that wraps its rows
-    (`{ IdeaRow row = 1; }` or `{ repeated IdeaRow ideas = 1; }`), or None."""
-    fields = list(response.fields)
-    if (
-        len(fields) == 1
-        and fields[0].message_type is not None
-        and not _is_map(fields[0])
-        and not _is_special(fields[0].message_type)
-    ):
-        return fields[0]
-    return None
+    """The only field of a response that holds messages, which wrap its rows
+    (`{ IdeaRow row = 1; }` or `{ repeated IdeaRow ideas = 1; bytes csv = 2; }`),
+    or None."""
+    holders = [
+        field
+        for field in response.fields
+        if field.message_type is not None
+        and not _is_map(field)
+        and not _is_special(field.message_type)
+    ]
+    return holders[0] if len(holders) == 1 else None
 
 
 def row_descriptor(response: Descriptor) -> Descriptor:
@@ -198,12 +199,16 @@ def _md_cell(value: Any) -> str:
 
 class Progress:
     """`exported N ideas (R/s)` on stderr, redrawn in place, only when stderr is a
-    terminal (the export itself may go to stdout)."""
+    terminal (the export itself may go to stdout). `unit` is what is counted:
+    ideas, or bytes of CSV text whose idea count comes only at the end."""
 
-    def __init__(self, stream: TextIO | None = None, every_seconds: float = 0.2) -> None:
+    def __init__(
+        self, stream: TextIO | None = None, every_seconds: float = 0.2, unit: str = "ideas"
+    ) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = self.stream.isatty()
         self.every = every_seconds
+        self.unit = unit
         self.count = 0
         self._started = time.monotonic()
         self._shown_at = 0.0
@@ -211,12 +216,13 @@ class Progress:
     def _show(self, end: str = "") -> None:
         elapsed = max(time.monotonic() - self._started, 1e-6)
         self.stream.write(
-            f"\rexported {self.count:,} ideas ({self.count / elapsed:,.0f}/s, {elapsed:.1f}s){end}"
+            f"\rexported {self.count:,} {self.unit} "
+            f"({self.count / elapsed:,.0f}/s, {elapsed:.1f}s){end}"
         )
         self.stream.flush()
 
-    def tick(self) -> None:
-        self.count += 1
+    def tick(self, count: int = 1) -> None:
+        self.count += count
         if self.enabled and time.monotonic() - self._shown_at >= self.every:
             self._shown_at = time.monotonic()
             self._show()
@@ -263,6 +269,27 @@ def write_rows(
                 progress.tick()
     else:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if progress:
+        progress.done()
+    return count
+
+
+def write_csv_pieces(
+    messages: Iterable[Any], out: Writable, progress: Progress | None = None
+) -> int:
+    """Write CSV text the server rendered (ExportIdeasResponse.csv pieces, cut
+    anywhere, even inside a character) as it comes; return the idea count the
+    last message carries."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    count = 0
+    for msg in messages:
+        piece: bytes = msg.csv
+        if piece:
+            out.write(decoder.decode(piece))
+            if progress:
+                progress.tick(len(piece))
+        count = max(count, msg.csv_row_count)
+    out.write(decoder.decode(b"", final=True))
     if progress:
         progress.done()
     return count

@@ -4,12 +4,15 @@ event, map rows to messages. The rules live in domain.py, the SQL in store.py.""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import grpc
 from cocreate.events.v1 import ideas_events_pb2 as events_pb
+from cocreate.ideas.v1 import idea_status_pb2
 from cocreate.ideas.v1 import ideas_service_pb2 as pb
 from cocreate.ideas.v1 import ideas_service_pb2_grpc as pb_grpc
 from google.protobuf import field_mask_pb2
@@ -34,6 +37,11 @@ MAX_QUERY = 200
 # Ideas to an export message: the stream's cost is per message, the rows'
 # per row; at 500 a message stays far under gRPC's 4 MiB limit.
 EXPORT_BATCH = 500
+# IdeaStatus numbers as the CSV export names them: IDEA_STATUS_PLANNED → planned.
+STATUS_NAMES = {
+    value.number: value.name.removeprefix("IDEA_STATUS_").lower()
+    for value in idea_status_pb2.IdeaStatus.DESCRIPTOR.values
+}
 MAX_MEMBER_ID = 128
 
 
@@ -800,6 +808,10 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
                 "must be after created_after",
             )
         v.raise_if_any()
+        if request.format == pb.EXPORT_FORMAT_CSV:
+            async for piece in self._export_csv(query, request.limit):
+                yield piece
+            return
         batch: list[pb.ExportedIdea] = []
         async with self._rt.pool.acquire() as conn, conn.transaction(readonly=True):
             async for row in store.export_ideas(conn, query, request.limit, EXPORT_BATCH):
@@ -809,6 +821,44 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
                     batch = []
         if batch:
             yield pb.ExportIdeasResponse(ideas=batch)
+
+    async def _export_csv(
+        self, query: IdeaQuery, limit: int
+    ) -> AsyncIterator[pb.ExportIdeasResponse]:
+        """Postgres renders the CSV (COPY); pieces pass through as they come.
+        The queue is short, so COPY waits for a slow reader and memory stays
+        flat; a reader that goes away cancels the COPY."""
+        pieces: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=4)
+
+        async def keep(piece: bytes | bytearray) -> None:
+            await pieces.put(bytes(piece))  # asyncpg may hand a buffer it reuses
+
+        async def copy() -> int:
+            conn = await self._rt.pool.acquire()
+            try:
+                count = await store.export_csv(conn, query, limit, STATUS_NAMES, keep)
+            except BaseException as stopped:
+                # A COPY cut short leaves the connection inside the protocol;
+                # the pool (which resets nothing on release) must not reuse it.
+                conn.terminate()
+                if isinstance(stopped, Exception):
+                    await pieces.put(None)  # wakes the reader, which then raises this error
+                raise
+            finally:
+                await self._rt.pool.release(conn)
+            await pieces.put(None)
+            return count
+
+        copying = asyncio.create_task(copy())
+        try:
+            while (piece := await pieces.get()) is not None:
+                yield pb.ExportIdeasResponse(csv=piece)
+            yield pb.ExportIdeasResponse(csv_row_count=await copying)
+        finally:
+            if not copying.done():
+                copying.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await copying
 
     # Comments
 

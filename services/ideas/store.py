@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
@@ -305,6 +305,75 @@ async def export_ideas(
         sql += f" limit {query._param(limit)}"
     async for row in conn.cursor(sql, *query.params, prefetch=batch):
         yield row
+
+
+def _float_text(column: str) -> str:
+    """A double as Python's str() writes it: Postgres writes the same shortest
+    digits but drops the `.0` of a whole number."""
+    return (
+        f"case when {column} = trunc({column}) and abs({column}) < 1e15 "
+        f"then trunc({column})::bigint::text || '.0' else {column}::text end"
+    )
+
+
+def _csv_cells(status_names: Mapping[int, str]) -> dict[str, str]:
+    """ExportedIdea's fields, in order, as SQL that renders each cell the way
+    the CLI renders a row message (cli/export.py): enums by short name,
+    timestamps ISO 8601 UTC to the second, lists `a;b`, maps `k=v;k=v` by key.
+    Empty text becomes NULL, which COPY writes as an empty cell (an empty
+    string it would quote)."""
+    statuses = " ".join(f"when {number} then '{name}'" for number, name in status_names.items())
+    return {
+        "id": "i.id::text",
+        "number": "i.number",
+        "product_id": "i.product_id::text",
+        "product_name": "nullif(p.name, '')",
+        "title": "nullif(i.title, '')",
+        "status": f"case i.status {statuses} else i.status::text end",
+        "author_id": "nullif(i.author_id, '')",
+        "create_time": """to_char(i.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')""",
+        "weighted_score": "i.weighted_score",
+        "voter_count": "i.voter_count",
+        # Keys then `->>`: about 40 % cheaper than jsonb_each_text here.
+        "voters_by_tier": (
+            "(select string_agg(k || '=' || (i.voters_by_tier ->> k), ';' order by k collate \"C\") "
+            "from jsonb_object_keys(i.voters_by_tier) k)"
+        ),
+        "trending_score": _float_text("i.trending_score"),
+        "comment_count": "i.comment_count",
+        "tags": "nullif(array_to_string(i.tags, ';'), '')",
+    }
+
+
+async def export_csv(
+    conn: asyncpg.Connection,
+    query: IdeaQuery,
+    limit: int,
+    status_names: Mapping[int, str],
+    output: Callable[[bytes | bytearray], Awaitable[None]],
+) -> int:
+    """The ideas `export_ideas` would return, as CSV text Postgres renders
+    (COPY … TO STDOUT), handed to `output` piece by piece as it arrives;
+    returns how many ideas it held. Memory stays flat: COPY waits while
+    `output` does."""
+    cells = _csv_cells(status_names)
+    select = ", ".join(f'{sql} as "{name}"' for name, sql in cells.items())
+    clauses = query.where()
+    sql = (
+        f"select {select} from ideas i join products p on p.id = i.product_id "
+        f"where {' and '.join(clauses)} order by {query.order_by()}"
+    )
+    if limit > 0:
+        sql += f" limit {query._param(limit)}"
+    status = await conn.copy_from_query(
+        sql, *query.params, output=output, format="csv", header=True
+    )
+    return int(status.split()[-1])
+
+
+def csv_columns() -> list[str]:
+    """The CSV header export_csv writes."""
+    return list(_csv_cells({}))
 
 
 async def similar_ideas(

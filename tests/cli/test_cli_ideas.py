@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from cocreate.ideas.v1 import ideas_service_pb2 as ideas
 from cocreate.ideas.v1 import ideas_service_pb2_grpc as ideas_grpc
 
+from cli.export import columns, flatten, row_descriptor, unwrap, write_rows
 from services.kit.server import RunningService
 from tests.cli.conftest import RunCli, token
 from tests.support import Platform, metadata, stub
@@ -107,6 +109,78 @@ async def test_export_csv_of_10000_ideas_reads_back_with_columns_and_order(
     assert rows[-1]["id"] == special.id
     assert rows[-1]["title"] == '导出, "quoted" title'
     assert rows[-1]["create_time"].endswith("Z")
+
+
+async def rendered_from_rows(service: RunningService, request: ideas.ExportIdeasRequest) -> str:
+    """The CSV the CLI writes from ExportedIdea messages (the rows form)."""
+    api = stub(service, ideas_grpc.IdeaServiceStub)
+    call = api.ExportIdeas(request, metadata=metadata("pm-1", "pm"))
+    messages = [batch async for batch in call]
+    header = columns(row_descriptor(ideas.ExportIdeasResponse.DESCRIPTOR))
+    out = io.StringIO()
+    write_rows((flatten(r) for m in messages for r in unwrap(m)), header, "csv", out)
+    return out.getvalue()
+
+
+async def test_the_csv_postgres_renders_is_the_csv_the_cli_writes_from_rows(
+    ideas_service: RunningService, run_cli: RunCli, tmp_path: Path
+) -> None:
+    """`export --format csv` takes CSV text Postgres renders; every kind of
+    cell must come out byte for byte as the CLI writes it from row messages:
+    quotes, commas, line breaks, empty text and lists, map order, enum names,
+    whole and fractional doubles, and the filters and order."""
+    product_id = await create_product(ideas_service, 'Board, "the first"')
+    titles = [
+        'comma, "quote" and | pipe',
+        "line\nbreak and\r\ncarriage return",
+        "导出 — unicode ünïcode",
+        "trailing space ",
+        "plain",
+    ]
+    for n, title in enumerate(titles):
+        await submit(ideas_service, product_id, title, tags=["x", f"t{n}"] if n % 2 else [])
+    pool = ideas_service.runtime.pool
+    await pool.execute(
+        """
+        update ideas set
+            status = 1 + number % 6,
+            weighted_score = number * 3, voter_count = number,
+            voters_by_tier = case number % 3
+                when 0 then '{}'::jsonb
+                when 1 then '{"member": 2, "core": 1, "Zed": 0, "ägypt": 4}'::jsonb
+                else '{"member": 12}'::jsonb end,
+            trending_score = (array[0, 2.5, 1.0 / 3, 0.00001, 123456.0, 7])[1 + number % 6],
+            comment_count = number % 4
+        where product_id = $1::uuid
+        """,
+        product_id,
+    )
+    await bulk_insert(ideas_service, product_id, 300)
+    requests = [
+        (ideas.ExportIdeasRequest(order=ideas.IDEA_ORDER_TOP), ("--order", "top")),
+        (
+            ideas.ExportIdeasRequest(filter=ideas.IdeaFilter(tag="x"), limit=2),
+            ("--tag", "x", "--limit", "2"),
+        ),
+        (ideas.ExportIdeasRequest(filter=ideas.IdeaFilter(tag="nothing")), ("--tag", "nothing")),
+    ]
+    flags = ("--ideas", ideas_service.address, "--token", token("pm-1", "pm"))
+    for request, argv in requests:
+        target = tmp_path / "out.csv"
+        result = await run_cli("export", "--format", "csv", *argv, "--out", str(target), *flags)
+        assert result.code == 0, result.err
+        expected = await rendered_from_rows(ideas_service, request)
+        assert target.read_bytes().decode() == expected, argv
+        assert (
+            result.err
+            == f"exported {len(list(csv.reader(io.StringIO(expected)))) - 1:,} ideas to {target}\n"
+        )
+        target.unlink()
+    streamed = await run_cli("export", "--format", "csv", "--order", "trending", *flags)
+    assert streamed.code == 0, streamed.err
+    assert streamed.out == await rendered_from_rows(
+        ideas_service, ideas.ExportIdeasRequest(order=ideas.IDEA_ORDER_TRENDING)
+    )
 
 
 async def test_export_filters_and_other_formats(

@@ -12,16 +12,17 @@ from tests.ideas.helpers import ADMIN, start_ideas
 from tests.support import Platform, eventually
 
 
-async def test_a_cancelled_export_logs_no_error(
-    platform: Platform, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("export_format", [pb.EXPORT_FORMAT_UNSPECIFIED, pb.EXPORT_FORMAT_CSV])
+async def test_a_cancelled_export_logs_no_error_and_stops_its_query(
+    platform: Platform, caplog: pytest.LogCaptureFixture, export_format: int
 ) -> None:
     ideas = await start_ideas(platform)
     product = await ideas.product()
     for n in range(5):
         await ideas.submit(product.id, f"Idea number {n}")
     # Enough rows that the export cannot finish before the cancel arrives:
-    # their messages (about 3 MB) are far more than gRPC's flow-control
-    # window, even grown, so the
+    # their messages (about 3 MB as rows, more as CSV) are far more than
+    # gRPC's flow-control window, even grown, so the
     # server waits for the client to read, and the client cancels instead.
     await ideas.service.runtime.pool.execute(
         "insert into ideas (id, product_id, title, status, author_id) "
@@ -31,7 +32,9 @@ async def test_a_cancelled_export_logs_no_error(
     )
     with caplog.at_level(logging.INFO):
         for _ in range(3):
-            call = ideas.api.ExportIdeas(pb.ExportIdeasRequest(), metadata=ADMIN)
+            call = ideas.api.ExportIdeas(
+                pb.ExportIdeasRequest(format=export_format), metadata=ADMIN
+            )
             await call.read()
             call.cancel()
 
@@ -40,6 +43,15 @@ async def test_a_cancelled_export_logs_no_error(
             return len([r for r in calls if getattr(r, "code", "") == "CANCELLED"]) == 3
 
         await eventually(logged_cancelled, within=10)
+
+        async def no_export_query_left() -> bool:
+            running = await ideas.service.runtime.pool.fetchval(
+                "select count(*) from pg_stat_activity "
+                "where pid <> pg_backend_pid() and state = 'active' and query ilike '%from ideas i%'"
+            )
+            return bool(running == 0)
+
+        await eventually(no_export_query_left, within=10)
         listed = await ideas.api.ListIdeas(pb.ListIdeasRequest(page_size=5), metadata=ADMIN)
         assert len(listed.ideas) == 5
     problems = [
