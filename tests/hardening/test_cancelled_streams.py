@@ -14,7 +14,7 @@ from tests.support import Platform, eventually
 
 @pytest.mark.parametrize("export_format", [pb.EXPORT_FORMAT_UNSPECIFIED, pb.EXPORT_FORMAT_CSV])
 async def test_a_cancelled_export_logs_no_error_and_stops_its_query(
-    platform: Platform, caplog: pytest.LogCaptureFixture, export_format: int
+    platform: Platform, caplog: pytest.LogCaptureFixture, export_format: pb.ExportFormat.ValueType
 ) -> None:
     ideas = await start_ideas(platform)
     product = await ideas.product()
@@ -47,7 +47,8 @@ async def test_a_cancelled_export_logs_no_error_and_stops_its_query(
         async def no_export_query_left() -> bool:
             running = await ideas.service.runtime.pool.fetchval(
                 "select count(*) from pg_stat_activity "
-                "where pid <> pg_backend_pid() and state = 'active' and query ilike '%from ideas i%'"
+                "where pid <> pg_backend_pid() and state = 'active' "
+                "and query ilike '%from ideas i%'"
             )
             return bool(running == 0)
 
