@@ -285,6 +285,7 @@ def test_each_service_uses_its_own_cloudnativepg_database(overlay: str) -> None:
     for service in SERVICES:
         spec = clusters[f"{service}-db"]["spec"]
         assert spec["instances"] == (1 if overlay == "dev" else 3)
+        assert spec["storage"]["size"] == ("1Gi" if overlay == "dev" else "20Gi")
         assert spec["bootstrap"]["initdb"] == {
             "database": "cocreate", "owner": "cocreate", "dataChecksums": True,
         }  # fmt: skip
