@@ -160,7 +160,12 @@ class Gateway:
     def _channel(self, target: str) -> grpc.aio.Channel:
         channel = self._channels.get(target)
         if channel is None:
-            channel = grpc.aio.insecure_channel(target)
+            # round_robin: a name resolving to several replicas (a headless
+            # Service, `dns:///votes-grpc:50052`) gets a connection to each
+            # and the calls spread over them; one address behaves as before.
+            channel = grpc.aio.insecure_channel(
+                target, options=[("grpc.lb_policy_name", "round_robin")]
+            )
             self._channels[target] = channel
         return channel
 

@@ -12,6 +12,7 @@ drains and the pool closes.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import signal
@@ -44,6 +45,9 @@ T = TypeVar("T")
 # How long JetStream remembers a Nats-Msg-Id to drop a re-publish. The inbox
 # makes handling idempotent beyond it.
 DUPLICATE_WINDOW_SECONDS = 600
+# How long a client connection lives before the server asks it to reconnect
+# (gRPC adds ±10% jitter); streams open on it are not cut.
+MAX_CONNECTION_AGE_SECONDS = 300
 
 
 BackgroundLoop = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
@@ -164,18 +168,16 @@ async def _when_reachable(
             delay = min(delay * 2, 2.0)
 
 
-async def start(definition: ServiceDefinition, config: config_module.Config) -> RunningService:
-    if config.environment != config_module.PRODUCTION:
-        _log.warning(
-            "development mode (COCREATE_ENV=development): development secrets are accepted",
-            extra={"service": definition.name},
-        )
+async def _migrated_pool(
+    definition: ServiceDefinition, config: config_module.Config
+) -> asyncpg.Pool:
+    """The service's pool once its migrations (the kit's, then its own) are
+    applied, waiting for Postgres as a starting service does."""
     components = [("kit", db.KIT_MIGRATIONS)]
     if definition.migrations is not None:
         components.append((definition.name, definition.migrations))
-    wait = config.get_float(STARTUP_WAIT_SETTING, DEFAULT_STARTUP_WAIT_SECONDS)
 
-    async def migrated_pool() -> asyncpg.Pool:
+    async def connect_and_migrate() -> asyncpg.Pool:
         pool = await db.create_pool(config.database_url)
         try:
             await db.migrate(pool, components)
@@ -184,7 +186,18 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
             raise
         return pool
 
-    pool = await _when_reachable("PostgreSQL", migrated_pool, wait, definition.name)
+    wait = config.get_float(STARTUP_WAIT_SETTING, DEFAULT_STARTUP_WAIT_SECONDS)
+    return await _when_reachable("PostgreSQL", connect_and_migrate, wait, definition.name)
+
+
+async def start(definition: ServiceDefinition, config: config_module.Config) -> RunningService:
+    if config.environment != config_module.PRODUCTION:
+        _log.warning(
+            "development mode (COCREATE_ENV=development): development secrets are accepted",
+            extra={"service": definition.name},
+        )
+    wait = config.get_float(STARTUP_WAIT_SETTING, DEFAULT_STARTUP_WAIT_SECONDS)
+    pool = await _migrated_pool(definition, config)
     nc = await _when_reachable(
         "NATS",
         lambda: nats.connect(
@@ -234,7 +247,13 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
         ],
         # gRPC turns away calls beyond this many waiting to be taken (1,000 by
         # default): a burst of members voting at once must not be cancelled.
-        options=[("grpc.server.max_pending_requests", config.max_pending_calls)],
+        options=[
+            ("grpc.server.max_pending_requests", config.max_pending_calls),
+            # Clients are asked to reconnect now and then (calls in flight
+            # finish first), so a client spreading calls over the replicas
+            # resolves the name again and finds replicas added since.
+            ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_SECONDS * 1000),
+        ],
     )
     definition.register(server, runtime)
     dead_letter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server(
@@ -265,14 +284,31 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
     )
 
 
-def run(definition: ServiceDefinition) -> None:
-    """The `python -m services.<name>` entry point."""
+def run(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> None:
+    """The `python -m services.<name>` entry point; with `--migrate-only` it
+    applies the migrations and exits (a deployment's migrations step)."""
+    parser = argparse.ArgumentParser(prog=f"python -m services.{definition.name}")
+    parser.add_argument(
+        "--migrate-only",
+        action="store_true",
+        help="apply the database migrations, then exit without serving",
+    )
+    args = parser.parse_args(argv)
     log.setup()
     try:
         config = config_module.load(definition.name)
     except config_module.ConfigError as exc:
         raise SystemExit(f"cocreate-{definition.name}: {exc}") from None
-    asyncio.run(_serve_until_signal(definition, config))
+    if args.migrate_only:
+        asyncio.run(_migrate_only(definition, config))
+    else:
+        asyncio.run(_serve_until_signal(definition, config))
+
+
+async def _migrate_only(definition: ServiceDefinition, config: config_module.Config) -> None:
+    pool = await _migrated_pool(definition, config)
+    await pool.close()
+    _log.info("migrated", extra={"service": definition.name})
 
 
 async def _serve_until_signal(definition: ServiceDefinition, config: config_module.Config) -> None:
