@@ -1,5 +1,6 @@
 """Start and stop a service: pool → migrations → NATS → relay and consumers →
-gRPC server with health, reflection and the interceptor.
+gRPC server with health, reflection and the interceptor → the metrics port
+(kit/metrics.py).
 
 `run(definition)` is a service's whole `__main__`. Tests use `start(...)`,
 which returns a running service on a free port, the same code path.
@@ -35,6 +36,7 @@ from services.kit.deadletters import DeadLetterServicer
 from services.kit.errors import INFRASTRUCTURE_ERRORS
 from services.kit.inbox import InboxConsumer
 from services.kit.interceptor import ServiceInterceptor
+from services.kit.metrics import ServiceMetrics, metrics_address, watch_backbone
 from services.kit.outbox import Outbox, OutboxRelay
 from services.kit.pagination import PageTokens
 
@@ -59,6 +61,8 @@ class Runtime:
     page_tokens: PageTokens
     nats: NatsClient
     js: JetStreamContext
+    # This instance's Prometheus metrics (its own registry; see kit/metrics.py).
+    metrics: ServiceMetrics
     # Objects a service's own parts share within one running instance (for
     # example a servicer and the background loop that feeds it).
     shared: dict[str, object] = field(default_factory=dict)
@@ -113,6 +117,8 @@ class RunningService:
         self.server = server
         self.port = port
         self.address = f"127.0.0.1:{port}"
+        # Where GET /metrics answers, when metrics are on.
+        self.metrics_port = runtime.metrics.port
         self._health = health_servicer
         self._tasks = tasks
         self._stop_background = stop_background
@@ -134,6 +140,7 @@ class RunningService:
         with contextlib.suppress(Exception):
             await self.runtime.nats.drain()
         await self.runtime.pool.close()
+        await self.runtime.metrics.close()
         _log.info("stopped", extra={"service": self.definition.name})
 
 
@@ -203,6 +210,7 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
         page_tokens=PageTokens(config.jwt_secret),
         nats=nc,
         js=js,
+        metrics=ServiceMetrics(definition.name),
     )
     consumers = list(definition.consumers(runtime))
     stop_background = asyncio.Event()
@@ -218,7 +226,8 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
     for consumer in consumers:
         tasks.append(
             asyncio.create_task(
-                consumer.run(pool, js, config.stream, stop_background), name=consumer.name
+                consumer.run(pool, js, config.stream, stop_background, metrics=runtime.metrics),
+                name=consumer.name,
             )
         )
     for loop in definition.background(runtime):
@@ -230,6 +239,7 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
                 service=definition.name,
                 jwt_secret=config.jwt_secret,
                 token_policy=config.token_policy,
+                metrics=runtime.metrics.rpc,
             )
         ],
         # gRPC turns away calls beyond this many waiting to be taken (1,000 by
@@ -253,6 +263,8 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
     await server.start()
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    watch_backbone(runtime.metrics, pool=pool, js=js, stream=config.stream, consumers=consumers)
+    await runtime.metrics.serve(metrics_address(config))
     _log.info(
         "serving",
         extra={
