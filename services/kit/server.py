@@ -1,6 +1,6 @@
 """Start and stop a service: pool → migrations → NATS → relay and consumers →
-gRPC server with health, reflection and the interceptor → the metrics port
-(kit/metrics.py).
+gRPC server with health, reflection and the interceptor → the readiness
+watcher (kit/readiness.py) and the metrics port (kit/metrics.py).
 
 `run(definition)` is a service's whole `__main__`. Tests use `start(...)`,
 which returns a running service on a free port, the same code path.
@@ -25,7 +25,7 @@ import asyncpg
 import grpc
 import nats
 from cocreate.ops.v1 import dead_letter_service_pb2, dead_letter_service_pb2_grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext, api
@@ -39,6 +39,7 @@ from services.kit.interceptor import ServiceInterceptor
 from services.kit.metrics import ServiceMetrics, metrics_address, watch_backbone
 from services.kit.outbox import Outbox, OutboxRelay
 from services.kit.pagination import PageTokens
+from services.kit.readiness import CHECK_SETTING, DEFAULT_CHECK_SECONDS, ReadinessWatcher
 
 _log = log.get("server")
 T = TypeVar("T")
@@ -261,8 +262,16 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
     )
     port = server.add_insecure_port(config.listen_addr)
     await server.start()
-    for name in ["", *names]:
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    readiness = ReadinessWatcher(
+        health_servicer,
+        names,
+        service=definition.name,
+        dsn=config.database_url,
+        nats=nc,
+        every_seconds=config.get_float(CHECK_SETTING, DEFAULT_CHECK_SECONDS),
+    )
+    await readiness.serving()
+    tasks.append(asyncio.create_task(readiness.run(stop_background), name="readiness"))
     watch_backbone(runtime.metrics, pool=pool, js=js, stream=config.stream, consumers=consumers)
     await runtime.metrics.serve(metrics_address(config))
     _log.info(
