@@ -66,7 +66,7 @@ Probe = Callable[[], Awaitable[None]]
 # No `<name>_created` series beside every counter and histogram child: in the
 # text format each one is a series of its own, doubling what Prometheus stores
 # for a timestamp nobody reads here. (A process-wide switch of prometheus_client.)
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 def metrics_address(config: Config) -> str:
