@@ -177,6 +177,7 @@ async def test_the_probes_read_the_tables_and_jetstream(
     dsn = platform.database_url("probes")
     pool = await db.create_pool(dsn)
     nc = await nats.connect(nats_server.url)
+    service_metrics = ServiceMetrics("probes")
     try:
         assert VOTES.migrations is not None
         await db.migrate(pool, [("kit", db.KIT_MIGRATIONS), ("votes", VOTES.migrations)])
@@ -191,7 +192,6 @@ async def test_the_probes_read_the_tables_and_jetstream(
                 ack_policy=api.AckPolicy.EXPLICIT,
             ),
         )
-        service_metrics = ServiceMetrics("probes")
         watch_backbone(service_metrics, pool=pool, js=js, stream="COCREATE", consumers=[consumer])
         tallies.watch_lag(service_metrics, pool)
         await service_metrics.serve("127.0.0.1:0")
@@ -253,8 +253,8 @@ async def test_the_probes_read_the_tables_and_jetstream(
         assert drained.value("cocreate_db_pool_in_use", service="probes") == 0
         assert drained.value("cocreate_consumer_redeliveries_total", **waiting) == 1
         assert drained.value("cocreate_consumer_pending", **waiting) == 0
-        await service_metrics.close()
     finally:
+        await service_metrics.close()
         await nc.close()
         await pool.close()
 
