@@ -79,8 +79,8 @@ def metrics_address(config: Config) -> str:
 class RpcMetrics:
     """`cocreate_rpc_duration_seconds{service, method, code}`, observed by the
     interceptor on every call. The labelled child is kept per (method, code):
-    `labels()` costs more than the observation itself (measured: about 4.3 µs
-    for labels().observe, 1.9 µs for the cached child's)."""
+    `labels()` costs about as much as the observation itself (timeit on the
+    shared 2-core machine: 3.0 µs for this method, 5.5 µs for labels().observe)."""
 
     def __init__(self, service: str, registry: CollectorRegistry) -> None:
         self._service = service
