@@ -20,9 +20,10 @@ import pytest
 from cocreate.ops.v1 import dead_letter_service_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from deploy.localstack import LocalNats, LocalPostgres, free_port
+from deploy.localstack import LocalNats, LocalPostgres
 from services.kit.readiness import LIVENESS
 from services.kit.server import ServiceDefinition
+from tests.conftest import start_on_a_free_port
 from tests.operations.conftest import StartGateway
 from tests.operations.prometheus import metrics_url, scrape
 from tests.support import Platform, eventually, stub
@@ -37,8 +38,14 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 @pytest.fixture
 def own_servers(tmp_path: Path) -> Iterator[tuple[LocalPostgres, LocalNats]]:
-    postgres = LocalPostgres(tmp_path / "pg", free_port(), durable=False).start()
-    nats_server = LocalNats(tmp_path / "js", free_port(), sync_always=False).start()
+    # Another test run on the machine may take a port between our look-up and
+    # the server's bind: then another port is tried.
+    postgres = start_on_a_free_port(
+        lambda port: LocalPostgres(tmp_path / "pg", port, durable=False)
+    )
+    nats_server = start_on_a_free_port(
+        lambda port: LocalNats(tmp_path / "js", port, sync_always=False)
+    )
     yield postgres, nats_server
     nats_server.stop()
     postgres.stop()
