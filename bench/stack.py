@@ -40,6 +40,7 @@ class Stack:
         )
         for name in SERVICES:
             self.env[f"COCREATE_{name.upper()}_ADDR"] = f"127.0.0.1:{free_port()}"
+            self.env[f"COCREATE_{name.upper()}_METRICS_ADDR"] = f"127.0.0.1:{free_port()}"
         log = open(self.folder.parent / "stack.log", "w")  # noqa: SIM115 - the child keeps it
         self.process = subprocess.Popen(
             [sys.executable, "-m", "deploy.localstack"],

@@ -295,6 +295,7 @@ def main() -> None:
             env["COCREATE_NATS_URL"] = nats_server.url
             print(f"nats      {nats_server.url}  (JetStream in {dev / 'nats'})")
         from services.kit.config import DEFAULT_PORTS
+        from services.kit.metrics import DEFAULT_METRICS_PORTS
 
         programs = [
             s for s in (*SERVICES, "gateway") if (ROOT / "services" / s / "__main__.py").exists()
@@ -311,7 +312,12 @@ def main() -> None:
                 address = addresses[name]
                 _wait_until(functools.partial(_serving, address), f"the {name} service", 60)
             kind = "http" if name == "gateway" else "grpc"
-            print(f"{name:<9} {kind}://{addresses[name]}")
+            if name == "gateway":
+                metrics = f"{addresses[name]}/metrics"
+            else:
+                default = f"127.0.0.1:{DEFAULT_METRICS_PORTS[name]}"
+                metrics = env.get(f"COCREATE_{name.upper()}_METRICS_ADDR", default) + "/metrics"
+            print(f"{name:<9} {kind}://{addresses[name]:<21} metrics http://{metrics}")
         print("cocreate is running; Ctrl-C stops everything.", flush=True)
 
         stopping = False

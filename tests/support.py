@@ -93,6 +93,7 @@ class Platform:
         settings = {
             prefix + "DATABASE_URL": self.database_url(service),
             prefix + "ADDR": "127.0.0.1:0",
+            prefix + "METRICS_ADDR": "127.0.0.1:0",
             "COCREATE_NATS_URL": self.nats.url,
             "COCREATE_ENV": "development",
             "COCREATE_RELAY_POLL_SECONDS": "0.2",

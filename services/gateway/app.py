@@ -1,9 +1,10 @@
 """The HTTP side: POST /rpc (JSON-RPC 2.0, single or batch), POST /rpc/stream
 (one call, answered as NDJSON, one JSON-RPC response per streamed message),
 GET /healthz (the gateway is up), GET /readyz (every upstream answers health),
-GET /methods (every callable method), GET / (the community web app, see
-services/gateway/web.py), GET /console (a small console for trying calls),
-GET /notifications (a member's notifications, live, for a browser).
+GET /metrics (Prometheus, see services/gateway/metrics.py), GET /methods (every
+callable method), GET / (the community web app, see services/gateway/web.py),
+GET /console (a small console for trying calls), GET /notifications (a
+member's notifications, live, for a browser).
 
 Routing: a method's proto package names its service (`cocreate.votes.v1` →
 votes). The `cocreate.ops.v1` methods (dead letters) are served by every
@@ -33,6 +34,7 @@ from services.gateway import jsonrpc
 from services.gateway.jsonrpc import Call, RpcError
 from services.gateway.limits import Busy, Limits
 from services.gateway.methods import Method, Registry
+from services.gateway.metrics import GatewayMetrics
 from services.gateway.settings import UPSTREAMS, Settings
 from services.gateway.web import WebApp
 from services.kit import log
@@ -832,8 +834,10 @@ def _refused(response: web.Response, err: RpcError) -> web.Response:
 
 def build_app(settings: Settings, registry: Registry | None = None) -> web.Application:
     gateway = Gateway(settings, registry or Registry.load())
+    metrics = GatewayMetrics()
     # One byte over the limit is enough to know it is exceeded.
     app = web.Application(
+        middlewares=[metrics.count_requests],
         client_max_size=settings.max_body_bytes,
         # After answering a request whose body did not all arrive (408, 413),
         # read what is left for at most this long, not aiohttp's 10 s.
@@ -850,6 +854,7 @@ def build_app(settings: Settings, registry: Registry | None = None) -> web.Appli
     app.router.add_get("/methods", gateway.handle_methods)
     app.router.add_get("/healthz", gateway.handle_healthz)
     app.router.add_get("/readyz", gateway.handle_readyz)
+    app.router.add_get("/metrics", metrics.handle_metrics)
     app.on_response_prepare.append(gateway.add_cors_headers)
 
     async def close_channels(_app: web.Application) -> None:

@@ -1,4 +1,5 @@
 """What every cocreate service shares: config, the gRPC server bootstrap (health,
-reflection, auth, error mapping, request logs, graceful shutdown), the Postgres
+reflection, auth, error mapping, request logs, graceful shutdown), readiness
+and liveness (readiness.py), Prometheus metrics (metrics.py), the Postgres
 pool and migrations, the transactional outbox and its relay, the inbox consumer
 and the event envelope. A service's own code never repeats any of these."""

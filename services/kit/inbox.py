@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 import nats.errors
@@ -28,6 +28,9 @@ from nats.js import JetStreamContext, api
 
 from services.kit import events, failpoints, log, tracing, worker
 from services.kit.errors import CONFLICT_ERRORS, INFRASTRUCTURE_ERRORS
+
+if TYPE_CHECKING:
+    from services.kit.metrics import ServiceMetrics
 
 Handler = Callable[[asyncpg.Connection, events.Event[Any]], Awaitable[None]]
 
@@ -103,7 +106,13 @@ class InboxConsumer:
         self._apply_together = apply_together
 
     async def run(
-        self, pool: asyncpg.Pool, js: JetStreamContext, stream: str, stop: asyncio.Event
+        self,
+        pool: asyncpg.Pool,
+        js: JetStreamContext,
+        stream: str,
+        stop: asyncio.Event,
+        *,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         config = api.ConsumerConfig(
             durable_name=self.name,
@@ -137,6 +146,8 @@ class InboxConsumer:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=1.0)
                     continue
+                if metrics is not None:
+                    metrics.fetched(self.name, messages)
                 started = time.monotonic()
                 try:
                     await self._deliver_batch(pool, messages)

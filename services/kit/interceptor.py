@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -19,6 +19,9 @@ from google.rpc import status_pb2
 from grpc_status import rpc_status
 
 from services.kit import auth, errors, log, tracing
+
+if TYPE_CHECKING:
+    from services.kit.metrics import RpcMetrics
 
 # Probes and tools must work without a token.
 _OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -91,9 +94,15 @@ def _role_of(caller: auth.Caller | None) -> str | None:
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(
-        self, *, service: str, jwt_secret: str, token_policy: auth.TokenPolicy | None = None
+        self,
+        *,
+        service: str,
+        jwt_secret: str,
+        token_policy: auth.TokenPolicy | None = None,
+        metrics: RpcMetrics | None = None,
     ) -> None:
         self._service = service
+        self._metrics = metrics
         self._secret = jwt_secret
         self._token_policy = token_policy or auth.TokenPolicy()
         self._domain = f"{service}.cocreate"
@@ -223,13 +232,16 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _log_call(
         self, method: str, code: grpc.StatusCode, started: float, caller: auth.Caller | None
     ) -> None:
+        seconds = time.perf_counter() - started
+        if self._metrics is not None:
+            self._metrics.observe(method, code, seconds)
         _log.info(
             "call",
             extra={
                 "service": self._service,
                 "method": method,
                 "code": code.name,
-                "ms": round((time.perf_counter() - started) * 1000, 2),
+                "ms": round(seconds * 1000, 2),
                 "caller": caller.member_id if caller and not caller.visitor else None,
                 "role": _role_of(caller),
                 "trace_id": tracing.trace_id(tracing.current()),

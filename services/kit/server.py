@@ -1,5 +1,6 @@
 """Start and stop a service: pool → migrations → NATS → relay and consumers →
-gRPC server with health, reflection and the interceptor.
+gRPC server with health, reflection and the interceptor → the readiness
+watcher (kit/readiness.py) and the metrics port (kit/metrics.py).
 
 `run(definition)` is a service's whole `__main__`. Tests use `start(...)`,
 which returns a running service on a free port, the same code path.
@@ -25,7 +26,7 @@ import asyncpg
 import grpc
 import nats
 from cocreate.ops.v1 import dead_letter_service_pb2, dead_letter_service_pb2_grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext, api
@@ -36,8 +37,10 @@ from services.kit.deadletters import DeadLetterServicer
 from services.kit.errors import INFRASTRUCTURE_ERRORS
 from services.kit.inbox import InboxConsumer
 from services.kit.interceptor import ServiceInterceptor
+from services.kit.metrics import ServiceMetrics, metrics_address, watch_backbone
 from services.kit.outbox import Outbox, OutboxRelay
 from services.kit.pagination import PageTokens
+from services.kit.readiness import CHECK_SETTING, DEFAULT_CHECK_SECONDS, ReadinessWatcher
 
 _log = log.get("server")
 T = TypeVar("T")
@@ -63,6 +66,8 @@ class Runtime:
     page_tokens: PageTokens
     nats: NatsClient
     js: JetStreamContext
+    # This instance's Prometheus metrics (its own registry; see kit/metrics.py).
+    metrics: ServiceMetrics
     # Objects a service's own parts share within one running instance (for
     # example a servicer and the background loop that feeds it).
     shared: dict[str, object] = field(default_factory=dict)
@@ -117,6 +122,8 @@ class RunningService:
         self.server = server
         self.port = port
         self.address = f"127.0.0.1:{port}"
+        # Where GET /metrics answers, when metrics are on.
+        self.metrics_port = runtime.metrics.port
         self._health = health_servicer
         self._tasks = tasks
         self._stop_background = stop_background
@@ -138,6 +145,7 @@ class RunningService:
         with contextlib.suppress(Exception):
             await self.runtime.nats.drain()
         await self.runtime.pool.close()
+        await self.runtime.metrics.close()
         _log.info("stopped", extra={"service": self.definition.name})
 
 
@@ -216,6 +224,7 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
         page_tokens=PageTokens(config.jwt_secret),
         nats=nc,
         js=js,
+        metrics=ServiceMetrics(definition.name),
     )
     consumers = list(definition.consumers(runtime))
     stop_background = asyncio.Event()
@@ -231,7 +240,8 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
     for consumer in consumers:
         tasks.append(
             asyncio.create_task(
-                consumer.run(pool, js, config.stream, stop_background), name=consumer.name
+                consumer.run(pool, js, config.stream, stop_background, metrics=runtime.metrics),
+                name=consumer.name,
             )
         )
     for loop in definition.background(runtime):
@@ -243,6 +253,7 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
                 service=definition.name,
                 jwt_secret=config.jwt_secret,
                 token_policy=config.token_policy,
+                metrics=runtime.metrics.rpc,
             )
         ],
         # gRPC turns away calls beyond this many waiting to be taken (1,000 by
@@ -270,8 +281,18 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
     )
     port = server.add_insecure_port(config.listen_addr)
     await server.start()
-    for name in ["", *names]:
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    readiness = ReadinessWatcher(
+        health_servicer,
+        names,
+        service=definition.name,
+        dsn=config.database_url,
+        nats=nc,
+        every_seconds=config.get_float(CHECK_SETTING, DEFAULT_CHECK_SECONDS),
+    )
+    await readiness.serving()
+    tasks.append(asyncio.create_task(readiness.run(stop_background), name="readiness"))
+    watch_backbone(runtime.metrics, pool=pool, js=js, stream=config.stream, consumers=consumers)
+    await runtime.metrics.serve(metrics_address(config))
     _log.info(
         "serving",
         extra={

@@ -20,7 +20,7 @@ from services.votes.notifications import (
     notification_consumers,
     register_notification_service,
 )
-from services.votes.tallies import TallyFolder
+from services.votes.tallies import TallyFolder, watch_lag
 
 FOLD_POLL_SETTING = "COCREATE_VOTES_FOLD_POLL_SECONDS"
 FOLD_GATHER_SETTING = "COCREATE_VOTES_FOLD_GATHER_SECONDS"
@@ -43,6 +43,7 @@ def _background(runtime: Runtime) -> Sequence[BackgroundLoop]:
         poll_seconds=runtime.config.get_float(FOLD_POLL_SETTING, 0.5),
         gather_seconds=runtime.config.get_float(FOLD_GATHER_SETTING, 0.1),
     )
+    watch_lag(runtime.metrics, runtime.pool)
     return [folder.run, *notification_background(runtime)]
 
 

@@ -619,6 +619,15 @@ async def take_dirty(conn: asyncpg.Connection, limit: int) -> list[str]:
     return sorted({row["idea_id"] for row in rows})
 
 
+async def oldest_mark_age_seconds(pool: asyncpg.Pool) -> float:
+    """Seconds since the oldest mark still waiting to be folded was written; 0 when none waits."""
+    age = await pool.fetchval(
+        "select greatest(extract(epoch from clock_timestamp() - marked_at), 0)::float8 "
+        "from tally_dirty order by id limit 1"
+    )
+    return float(age or 0.0)
+
+
 async def tier_groups(
     conn: asyncpg.Connection, idea_ids: Sequence[str]
 ) -> dict[str, list[domain.TierGroup]]:

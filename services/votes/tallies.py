@@ -28,6 +28,8 @@ an incremental fold of per-vote deltas would replace it if ideas ever carry
 millions of votes.
 
 The folder is one of the service's background loops (ServiceDefinition.background).
+Its lag, `cocreate_tally_lag_seconds`, is the age of the oldest mark not
+folded yet (0 when none waits), read when Prometheus scrapes.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from cocreate.events.v1 import votes_events_pb2 as events_pb
 
 from services.kit import worker
 from services.kit.events import now_timestamp
+from services.kit.metrics import ServiceMetrics
 from services.kit.outbox import Outbox, PendingEvent
 from services.votes import domain, store
 
@@ -112,6 +115,18 @@ class TallyFolder:
                 ],
             )
             return len(idea_ids)
+
+
+def watch_lag(metrics: ServiceMetrics, pool: asyncpg.Pool) -> None:
+    lag = metrics.gauge(
+        "cocreate_tally_lag_seconds",
+        "Age of the oldest vote change the tally folder has not folded yet (0 when none waits)",
+    ).labels(metrics.service)
+
+    async def probe() -> None:
+        lag.set(await store.oldest_mark_age_seconds(pool))
+
+    metrics.on_scrape("tally-lag", probe, [lag])
 
 
 def _chunks(rows: Sequence[store.Record], size: int) -> list[Sequence[store.Record]]:

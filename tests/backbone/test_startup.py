@@ -26,6 +26,7 @@ def votes_config(database_port: int, nats_server: LocalNats, wait: str) -> confi
         {
             "COCREATE_VOTES_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{database_port}/postgres",
             "COCREATE_VOTES_ADDR": "127.0.0.1:0",
+            "COCREATE_VOTES_METRICS_ADDR": "127.0.0.1:0",
             "COCREATE_NATS_URL": nats_server.url,
             "COCREATE_ENV": "development",
             "COCREATE_STARTUP_WAIT_SECONDS": wait,

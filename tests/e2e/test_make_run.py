@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 
 from deploy.localstack import ROOT, SERVICES, free_port
@@ -46,6 +47,12 @@ async def running_stack(dev_dir: Path, env: dict[str, str]) -> AsyncIterator[str
         assert code == 0, f"the stack exited with {code}"
 
 
+async def get_text(url: str) -> str:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.status == 200, url
+        return await response.text()
+
+
 def buf_curl(*args: str) -> str:
     result = subprocess.run(
         [BUF, "curl", "--protocol", "grpc", "--http2-prior-knowledge", *args],
@@ -75,7 +82,9 @@ async def migrations_and_marker(pg_port: int) -> dict[str, tuple[int, list[str]]
 
 async def test_make_run_serves_every_service_and_keeps_data_across_runs(tmp_path: Path) -> None:
     ports = {name: free_port() for name in (*SERVICES, "gateway", "pg", "nats")}
+    metrics_ports = {name: free_port() for name in SERVICES}
     env = {f"COCREATE_{s.upper()}_ADDR": f"127.0.0.1:{ports[s]}" for s in (*SERVICES, "gateway")}
+    env |= {f"COCREATE_{s.upper()}_METRICS_ADDR": f"127.0.0.1:{metrics_ports[s]}" for s in SERVICES}
     env |= {"COCREATE_PG_PORT": str(ports["pg"]), "COCREATE_NATS_PORT": str(ports["nats"])}
     for key in list(os.environ):
         if key.endswith("_DATABASE_URL") or key == "COCREATE_NATS_URL":
@@ -92,6 +101,12 @@ async def test_make_run_serves_every_service_and_keeps_data_across_runs(tmp_path
             methods = await asyncio.to_thread(buf_curl, "--list-methods", base)
             assert f"cocreate.{service}.v1." in methods
             assert "cocreate.ops.v1.DeadLetterService/ListDeadLetters" in methods
+            metrics = f"http://127.0.0.1:{metrics_ports[service]}/metrics"
+            assert f"metrics {metrics}" in printed
+            assert f'cocreate_outbox_pending{{service="{service}"}}' in await get_text(metrics)
+        gateway_metrics = f"http://127.0.0.1:{ports['gateway']}/metrics"
+        assert f"metrics {gateway_metrics}" in printed
+        assert "cocreate_gateway_http_requests_total" in await get_text(gateway_metrics)
         first = await migrations_and_marker(ports["pg"])
         for service in SERVICES:
             conn = await asyncpg.connect(

@@ -47,6 +47,7 @@ class CrashStack:
         for name in SERVICES:
             env[f"COCREATE_{name.upper()}_DATABASE_URL"] = self.database_urls[name]
             env[f"COCREATE_{name.upper()}_ADDR"] = self.addresses[name]
+            env[f"COCREATE_{name.upper()}_METRICS_ADDR"] = "127.0.0.1:0"
         return env
 
     async def start(self) -> None:
