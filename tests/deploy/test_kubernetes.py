@@ -192,7 +192,7 @@ def test_services_answer_their_probes_and_serve_metrics(overlay: str) -> None:
         assert values[f"COCREATE_{service.upper()}_METRICS_ADDR"] == f"0.0.0.0:{metrics}"
 
     gateway = container(resources, "Deployment", "gateway")
-    assert gateway["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert gateway["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert gateway["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert gateway["ports"] == [{"name": "http", "containerPort": DEFAULT_PORTS["gateway"]}]
     annotations = one(resources, "Deployment", "gateway")["spec"]["template"]["metadata"][
