@@ -154,6 +154,9 @@ def mask_paths(v: Violations, mask: field_mask_pb2.FieldMask, allowed: tuple[str
 class IdeaServicer(pb_grpc.IdeaServiceServicer):
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
+        self._mutations = idempotency.Mutations(
+            runtime.pool, pb.DESCRIPTOR.services_by_name["IdeaService"]
+        )
         config = runtime.config
         self._edit_window = timedelta(
             seconds=config.get_int("COCREATE_IDEAS_EDIT_WINDOW_SECONDS", 3600)
@@ -243,14 +246,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
                 raise AlreadyExists(f"a product named {name!r} exists", reason="PRODUCT_NAME_TAKEN")
             return pb.CreateProductResponse(product=product_message(row))
 
-        return await idempotency.run_once(
-            self._rt.pool,
-            caller.member_id,
-            "CreateProduct",
-            request.request_id,
-            pb.CreateProductResponse,
-            work,
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
     async def GetProduct(
         self, request: pb.GetProductRequest, context: grpc.aio.ServicerContext
@@ -314,14 +310,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
                 ) from None
             return pb.UpdateProductResponse(product=product_message(row))
 
-        return await idempotency.run_once(
-            self._rt.pool,
-            caller.member_id,
-            "UpdateProduct",
-            request.request_id,
-            pb.UpdateProductResponse,
-            work,
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
     async def ArchiveProduct(
         self, request: pb.ArchiveProductRequest, context: grpc.aio.ServicerContext
@@ -339,14 +328,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
             )
             return pb.ArchiveProductResponse(product=product_message(row))
 
-        return await idempotency.run_once(
-            self._rt.pool,
-            caller.member_id,
-            "ArchiveProduct",
-            request.request_id,
-            pb.ArchiveProductResponse,
-            work,
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
     # Ideas
 
@@ -397,14 +379,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
             )
             return pb.SubmitIdeaResponse(idea=idea)
 
-        return await idempotency.run_once(
-            self._rt.pool,
-            caller.member_id,
-            "SubmitIdea",
-            request.request_id,
-            pb.SubmitIdeaResponse,
-            work,
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
     async def GetIdea(
         self, request: pb.GetIdeaRequest, context: grpc.aio.ServicerContext
@@ -527,14 +502,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
                 )
             return pb.UpdateIdeaResponse(idea=await self._idea_reply(conn, idea_id, caller))
 
-        return await idempotency.run_once(
-            self._rt.pool,
-            caller.member_id,
-            "UpdateIdea",
-            request.request_id,
-            pb.UpdateIdeaResponse,
-            work,
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
     async def ChangeIdeaStatus(
         self, request: pb.ChangeIdeaStatusRequest, context: grpc.aio.ServicerContext
@@ -550,14 +518,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
             await self.change_status(conn, caller, idea_id, request.status, note)
             return pb.ChangeIdeaStatusResponse(idea=await self._idea_reply(conn, idea_id, caller))
 
-        return await idempotency.run_once(
-            self._rt.pool,
-            caller.member_id,
-            "ChangeIdeaStatus",
-            request.request_id,
-            pb.ChangeIdeaStatusResponse,
-            work,
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
     async def change_status(
         self,
@@ -636,14 +597,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
                 target=await self._idea_reply(conn, final_id, caller),
             )
 
-        return await idempotency.run_once(
-            self._rt.pool,
-            caller.member_id,
-            "MergeIdeas",
-            request.request_id,
-            pb.MergeIdeasResponse,
-            work,
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
     async def _final_target(self, conn: asyncpg.Connection, target_id: str) -> str:
         """Follow merges from `target_id` to the idea they end at."""
@@ -689,14 +643,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
                 )
             return pb.HideIdeaResponse(idea=await self._idea_reply(conn, idea_id, caller))
 
-        return await idempotency.run_once(
-            self._rt.pool,
-            caller.member_id,
-            "HideIdea",
-            request.request_id,
-            pb.HideIdeaResponse,
-            work,
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
     async def UnhideIdea(
         self, request: pb.UnhideIdeaRequest, context: grpc.aio.ServicerContext
@@ -732,14 +679,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
             )
             return pb.UnhideIdeaResponse(idea=await self._idea_reply(conn, idea_id, caller))
 
-        return await idempotency.run_once(
-            self._rt.pool,
-            caller.member_id,
-            "UnhideIdea",
-            request.request_id,
-            pb.UnhideIdeaResponse,
-            work,
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
     async def ReportIdea(
         self, request: pb.ReportIdeaRequest, context: grpc.aio.ServicerContext
@@ -885,14 +825,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
             )
             return pb.AddCommentResponse(comment=comment_message(comment))
 
-        return await idempotency.run_once(
-            self._rt.pool,
-            caller.member_id,
-            "AddComment",
-            request.request_id,
-            pb.AddCommentResponse,
-            work,
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
     async def ListComments(
         self, request: pb.ListCommentsRequest, context: grpc.aio.ServicerContext
@@ -946,14 +879,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
             row = await store.update_comment(conn, comment_id, body=body)
             return pb.UpdateCommentResponse(comment=comment_message(row))
 
-        return await idempotency.run_once(
-            self._rt.pool,
-            caller.member_id,
-            "UpdateComment",
-            request.request_id,
-            pb.UpdateCommentResponse,
-            work,
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
     async def DeleteComment(
         self, request: pb.DeleteCommentRequest, context: grpc.aio.ServicerContext
@@ -968,14 +894,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
             await store.delete_comment(conn, comment_id, str(row["idea_id"]))
             return pb.DeleteCommentResponse()
 
-        return await idempotency.run_once(
-            self._rt.pool,
-            caller.member_id,
-            "DeleteComment",
-            request.request_id,
-            pb.DeleteCommentResponse,
-            work,
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
     async def HideComment(
         self, request: pb.HideCommentRequest, context: grpc.aio.ServicerContext
@@ -1002,14 +921,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
                 )
             return pb.HideCommentResponse(comment=comment_message(row))
 
-        return await idempotency.run_once(
-            self._rt.pool,
-            caller.member_id,
-            "HideComment",
-            request.request_id,
-            pb.HideCommentResponse,
-            work,
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
 
 def register(server: grpc.aio.Server, runtime: Runtime) -> None:

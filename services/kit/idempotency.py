@@ -1,20 +1,24 @@
 """Mutations with a client-chosen request_id: a retry gets the first answer.
 
-`await run_once(pool, caller_id, "Method", request.request_id, ResponseType, work)`
+A servicer holds `Mutations(pool, its service descriptors)`; a handler ends
+in `return await self._mutations.run(caller.member_id, request, work)`, which
 runs `work(conn)` in one transaction and remembers its response with the
 request_id; a retry of the same request answers the remembered response and
-does nothing. (Lower level, inside a transaction of your own: `replay(...)`,
-then the work, then `remember(...)`.) The advisory lock makes two concurrent
-retries of one request take turns, so the second sees the first's committed
-answer.
+does nothing. The RPC, its response type and the key answers are remembered
+under (`"IdeaService.SubmitIdea"`) come from the request's type, so no
+handler spells them. (Lower level, inside a transaction of your own:
+`replay(...)`, then the work, then `remember(...)`.) The advisory lock makes
+two concurrent retries of one request take turns, so the second sees the
+first's committed answer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
+from google.protobuf import descriptor, message_factory
 from google.protobuf import message as pb_message
 
 from services.kit.errors import Violations
@@ -102,19 +106,43 @@ async def remember_many(
     )
 
 
-async def run_once(
-    pool: asyncpg.Pool,
-    caller: str,
-    method: str,
-    request_id: str,
-    response_type: type[R],
-    work: Callable[[asyncpg.Connection], Awaitable[R]],
-) -> R:
-    """Run `work` in a transaction, once per (caller, method, request_id)."""
-    async with pool.acquire() as conn, conn.transaction():
-        cached = await replay(conn, caller, method, request_id, response_type)
-        if cached is not None:
-            return cached
-        response = await work(conn)
-        await remember(conn, caller, method, request_id, response)
-        return response
+def method_key(service: descriptor.ServiceDescriptor, method: descriptor.MethodDescriptor) -> str:
+    """The name answers of a method are remembered under: `Service.Method`."""
+    return f"{service.name}.{method.name}"
+
+
+class Mutations:
+    """The mutations of one or more gRPC services (every method whose request
+    has a `request_id`), each found by its request's type."""
+
+    def __init__(self, pool: asyncpg.Pool, *services: descriptor.ServiceDescriptor) -> None:
+        self._pool = pool
+        self._by_request: dict[str, tuple[str, type[pb_message.Message]]] = {}
+        for service in services:
+            for method in service.methods:
+                if "request_id" not in method.input_type.fields_by_name:
+                    continue
+                name = method.input_type.full_name
+                if name in self._by_request:
+                    raise ValueError(f"{name} is the request of more than one mutation")
+                response = message_factory.GetMessageClass(method.output_type)
+                self._by_request[name] = (method_key(service, method), response)
+
+    def key_of(self, request: pb_message.Message) -> str:
+        return self._by_request[request.DESCRIPTOR.full_name][0]
+
+    async def run(
+        self,
+        caller: str,
+        request: Any,
+        work: Callable[[asyncpg.Connection], Awaitable[R]],
+    ) -> R:
+        """`work(conn)` in a transaction, once per (caller, RPC, request_id)."""
+        method, response_type = self._by_request[request.DESCRIPTOR.full_name]
+        async with self._pool.acquire() as conn, conn.transaction():
+            cached = await replay(conn, caller, method, request.request_id, response_type)
+            if cached is not None:
+                return cached  # type: ignore[return-value]  # the type work returns
+            response = await work(conn)
+            await remember(conn, caller, method, request.request_id, response)
+            return response

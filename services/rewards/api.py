@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import asyncpg
 import grpc
@@ -180,6 +180,10 @@ def _subject(member_id: str) -> str:
     return member_id
 
 
+# GrantTier and RevokeTier answer the same account in their own message.
+TierResponse = TypeVar("TierResponse", pb.GrantTierResponse, pb.RevokeTierResponse)
+
+
 def _request_source(caller: auth.Caller, method: str, request_id: str) -> tuple[str, str]:
     """The (source, award key) of an entry made by a request."""
     request_id = request_id or str(uuid.uuid4())
@@ -190,6 +194,9 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
     def __init__(self, runtime: Runtime, tiers: domain.TierThresholds) -> None:
         self._rt = runtime
         self._pool = runtime.pool
+        self._mutations = idempotency.Mutations(
+            runtime.pool, pb.DESCRIPTOR.services_by_name["RewardsService"]
+        )
         self._tiers = tiers
 
     # ---- accounts and the ledger -------------------------------------------
@@ -288,7 +295,6 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         v.check(request.expected_version >= 0, "expected_version", "must not be negative")
         idempotency.check_request_id(request.request_id, v)
         v.raise_if_any()
-        method = "UpdateRule"
 
         async def work(conn: asyncpg.Connection) -> pb.UpdateRuleResponse:
             current = await conn.fetchrow(
@@ -312,9 +318,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
             )
             return pb.UpdateRuleResponse(rule=rule_proto(row))
 
-        return await idempotency.run_once(
-            self._pool, caller.member_id, method, request.request_id, pb.UpdateRuleResponse, work
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
     # ---- grants and corrections ------------------------------------------
 
@@ -322,11 +326,8 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         self, request: pb.GrantPointsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GrantPointsResponse:
         response = await self._adjust(
+            request,
             pb.GrantPointsResponse,
-            request.member_id,
-            request.amount,
-            request.reason,
-            request.request_id,
             kind=domain.KIND_GRANT,
         )
         assert isinstance(response, pb.GrantPointsResponse)
@@ -336,11 +337,8 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         self, request: pb.DeductPointsRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeductPointsResponse:
         response = await self._adjust(
+            request,
             pb.DeductPointsResponse,
-            request.member_id,
-            request.amount,
-            request.reason,
-            request.request_id,
             kind=domain.KIND_DEDUCTION,
         )
         assert isinstance(response, pb.DeductPointsResponse)
@@ -348,14 +346,13 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
 
     async def _adjust(
         self,
+        request: pb.GrantPointsRequest | pb.DeductPointsRequest,
         response_type: type[pb.GrantPointsResponse] | type[pb.DeductPointsResponse],
-        member_id: str,
-        amount: int,
-        reason: str,
-        request_id: str,
         *,
         kind: str,
     ) -> pb.GrantPointsResponse | pb.DeductPointsResponse:
+        member_id, amount, reason = request.member_id, request.amount, request.reason
+        request_id = request.request_id
         caller = auth.require_role(auth.Role.ADMIN)
         v = Violations()
         _check_member_id(v, member_id)
@@ -392,9 +389,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
                 entry=entry_proto(row), account=account_proto(account, self._tiers)
             )
 
-        return await idempotency.run_once(
-            self._pool, caller.member_id, method, request_id, response_type, work
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
     # ---- tiers ------------------------------------------------------------
 
@@ -412,10 +407,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         _check_reason(v, request.reason)
         idempotency.check_request_id(request.request_id, v)
         v.raise_if_any()
-        account = await self._set_granted_tier(
-            caller, "GrantTier", request.member_id, request.tier, request.reason, request.request_id
-        )
-        return pb.GrantTierResponse(account=account)
+        return await self._set_granted_tier(caller, request, pb.GrantTierResponse, request.tier)
 
     async def RevokeTier(
         self, request: pb.RevokeTierRequest, context: grpc.aio.ServicerContext
@@ -426,22 +418,18 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         _check_reason(v, request.reason)
         idempotency.check_request_id(request.request_id, v)
         v.raise_if_any()
-        account = await self._set_granted_tier(
-            caller, "RevokeTier", request.member_id, None, request.reason, request.request_id
-        )
-        return pb.RevokeTierResponse(account=account)
+        return await self._set_granted_tier(caller, request, pb.RevokeTierResponse, None)
 
     async def _set_granted_tier(
         self,
         caller: auth.Caller,
-        method: str,
-        member_id: str,
+        request: pb.GrantTierRequest | pb.RevokeTierRequest,
+        response_type: type[TierResponse],
         tier: str | None,
-        reason: str,
-        request_id: str,
-    ) -> pb.Account:
+    ) -> TierResponse:
+        member_id, reason = request.member_id, request.reason
 
-        async def work(conn: asyncpg.Connection) -> pb.GrantTierResponse:
+        async def work(conn: asyncpg.Connection) -> TierResponse:
             account = await store.lock_account(conn, member_id)
             updated = await store.refresh_tier(
                 conn,
@@ -452,12 +440,9 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
                 actor_id=caller.member_id,
                 granted_tier=tier,
             )
-            return pb.GrantTierResponse(account=account_proto(updated, self._tiers))
+            return response_type(account=account_proto(updated, self._tiers))
 
-        response = await idempotency.run_once(
-            self._pool, caller.member_id, method, request_id, pb.GrantTierResponse, work
-        )
-        return response.account
+        return await self._mutations.run(caller.member_id, request, work)
 
     async def ListTierChanges(
         self, request: pb.ListTierChangesRequest, context: grpc.aio.ServicerContext
@@ -490,7 +475,6 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         _check_stock(v, request.stock)
         idempotency.check_request_id(request.request_id, v)
         v.raise_if_any()
-        method = "CreateCatalogueItem"
 
         async def work(conn: asyncpg.Connection) -> pb.CreateCatalogueItemResponse:
             row = await store.create_item(
@@ -498,14 +482,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
             )
             return pb.CreateCatalogueItemResponse(item=item_proto(row))
 
-        return await idempotency.run_once(
-            self._pool,
-            caller.member_id,
-            method,
-            request.request_id,
-            pb.CreateCatalogueItemResponse,
-            work,
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
     async def UpdateCatalogueItem(
         self, request: pb.UpdateCatalogueItemRequest, context: grpc.aio.ServicerContext
@@ -523,7 +500,6 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
             _check_stock(v, request.stock)
         idempotency.check_request_id(request.request_id, v)
         v.raise_if_any()
-        method = "UpdateCatalogueItem"
 
         async def work(conn: asyncpg.Connection) -> pb.UpdateCatalogueItemResponse:
             row = await store.update_item(
@@ -537,14 +513,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
             )
             return pb.UpdateCatalogueItemResponse(item=item_proto(row))
 
-        return await idempotency.run_once(
-            self._pool,
-            caller.member_id,
-            method,
-            request.request_id,
-            pb.UpdateCatalogueItemResponse,
-            work,
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
     async def GetCatalogueItem(
         self, request: pb.GetCatalogueItemRequest, context: grpc.aio.ServicerContext
@@ -586,7 +555,6 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         item_id = _item_id(v, request.item_id)
         idempotency.check_request_id(request.request_id, v)
         v.raise_if_any()
-        method = "RedeemItem"
 
         async def work(conn: asyncpg.Connection) -> pb.RedeemItemResponse:
             # The item first, then the account: every redemption locks in this order.
@@ -621,9 +589,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
                 redemption=redemption_proto(redemption), account=account_proto(account, self._tiers)
             )
 
-        return await idempotency.run_once(
-            self._pool, caller.member_id, method, request.request_id, pb.RedeemItemResponse, work
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
     async def ListRedemptions(
         self, request: pb.ListRedemptionsRequest, context: grpc.aio.ServicerContext

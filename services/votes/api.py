@@ -41,6 +41,9 @@ DEFAULT_GATHER_MS = 3.0
 class VoteServicer(pb_grpc.VoteServiceServicer):
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
+        self._mutations = idempotency.Mutations(
+            runtime.pool, pb.DESCRIPTOR.services_by_name["VoteService"]
+        )
         # Members' casts and retracts are written in batches (writer.py).
         self._writer = VoteWriter(
             runtime.pool,
@@ -222,14 +225,7 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
                 policy=mappers.policy(stored), reweighted_vote_count=len(changed)
             )
 
-        return await idempotency.run_once(
-            self._rt.pool,
-            caller.member_id,
-            "UpdateWeightPolicy",
-            request.request_id,
-            pb.UpdateWeightPolicyResponse,
-            work,
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
     async def VoidMemberVotes(
         self, request: pb.VoidMemberVotesRequest, context: grpc.aio.ServicerContext
@@ -275,14 +271,7 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
                 voided_vote_count=len(votes), idea_ids=idea_ids, banned=banned
             )
 
-        return await idempotency.run_once(
-            self._rt.pool,
-            caller.member_id,
-            "VoidMemberVotes",
-            request.request_id,
-            pb.VoidMemberVotesResponse,
-            work,
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
     async def LiftVoteBan(
         self, request: pb.LiftVoteBanRequest, context: grpc.aio.ServicerContext
@@ -307,14 +296,7 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
             )
             return pb.LiftVoteBanResponse(lifted=True)
 
-        return await idempotency.run_once(
-            self._rt.pool,
-            caller.member_id,
-            "LiftVoteBan",
-            request.request_id,
-            pb.LiftVoteBanResponse,
-            work,
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
     async def _known_idea(self, idea_id: str) -> None:
         if await store.get_idea(self._rt.pool, idea_id) is None:

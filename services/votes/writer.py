@@ -59,8 +59,8 @@ CONFLICT_ATTEMPTS = 3
 
 
 class Kind(enum.Enum):
-    CAST = "CastVote"
-    RETRACT = "RetractVote"
+    CAST = "VoteService.CastVote"
+    RETRACT = "VoteService.RetractVote"
 
 
 @dataclass(eq=False)

@@ -96,6 +96,9 @@ async def release_message(conn: asyncpg.Connection, row: asyncpg.Record) -> pb.R
 class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
+        self._mutations = idempotency.Mutations(
+            runtime.pool, pb.DESCRIPTOR.services_by_name["ReleaseService"]
+        )
 
     async def _change_status(
         self,
@@ -157,14 +160,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
                 )
             return pb.CreateIterationResponse(iteration=iteration_message(row))
 
-        return await idempotency.run_once(
-            self._rt.pool,
-            caller.member_id,
-            "ReleaseService.CreateIteration",
-            request.request_id,
-            pb.CreateIterationResponse,
-            work,
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
     async def GetIteration(
         self, request: pb.GetIterationRequest, context: grpc.aio.ServicerContext
@@ -223,14 +219,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
                 iteration=await self._iteration_reply(conn, iteration_id)
             )
 
-        return await idempotency.run_once(
-            self._rt.pool,
-            caller.member_id,
-            "ReleaseService.FreezeIteration",
-            request.request_id,
-            pb.FreezeIterationResponse,
-            work,
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
     # Planning
 
@@ -255,14 +244,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
             assert row is not None
             return pb.PlanIdeaResponse(idea=item_message(row))
 
-        return await idempotency.run_once(
-            self._rt.pool,
-            caller.member_id,
-            "ReleaseService.PlanIdea",
-            request.request_id,
-            pb.PlanIdeaResponse,
-            work,
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
     async def _plan(
         self,
@@ -317,14 +299,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
                 raise NotFound("planned idea", idea_id)
             return pb.UnplanIdeaResponse()
 
-        return await idempotency.run_once(
-            self._rt.pool,
-            caller.member_id,
-            "ReleaseService.UnplanIdea",
-            request.request_id,
-            pb.UnplanIdeaResponse,
-            work,
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
     async def MarkIdeaDone(
         self, request: pb.MarkIdeaDoneRequest, context: grpc.aio.ServicerContext
@@ -358,14 +333,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
             assert updated is not None
             return pb.MarkIdeaDoneResponse(idea=item_message(updated))
 
-        return await idempotency.run_once(
-            self._rt.pool,
-            caller.member_id,
-            "ReleaseService.MarkIdeaDone",
-            request.request_id,
-            pb.MarkIdeaDoneResponse,
-            work,
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
     async def ListIterationIdeas(
         self, request: pb.ListIterationIdeasRequest, context: grpc.aio.ServicerContext
@@ -418,14 +386,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
                 assert release_row is not None
             return pb.CutReleaseResponse(release=await release_message(conn, release_row))
 
-        return await idempotency.run_once(
-            self._rt.pool,
-            caller.member_id,
-            "ReleaseService.CutRelease",
-            request.request_id,
-            pb.CutReleaseResponse,
-            work,
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
     async def _cut(
         self, conn: asyncpg.Connection, caller: Caller, iteration: asyncpg.Record, version: str

@@ -55,6 +55,9 @@ def _forget_old(sent: dict[int, datetime]) -> None:
 class NotificationServicer(pb_grpc.NotificationServiceServicer):
     def __init__(self, runtime: Runtime, hub: NotificationHub) -> None:
         self._rt = runtime
+        self._mutations = idempotency.Mutations(
+            runtime.pool, pb.DESCRIPTOR.services_by_name["NotificationService"]
+        )
         self._hub = hub
         self._catch_up = runtime.config.get_float(CATCH_UP_SETTING, 5.0)
 
@@ -99,14 +102,7 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
                 marked_count=marked, unread_count=await store.unread_count(conn, caller.member_id)
             )
 
-        return await idempotency.run_once(
-            self._rt.pool,
-            caller.member_id,
-            "NotificationService.MarkNotificationsRead",
-            request.request_id,
-            pb.MarkNotificationsReadResponse,
-            work,
-        )
+        return await self._mutations.run(caller.member_id, request, work)
 
     async def WatchNotifications(
         self, request: pb.WatchNotificationsRequest, context: grpc.aio.ServicerContext
