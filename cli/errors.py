@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 
 import grpc
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 OK = 0
 OTHER = 1
@@ -48,13 +50,15 @@ def exit_code_for(code: grpc.StatusCode) -> int:
 
 
 def _rich_status(err: grpc.RpcError) -> status_pb2.Status | None:
-    trailing = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
-    for key, value in trailing or ():
-        if key == "grpc-status-details-bin" and isinstance(value, bytes):
-            status = status_pb2.Status()
-            status.ParseFromString(value)
-            return status
-    return None
+    """The google.rpc.Status the service sent, when it sent one that agrees
+    with the call's code and message."""
+    if not hasattr(err, "trailing_metadata"):
+        return None
+    try:
+        status: status_pb2.Status | None = rpc_status.from_call(err)
+    except (ValueError, DecodeError):
+        return None
+    return status
 
 
 def from_rpc_error(err: grpc.RpcError, *, service: str, target: str, method: str) -> CliError:

@@ -13,6 +13,7 @@ from typing import TypeVar
 import grpc
 from google.protobuf import message as pb_message
 from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from deploy.localstack import LocalNats, LocalPostgres
 from services.kit import auth, config
@@ -47,12 +48,10 @@ async def eventually(
 
 def rich_status(error: grpc.aio.AioRpcError) -> status_pb2.Status:
     """The google.rpc.Status a service sent with an error."""
-    for key, value in error.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            status = status_pb2.Status()
-            status.ParseFromString(value)
-            return status
-    raise AssertionError(f"no rich status in the error {error.code()}: {error.details()}")
+    status: status_pb2.Status | None = rpc_status.from_call(error)
+    if status is None:
+        raise AssertionError(f"no rich status in the error {error.code()}: {error.details()}")
+    return status
 
 
 def detail(error: grpc.aio.AioRpcError, kind: type[M]) -> M:

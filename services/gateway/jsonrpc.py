@@ -17,7 +17,9 @@ from typing import Any
 
 import grpc
 from google.protobuf import any_pb2, json_format, message, message_factory
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -212,15 +214,13 @@ def status_error(
 
 
 def _rich_status(err: grpc.aio.AioRpcError) -> status_pb2.Status | None:
-    for key, value in err.trailing_metadata() or ():
-        if key == "grpc-status-details-bin" and isinstance(value, bytes):
-            status = status_pb2.Status()
-            try:
-                status.ParseFromString(value)
-            except Exception:
-                return None
-            return status
-    return None
+    """The google.rpc.Status the service sent; None when there is none, or
+    one that cannot be read or disagrees with the call's code and message."""
+    try:
+        status: status_pb2.Status | None = rpc_status.from_call(err)
+    except (ValueError, DecodeError):
+        return None
+    return status
 
 
 def _detail_json(packed: any_pb2.Any) -> dict[str, Any]:
