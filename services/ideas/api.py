@@ -515,26 +515,12 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
         v.raise_if_any()
 
         async def work(conn: asyncpg.Connection) -> pb.ChangeIdeaStatusResponse:
-            await self.change_status(conn, caller, idea_id, request.status, note)
+            await workflow.change_status(
+                conn, self._rt.outbox, caller, idea_id, request.status, note
+            )
             return pb.ChangeIdeaStatusResponse(idea=await self._idea_reply(conn, idea_id, caller))
 
         return await self._mutations.run(caller.member_id, request, work)
-
-    async def change_status(
-        self,
-        conn: asyncpg.Connection,
-        caller: Caller,
-        idea_id: str,
-        new_status: int,
-        note: str,
-        release_id: str = "",
-    ) -> None:
-        """One status change with its history and event, in the caller's
-        transaction (see workflow.change_status). A release cut calls it with
-        the SERVICE role."""
-        await workflow.change_status(
-            conn, self._rt.outbox, caller, idea_id, new_status, note, release_id=release_id
-        )
 
     async def MergeIdeas(
         self, request: pb.MergeIdeasRequest, context: grpc.aio.ServicerContext

@@ -100,20 +100,6 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
             runtime.pool, pb.DESCRIPTOR.services_by_name["ReleaseService"]
         )
 
-    async def _change_status(
-        self,
-        conn: asyncpg.Connection,
-        actor: Caller,
-        idea_id: str,
-        new_status: int,
-        note: str,
-        release_id: str = "",
-    ) -> None:
-        """The ideas service's one path for a status change, its history and event."""
-        await workflow.change_status(
-            conn, self._rt.outbox, actor, idea_id, new_status, note, release_id=release_id
-        )
-
     async def _locked_iteration(
         self, conn: asyncpg.Connection, iteration_id: str
     ) -> asyncpg.Record:
@@ -277,10 +263,14 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
             )
         note = f"planned into iteration {iteration['name']}"
         if status == domain.OPEN:
-            await self._change_status(conn, caller, idea_id, domain.UNDER_REVIEW, note)
+            await workflow.change_status(
+                conn, self._rt.outbox, caller, idea_id, domain.UNDER_REVIEW, note
+            )
             status = domain.UNDER_REVIEW
         if status == domain.UNDER_REVIEW:
-            await self._change_status(conn, caller, idea_id, domain.PLANNED, note)
+            await workflow.change_status(
+                conn, self._rt.outbox, caller, idea_id, domain.PLANNED, note
+            )
         await store.plan(conn, iteration_id, idea_id, caller.member_id)
 
     async def UnplanIdea(
@@ -412,8 +402,9 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
         # The release tooling's transition (PLANNED → SHIPPED), recorded as the caller.
         release_manager = Caller(member_id=caller.member_id, role=Role.SERVICE)
         for idea_id in plan.ship:
-            await self._change_status(
+            await workflow.change_status(
                 conn,
+                self._rt.outbox,
                 release_manager,
                 idea_id,
                 domain.SHIPPED,
