@@ -1,11 +1,13 @@
-"""SQL for the ideas service's tables. Every function takes the caller's
-connection, so a mutation, its history and its event share one transaction."""
+"""SQL for ideas, their history and the tallies' read model (products are in
+product_store.py, comments in comment_store.py, the export's own SQL in
+export.py). Every function takes the caller's connection, so a mutation, its
+history and its event share one transaction."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
@@ -13,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from services.ideas import domain
+from services.ideas import comment_store, domain
 
 
 class HistoryKind(IntEnum):
@@ -101,6 +103,17 @@ class IdeaQuery:
         column, _ = _SORT_COLUMN[self.order]
         return f"{column} desc, i.id desc"
 
+    def export_sql(self, columns: str, limit: int) -> str:
+        """Every matching idea, joined to its product, in order (the first
+        `limit`, when positive)."""
+        sql = (
+            f"select {columns} from ideas i join products p on p.id = i.product_id "
+            f"where {' and '.join(self.where())} order by {self.order_by()}"
+        )
+        if limit > 0:
+            sql += f" limit {self._param(limit)}"
+        return sql
+
     def position_of(self, row: asyncpg.Record) -> dict[str, Any]:
         if self.order == Order.NEWEST:
             return {"n": row["number"]}
@@ -126,92 +139,6 @@ _IDEA_FROM = """
         order by c.seq desc limit 1
     ) oc on true
 """
-
-
-def voters_by_tier(row: asyncpg.Record) -> dict[str, int]:
-    raw = row["voters_by_tier"]
-    parsed = json.loads(raw) if isinstance(raw, str) else raw
-    return {str(k): int(v) for k, v in (parsed or {}).items()}
-
-
-# Products
-
-
-async def insert_product(
-    conn: asyncpg.Connection, name: str, description: str
-) -> asyncpg.Record | None:
-    """None when the name is taken (case-insensitively)."""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        "insert into products (id, name, description) values ($1, $2, $3) "
-        "on conflict (lower(name)) do nothing returning *",
-        uuid.uuid4(),
-        name,
-        description,
-    )
-    return row
-
-
-async def product(
-    conn: asyncpg.Connection, product_id: str, *, for_update: bool = False
-) -> asyncpg.Record | None:
-    lock = " for update" if for_update else ""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        f"select * from products where id = $1{lock}", uuid.UUID(product_id)
-    )
-    return row
-
-
-async def name_taken(conn: asyncpg.Connection, name: str, except_id: str) -> bool:
-    return bool(
-        await conn.fetchval(
-            "select exists(select 1 from products where lower(name) = lower($1) and id <> $2)",
-            name,
-            uuid.UUID(except_id),
-        )
-    )
-
-
-async def update_product(
-    conn: asyncpg.Connection,
-    product_id: str,
-    *,
-    name: str | None,
-    description: str | None,
-    archived: bool | None = None,
-) -> asyncpg.Record:
-    row: asyncpg.Record = await conn.fetchrow(
-        """
-        update products set
-            name = coalesce($2, name),
-            description = coalesce($3, description),
-            archived = coalesce($4, archived),
-            updated_at = now()
-        where id = $1 returning *
-        """,
-        uuid.UUID(product_id),
-        name,
-        description,
-        archived,
-    )
-    return row
-
-
-async def list_products(
-    conn: asyncpg.Connection, *, include_archived: bool, after: Mapping[str, Any] | None, limit: int
-) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(
-        """
-        select *, lower(name) as sort_name from products
-        where ($1 or not archived)
-          and ($2::text is null or (lower(name), id) > ($2, $3::uuid))
-        order by lower(name), id limit $4
-        """,
-        include_archived,
-        after["name"] if after else None,
-        uuid.UUID(after["id"]) if after else None,
-        limit,
-    )
-    return rows
 
 
 # Ideas
@@ -289,91 +216,6 @@ async def list_ideas(
     )
     rows: list[asyncpg.Record] = await conn.fetch(sql, *query.params)
     return rows
-
-
-async def export_ideas(
-    conn: asyncpg.Connection, query: IdeaQuery, limit: int, batch: int = 200
-) -> AsyncIterator[asyncpg.Record]:
-    """A server-side cursor (inside the caller's transaction): memory stays
-    flat however many ideas match."""
-    clauses = query.where()
-    sql = (
-        "select i.*, p.name as product_name from ideas i join products p on p.id = i.product_id "
-        f"where {' and '.join(clauses)} order by {query.order_by()}"
-    )
-    if limit > 0:
-        sql += f" limit {query._param(limit)}"
-    async for row in conn.cursor(sql, *query.params, prefetch=batch):
-        yield row
-
-
-def _float_text(column: str) -> str:
-    """A double as Python's str() writes it: Postgres writes the same shortest
-    digits but drops the `.0` of a whole number."""
-    return (
-        f"case when {column} = trunc({column}) and abs({column}) < 1e15 "
-        f"then trunc({column})::bigint::text || '.0' else {column}::text end"
-    )
-
-
-def _csv_cells(status_names: Mapping[int, str]) -> dict[str, str]:
-    """ExportedIdea's fields, in order, as SQL that renders each cell the way
-    the CLI renders a row message (cli/export.py): enums by short name,
-    timestamps ISO 8601 UTC to the second, lists `a;b`, maps `k=v;k=v` by key.
-    Empty text becomes NULL, which COPY writes as an empty cell (an empty
-    string it would quote)."""
-    statuses = " ".join(f"when {number} then '{name}'" for number, name in status_names.items())
-    return {
-        "id": "i.id::text",
-        "number": "i.number",
-        "product_id": "i.product_id::text",
-        "product_name": "nullif(p.name, '')",
-        "title": "nullif(i.title, '')",
-        "status": f"case i.status {statuses} else i.status::text end",
-        "author_id": "nullif(i.author_id, '')",
-        "create_time": """to_char(i.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')""",
-        "weighted_score": "i.weighted_score",
-        "voter_count": "i.voter_count",
-        # Keys then `->>`: about 40 % cheaper than jsonb_each_text here.
-        "voters_by_tier": (
-            "(select string_agg(k || '=' || (i.voters_by_tier ->> k), ';' "
-            'order by k collate "C") from jsonb_object_keys(i.voters_by_tier) k)'
-        ),
-        "trending_score": _float_text("i.trending_score"),
-        "comment_count": "i.comment_count",
-        "tags": "nullif(array_to_string(i.tags, ';'), '')",
-    }
-
-
-async def export_csv(
-    conn: asyncpg.Connection,
-    query: IdeaQuery,
-    limit: int,
-    status_names: Mapping[int, str],
-    output: Callable[[bytes | bytearray], Awaitable[None]],
-) -> int:
-    """The ideas `export_ideas` would return, as CSV text Postgres renders
-    (COPY … TO STDOUT), handed to `output` piece by piece as it arrives;
-    returns how many ideas it held. Memory stays flat: COPY waits while
-    `output` does."""
-    cells = _csv_cells(status_names)
-    select = ", ".join(f'{sql} as "{name}"' for name, sql in cells.items())
-    clauses = query.where()
-    sql = (
-        f"select {select} from ideas i join products p on p.id = i.product_id "
-        f"where {' and '.join(clauses)} order by {query.order_by()}"
-    )
-    if limit > 0:
-        sql += f" limit {query._param(limit)}"
-    status = await conn.copy_from_query(
-        sql, *query.params, output=output, format="csv", header=True
-    )
-    return int(status.split()[-1])
-
-
-def csv_columns() -> list[str]:
-    """The CSV header export_csv writes."""
-    return list(_csv_cells({}))
 
 
 async def similar_ideas(
@@ -477,7 +319,7 @@ async def merge(
         target,
         target_tags,
     )
-    await refresh_comment_count(conn, target_id)
+    await comment_store.refresh_comment_count(conn, target_id)
     return version
 
 
@@ -615,84 +457,6 @@ async def list_history(
         "select * from idea_history where idea_id = $1 and id > $2 order by id limit $3",
         uuid.UUID(idea_id),
         after_id,
-        limit,
-    )
-    return rows
-
-
-# Comments
-
-
-async def insert_comment(
-    conn: asyncpg.Connection, idea_id: str, author_id: str, body: str, official: bool
-) -> asyncpg.Record:
-    row: asyncpg.Record = await conn.fetchrow(
-        "insert into comments (id, idea_id, author_id, body, official) "
-        "values ($1, $2, $3, $4, $5) returning *",
-        uuid.uuid4(),
-        uuid.UUID(idea_id),
-        author_id,
-        body,
-        official,
-    )
-    await refresh_comment_count(conn, idea_id)
-    return row
-
-
-async def comment(
-    conn: asyncpg.Connection, comment_id: str, *, for_update: bool = False
-) -> asyncpg.Record | None:
-    lock = " for update" if for_update else ""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        f"select * from comments where id = $1{lock}", uuid.UUID(comment_id)
-    )
-    return row
-
-
-async def update_comment(
-    conn: asyncpg.Connection,
-    comment_id: str,
-    *,
-    body: str | None = None,
-    hidden_reason: str | None = None,
-) -> asyncpg.Record:
-    row: asyncpg.Record = await conn.fetchrow(
-        """
-        update comments set body = coalesce($2, body),
-            hidden = hidden or $3::text is not null,
-            hidden_reason = coalesce($3, hidden_reason), updated_at = now()
-        where id = $1 returning *
-        """,
-        uuid.UUID(comment_id),
-        body,
-        hidden_reason,
-    )
-    await refresh_comment_count(conn, str(row["idea_id"]))
-    return row
-
-
-async def delete_comment(conn: asyncpg.Connection, comment_id: str, idea_id: str) -> None:
-    await conn.execute("delete from comments where id = $1", uuid.UUID(comment_id))
-    await refresh_comment_count(conn, idea_id)
-
-
-async def refresh_comment_count(conn: asyncpg.Connection, idea_id: str) -> None:
-    await conn.execute(
-        "update ideas set comment_count = "
-        "(select count(*) from comments where idea_id = $1 and not hidden) where id = $1",
-        uuid.UUID(idea_id),
-    )
-
-
-async def list_comments(
-    conn: asyncpg.Connection, idea_id: str, *, include_hidden: bool, after_seq: int, limit: int
-) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(
-        "select * from comments where idea_id = $1 and ($2 or not hidden) and seq > $3 "
-        "order by seq limit $4",
-        uuid.UUID(idea_id),
-        include_hidden,
-        after_seq,
         limit,
     )
     return rows

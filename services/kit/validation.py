@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import field_mask_pb2, timestamp_pb2
 
 from services.kit.errors import Violations
 
@@ -43,3 +43,14 @@ def check_timestamp(v: Violations, stamp: timestamp_pb2.Timestamp, field: str) -
         )
         return None
     return stamp.ToDatetime(tzinfo=UTC)
+
+
+def check_update_mask(
+    v: Violations, mask: field_mask_pb2.FieldMask, allowed: tuple[str, ...]
+) -> set[str]:
+    """The paths an update names (all it allows when the mask is empty, AIP-134);
+    a path it does not allow is the caller's mistake."""
+    paths = set(mask.paths) or set(allowed)
+    unknown = sorted(paths - set(allowed))
+    v.check(not unknown, "update_mask", f"unknown paths {unknown}; allowed: {list(allowed)}")
+    return paths & set(allowed)

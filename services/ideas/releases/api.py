@@ -1,7 +1,7 @@
 """The gRPC servicer of cocreate.ideas.v1.ReleaseService: iterations, planning,
 the release cut and release notes. Status changes go through the ideas
-service's own unit of work (services/ideas/workflow.py, which ChangeIdeaStatus
-uses too), so planning and a cut record history and emit IdeaStatusChanged
+service's own change (services/ideas/changes.py, which ChangeIdeaStatus uses
+too), so planning and a cut record history and emit IdeaStatusChanged
 exactly like ChangeIdeaStatus (a cut with the release id set)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from cocreate.events.v1 import ideas_events_pb2 as events_pb
 from cocreate.ideas.v1 import release_service_pb2 as pb
 from cocreate.ideas.v1 import release_service_pb2_grpc as pb_grpc
 
-from services.ideas import domain, workflow
+from services.ideas import changes, domain, mappers, product_store
 from services.ideas import store as ideas_store
 from services.ideas.releases import notes, rules, store
 from services.ideas.releases.rules import Outcome, State
@@ -29,68 +29,8 @@ RELEASE_MANAGERS = (Role.PM, Role.ADMIN, Role.SERVICE)
 MAX_COMMENTERS_READ = 20
 
 
-def iteration_message(row: asyncpg.Record) -> pb.Iteration:
-    return pb.Iteration(
-        id=str(row["id"]),
-        product_id=str(row["product_id"]),
-        name=row["name"],
-        state=row["state"],
-        start_date=row["start_date"].isoformat(),
-        end_date=row["end_date"].isoformat(),
-        idea_count=row["idea_count"],
-        done_count=row["done_count"],
-        release_id=str(row["release_id"]) if row["release_id"] else "",
-        created_by=row["created_by"],
-        create_time=timestamp(row["created_at"]),
-        update_time=timestamp(row["updated_at"]),
-    )
-
-
-def item_message(row: asyncpg.Record) -> pb.IterationIdea:
-    return pb.IterationIdea(
-        idea_id=str(row["idea_id"]),
-        number=row["number"],
-        title=row["title"],
-        status=row["status"],
-        author_id=row["author_id"],
-        weighted_score=row["weighted_score"],
-        voter_count=row["voter_count"],
-        voters_by_tier=store.tier_counts(row["voters_by_tier"]),
-        done=row["done"],
-        outcome=row["outcome"],
-        planned_by=row["planned_by"],
-        plan_time=timestamp(row["planned_at"]),
-    )
-
-
-def released_idea_message(row: asyncpg.Record) -> pb.ReleasedIdea:
-    return pb.ReleasedIdea(
-        idea_id=str(row["idea_id"]),
-        number=row["number"],
-        title=row["title"],
-        author_id=row["author_id"],
-        weighted_score=row["weighted_score"],
-        voter_count=row["voter_count"],
-        voters_by_tier=store.tier_counts(row["voters_by_tier"]),
-    )
-
-
-async def release_message(conn: asyncpg.Connection, row: asyncpg.Record) -> pb.Release:
-    shipped = await store.released_ideas(conn, str(row["id"]))
-    return pb.Release(
-        id=str(row["id"]),
-        iteration_id=str(row["iteration_id"]),
-        iteration_name=row["iteration_name"],
-        product_id=str(row["product_id"]),
-        product_name=row["product_name"],
-        version=row["version"],
-        shipped_ideas=[released_idea_message(r) for r in shipped],
-        rolled_over_idea_ids=[str(i) for i in row["rolled_over_idea_ids"]],
-        next_iteration_id=str(row["next_iteration_id"]) if row["next_iteration_id"] else "",
-        dropped_idea_ids=[str(i) for i in row["dropped_idea_ids"]],
-        published_by=row["published_by"],
-        publish_time=timestamp(row["published_at"]),
-    )
+async def _release(conn: asyncpg.Connection, row: asyncpg.Record) -> pb.Release:
+    return mappers.release(row, await store.released_ideas(conn, str(row["id"])))
 
 
 class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
@@ -111,7 +51,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
     async def _iteration_reply(self, conn: asyncpg.Connection, iteration_id: str) -> pb.Iteration:
         row = await store.iteration(conn, iteration_id)
         assert row is not None
-        return iteration_message(row)
+        return mappers.iteration(row)
 
     # Iterations
 
@@ -127,7 +67,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
         assert dates is not None
 
         async def work(conn: asyncpg.Connection) -> pb.CreateIterationResponse:
-            product = await ideas_store.product(conn, product_id)
+            product = await product_store.product(conn, product_id)
             if product is None:
                 raise NotFound("product", product_id)
             row = await store.insert_iteration(
@@ -144,7 +84,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
                     reason="ITERATION_NAME_TAKEN",
                     metadata={"product_id": product_id, "name": name},
                 )
-            return pb.CreateIterationResponse(iteration=iteration_message(row))
+            return pb.CreateIterationResponse(iteration=mappers.iteration(row))
 
         return await self._mutations.run(caller.member_id, request, work)
 
@@ -159,7 +99,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
             row = await store.iteration(conn, iteration_id)
         if row is None:
             raise NotFound("iteration", iteration_id)
-        return pb.GetIterationResponse(iteration=iteration_message(row))
+        return pb.GetIterationResponse(iteration=mappers.iteration(row))
 
     async def ListIterations(
         self, request: pb.ListIterationsRequest, context: grpc.aio.ServicerContext
@@ -180,7 +120,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
                 limit=page.fetch,
             )
         return pb.ListIterationsResponse(
-            iterations=[iteration_message(r) for r in page.items(rows)],
+            iterations=[mappers.iteration(r) for r in page.items(rows)],
             next_page_token=page.next_token(
                 rows, lambda last: {"start": last["start_date"].isoformat(), "id": str(last["id"])}
             ),
@@ -228,7 +168,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
                 await self._plan(conn, caller, iteration, idea, planned_in)
             row = await store.item(conn, iteration_id, idea_id)
             assert row is not None
-            return pb.PlanIdeaResponse(idea=item_message(row))
+            return pb.PlanIdeaResponse(idea=mappers.iteration_idea(row))
 
         return await self._mutations.run(caller.member_id, request, work)
 
@@ -263,12 +203,12 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
             )
         note = f"planned into iteration {iteration['name']}"
         if status == domain.OPEN:
-            await workflow.change_status(
+            await changes.change_status(
                 conn, self._rt.outbox, caller, idea_id, domain.UNDER_REVIEW, note
             )
             status = domain.UNDER_REVIEW
         if status == domain.UNDER_REVIEW:
-            await workflow.change_status(
+            await changes.change_status(
                 conn, self._rt.outbox, caller, idea_id, domain.PLANNED, note
             )
         await store.plan(conn, iteration_id, idea_id, caller.member_id)
@@ -321,7 +261,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
             await store.set_done(conn, iteration_id, idea_id, not request.undo)
             updated = await store.item(conn, iteration_id, idea_id)
             assert updated is not None
-            return pb.MarkIdeaDoneResponse(idea=item_message(updated))
+            return pb.MarkIdeaDoneResponse(idea=mappers.iteration_idea(updated))
 
         return await self._mutations.run(caller.member_id, request, work)
 
@@ -339,7 +279,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
             rows = await store.list_items(conn, iteration_id, page.after, page.fetch)
         visible = [r for r in page.items(rows) if caller.is_staff or not r["hidden"]]
         return pb.ListIterationIdeasResponse(
-            ideas=[item_message(r) for r in visible],
+            ideas=[mappers.iteration_idea(r) for r in visible],
             next_page_token=page.next_token(
                 rows, lambda last: {"score": last["weighted_score"], "id": str(last["idea_id"])}
             ),
@@ -374,7 +314,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
                 release_id = await self._cut(conn, caller, iteration, version)
                 release_row = await store.release(conn, release_id)
                 assert release_row is not None
-            return pb.CutReleaseResponse(release=await release_message(conn, release_row))
+            return pb.CutReleaseResponse(release=await _release(conn, release_row))
 
         return await self._mutations.run(caller.member_id, request, work)
 
@@ -402,7 +342,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
         # The release tooling's transition (PLANNED → SHIPPED), recorded as the caller.
         release_manager = Caller(member_id=caller.member_id, role=Role.SERVICE)
         for idea_id in plan.ship:
-            await workflow.change_status(
+            await changes.change_status(
                 conn,
                 self._rt.outbox,
                 release_manager,
@@ -492,7 +432,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
             row = await store.release(conn, release_id)
             if row is None:
                 raise NotFound("release", release_id)
-            return pb.GetReleaseResponse(release=await release_message(conn, row))
+            return pb.GetReleaseResponse(release=await _release(conn, row))
 
     async def ListReleases(
         self, request: pb.ListReleasesRequest, context: grpc.aio.ServicerContext
@@ -504,7 +444,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
         page = self._rt.page_tokens.page(request, default=20, maximum=100)
         async with self._rt.pool.acquire() as conn:
             rows = await store.list_releases(conn, product_id, page.after, page.fetch)
-            releases = [await release_message(conn, r) for r in page.items(rows)]
+            releases = [await _release(conn, r) for r in page.items(rows)]
         return pb.ListReleasesResponse(
             releases=releases,
             next_page_token=page.next_token(rows, lambda r: {"n": r["number"]}),
@@ -539,7 +479,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
                         reason="ITERATION_NOT_RELEASED",
                         metadata={"iteration_id": iteration_id},
                     )
-            release = await release_message(conn, row)
+            release = await _release(conn, row)
             talkers = await store.commenters(
                 conn, [i.idea_id for i in release.shipped_ideas], MAX_COMMENTERS_READ
             )

@@ -4,7 +4,6 @@ transaction."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import date
@@ -383,8 +382,3 @@ async def commenters(
         limit,
     )
     return rows
-
-
-def tier_counts(raw: Any) -> dict[str, int]:
-    parsed = json.loads(raw) if isinstance(raw, str) else raw
-    return {str(k): int(v) for k, v in (parsed or {}).items()}
