@@ -67,11 +67,21 @@ test-faults: install ## Crash schedules: SEEDS=N seeded runs of FAULT_SECONDS ea
 	COCREATE_FAULT_SEEDS=$(SEEDS) COCREATE_FAULT_SECONDS=$(FAULT_SECONDS) \
 		$(BIN)/python -m pytest tests/faults/test_crash_schedules.py -k lost_or_paid_twice -s
 
-lint: install ## ruff, mypy and buf lint
+# buf breaking compares the API with API_BASE's (a branch, tag or commit): a
+# change on a branch that would break a client built on main fails lint.
+# On main itself it compares with main (nothing to find); name a release tag
+# to check against what clients have, e.g. make lint API_BASE=v0.3.0.
+API_BASE ?= main
+lint: install ## ruff, mypy, buf lint and buf breaking (against API_BASE, default main)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	cd protos && ../$(BIN)/buf lint
+	@if git rev-parse --verify --quiet "$(API_BASE)^{commit}" >/dev/null; then \
+		cd protos && ../$(BIN)/buf breaking --against "../.git#ref=$(API_BASE),subdir=protos"; \
+	else \
+		echo "buf breaking skipped: $(API_BASE) is not in this clone (fetch it, or set API_BASE)" >&2; \
+	fi
 
 format: install ## Format the code with ruff
 	$(BIN)/ruff check --fix .
