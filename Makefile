@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PROTOS := $(shell find protos -name '*.proto')
 SITE = $(shell $(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 
-.PHONY: help install proto run test test-faults test-fast lint format bench clean
+.PHONY: help install proto run test test-faults test-fast lint format events-page bench clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -86,6 +86,9 @@ lint: install ## ruff, mypy, buf lint and buf breaking (against API_BASE, defaul
 format: install ## Format the code with ruff
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+events-page: install ## Regenerate docs/events.md (every event, its subject, producer and consumers)
+	$(BIN)/python -m services.kit.topology > docs/events.md
 
 bench: install ## Run the benchmarks (bench/), each against a baseline in the same run
 	$(BIN)/python -m bench

@@ -50,6 +50,7 @@ class Config:
     stream_replicas: int = 1
     relay_poll_seconds: float = 1.0
     consumer_max_deliver: int = 5
+    consumer_backoff_seconds: tuple[float, ...] = (0.2, 1.0, 3.0, 10.0, 30.0)
     shutdown_grace_seconds: float = 10.0
     max_pending_calls: int = 10000
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -75,6 +76,20 @@ def _parse(env: Mapping[str, str], name: str, default: T, kind: type[T]) -> T:
         return kind(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+
+
+def backoff_seconds(env: Mapping[str, str]) -> tuple[float, ...]:
+    """`COCREATE_CONSUMER_BACKOFF_SECONDS`: the delays before an event's 2nd,
+    3rd, … delivery, comma-separated (the last repeats)."""
+    name = "COCREATE_CONSUMER_BACKOFF_SECONDS"
+    raw = env.get(name, "") or "0.2,1,3,10,30"
+    try:
+        delays = tuple(float(part) for part in raw.split(","))
+    except ValueError:
+        delays = ()
+    if not delays or any(not 0 <= delay <= 3600 for delay in delays):
+        raise ConfigError(f"{name}={raw!r} must be seconds (0..3600), comma-separated")
+    return delays
 
 
 def environment(env: Mapping[str, str]) -> str:
@@ -166,6 +181,7 @@ def load(service: str, env: Mapping[str, str] | None = None) -> Config:
         stream_replicas=base.get_int("COCREATE_STREAM_REPLICAS", 1),
         relay_poll_seconds=base.get_float("COCREATE_RELAY_POLL_SECONDS", 1.0),
         consumer_max_deliver=base.get_int("COCREATE_CONSUMER_MAX_DELIVER", 5),
+        consumer_backoff_seconds=backoff_seconds(env),
         shutdown_grace_seconds=base.get_float("COCREATE_SHUTDOWN_GRACE_SECONDS", 10.0),
         max_pending_calls=base.get_int("COCREATE_MAX_PENDING_CALLS", 10000),
         env=env,

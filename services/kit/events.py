@@ -1,8 +1,8 @@
 """The event envelope and the subject of each event type.
 
-Subjects follow cocreate.<service>.<entity>.<verb>. The table below is the one
-place that maps an event message to its subject, so producers and consumers
-cannot disagree.
+Subjects follow cocreate.<service>.<entity>.<verb>. Each event's subject is declared
+on its message in protos/cocreate/events/v1 (the `subject` option) and read
+here, so producers and consumers cannot disagree.
 """
 
 from __future__ import annotations
@@ -16,29 +16,29 @@ from cocreate.events.v1 import (
     envelope_pb2,
     ideas_events_pb2,
     rewards_events_pb2,
+    subject_pb2,
     votes_events_pb2,
 )
 from google.protobuf import message as pb_message
 from google.protobuf import timestamp_pb2
 
-SUBJECTS: dict[str, str] = {
-    ideas_events_pb2.IdeaSubmitted.DESCRIPTOR.full_name: "cocreate.ideas.idea.submitted",
-    ideas_events_pb2.IdeaStatusChanged.DESCRIPTOR.full_name: "cocreate.ideas.idea.status_changed",
-    ideas_events_pb2.IdeasMerged.DESCRIPTOR.full_name: "cocreate.ideas.idea.merged",
-    ideas_events_pb2.IdeaHidden.DESCRIPTOR.full_name: "cocreate.ideas.idea.hidden",
-    ideas_events_pb2.IdeaUnhidden.DESCRIPTOR.full_name: "cocreate.ideas.idea.unhidden",
-    ideas_events_pb2.ReleasePublished.DESCRIPTOR.full_name: "cocreate.ideas.release.published",
-    votes_events_pb2.VotesChanged.DESCRIPTOR.full_name: "cocreate.votes.votes.changed",
-    votes_events_pb2.VoteCast.DESCRIPTOR.full_name: "cocreate.votes.vote.cast",
-    votes_events_pb2.VoteRetracted.DESCRIPTOR.full_name: "cocreate.votes.vote.retracted",
-    votes_events_pb2.TallyChanged.DESCRIPTOR.full_name: "cocreate.votes.tally.changed",
-    votes_events_pb2.TalliesChanged.DESCRIPTOR.full_name: "cocreate.votes.tallies.changed",
-    rewards_events_pb2.PointsAwarded.DESCRIPTOR.full_name: "cocreate.rewards.points.awarded",
-    rewards_events_pb2.PointsAwardedTogether.DESCRIPTOR.full_name: (
-        "cocreate.rewards.points.awarded_together"
-    ),
-    rewards_events_pb2.TierChanged.DESCRIPTOR.full_name: "cocreate.rewards.tier.changed",
-}
+EVENT_FILES = (ideas_events_pb2, votes_events_pb2, rewards_events_pb2)
+
+
+def _declared_subjects() -> dict[str, str]:
+    """Each event message's subject, as its .proto declares it (the
+    cocreate.events.v1.subject option); a message without one (a part of an
+    event, such as VotesChanged's casts) is not published alone."""
+    found: dict[str, str] = {}
+    for module in EVENT_FILES:
+        for message in module.DESCRIPTOR.message_types_by_name.values():
+            subject = message.GetOptions().Extensions[subject_pb2.subject]
+            if subject:
+                found[message.full_name] = subject
+    return found
+
+
+SUBJECTS: dict[str, str] = _declared_subjects()
 
 ALL_SUBJECTS = "cocreate.>"
 

@@ -3,9 +3,10 @@
 For every message: in one transaction, record the event id in `inbox` and run
 the handler; commit; then ack. A redelivery (after a crash between commit and
 ack, or a re-publish) finds the inbox row and changes nothing. A handler that
-fails is retried with backoff (nak with delay); after `max_deliver` deliveries
-the event is parked in `dead_letters` with its error, and acked so it no longer
-blocks. Infrastructure failures (the database away) are retried without
+fails is retried with backoff (nak with delay); after its Delivery's
+`max_deliver` deliveries (COCREATE_CONSUMER_MAX_DELIVER, applied by the kit to
+every consumer it runs) the event is parked in `dead_letters` with its error,
+and acked so it no longer blocks. Infrastructure failures (the database away) are retried without
 counting towards parking.
 """
 
@@ -42,6 +43,17 @@ class Batched:
     statements per run beat a few per event."""
 
     handle: Callable[[asyncpg.Connection, list[events.Event[Any]]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How many times a failing event is tried, and how long apart, before it
+    is parked. The kit gives every consumer it runs the configured one
+    (COCREATE_CONSUMER_MAX_DELIVER, COCREATE_CONSUMER_BACKOFF_SECONDS)."""
+
+    max_deliver: int = 5
+    # The delay before the 2nd, 3rd, … delivery; the last repeats.
+    backoff_seconds: tuple[float, ...] = (0.2, 1.0, 3.0, 10.0, 30.0)
 
 
 _log = log.get("inbox")
@@ -86,8 +98,7 @@ class InboxConsumer:
         handlers: Mapping[type[pb_message.Message], Handler | Batched],
         *,
         subjects: Sequence[str] | None = None,
-        max_deliver: int = 5,
-        backoff_seconds: Sequence[float] = (0.2, 1.0, 3.0, 10.0, 30.0),
+        delivery: Delivery = Delivery(),
         batch_size: int = 200,
         ack_wait_seconds: float = 30.0,
         gather_seconds: float = 0.02,
@@ -96,14 +107,17 @@ class InboxConsumer:
         self.name = name
         self._handlers = {cls.DESCRIPTOR.full_name: (cls, h) for cls, h in handlers.items()}
         self.subjects = list(subjects or [events.subject_for(cls) for cls in handlers])
-        self._max_deliver = max_deliver
-        self._backoff = list(backoff_seconds)
+        self.delivery = delivery
         self._batch_size = batch_size
         self._ack_wait = ack_wait_seconds
         self._gather_seconds = gather_seconds
         # False for handlers that take locks in a global order: events applied
         # together would hold one event's locks while taking the next one's.
         self._apply_together = apply_together
+
+    def handled(self) -> dict[str, Handler | Batched]:
+        """The handler of each event type (full name) this consumer takes."""
+        return {name: handler for name, (_, handler) in self._handlers.items()}
 
     async def run(
         self,
@@ -266,7 +280,7 @@ class InboxConsumer:
             await msg.nak(delay=self._delay(deliveries))
             return
         except Exception as exc:
-            if deliveries >= self._max_deliver:
+            if deliveries >= self.delivery.max_deliver:
                 _log.error(
                     "event parked after its last delivery",
                     extra={"consumer": self.name, "event_id": envelope.event_id},
@@ -372,4 +386,5 @@ class InboxConsumer:
         )
 
     def _delay(self, deliveries: int) -> float:
-        return self._backoff[min(deliveries, len(self._backoff)) - 1]
+        backoff = self.delivery.backoff_seconds
+        return backoff[min(deliveries, len(backoff)) - 1]

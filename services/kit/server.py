@@ -35,7 +35,7 @@ from services.kit import config as config_module
 from services.kit import db, events, log
 from services.kit.deadletters import DeadLetterServicer
 from services.kit.errors import INFRASTRUCTURE_ERRORS
-from services.kit.inbox import InboxConsumer
+from services.kit.inbox import Delivery, InboxConsumer
 from services.kit.interceptor import ServiceInterceptor
 from services.kit.metrics import ServiceMetrics, metrics_address, watch_backbone
 from services.kit.outbox import Outbox, OutboxRelay
@@ -227,6 +227,8 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
         metrics=ServiceMetrics(definition.name),
     )
     consumers = list(definition.consumers(runtime))
+    for consumer in consumers:  # one delivery rule for every consumer, as configured
+        consumer.delivery = Delivery(config.consumer_max_deliver, config.consumer_backoff_seconds)
     stop_background = asyncio.Event()
     relay = OutboxRelay(
         pool,

@@ -52,7 +52,7 @@ class RewardHandlers:
         self._outbox = outbox
         self._tiers = tiers
 
-    def consumers(self, max_deliver: int) -> list[InboxConsumer]:
+    def consumers(self) -> list[InboxConsumer]:
         return [
             InboxConsumer(
                 IDEAS_CONSUMER,
@@ -62,7 +62,6 @@ class RewardHandlers:
                     ideas_events_pb2.IdeaHidden: self.idea_hidden,
                     ideas_events_pb2.ReleasePublished: self.release_published,
                 },
-                max_deliver=max_deliver,
                 # Few events, each locking its accounts in its own order: one
                 # per transaction, so no event holds locks while the next takes more.
                 apply_together=False,
@@ -74,7 +73,6 @@ class RewardHandlers:
                     votes_events_pb2.VoteCast: Batched(self.votes_cast),
                     votes_events_pb2.VoteRetracted: self.vote_retracted,
                 },
-                max_deliver=max_deliver,
             ),
         ]
 

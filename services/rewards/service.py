@@ -40,7 +40,7 @@ def _register(server: grpc.aio.Server, runtime: Runtime) -> None:
 
 def _consumers(runtime: Runtime) -> Sequence[InboxConsumer]:
     handlers = RewardHandlers(runtime.outbox, tier_thresholds(runtime.config))
-    return handlers.consumers(runtime.config.consumer_max_deliver)
+    return handlers.consumers()
 
 
 DEFINITION = ServiceDefinition(

@@ -29,13 +29,13 @@ async def _start(platform: Platform, name: str) -> RunningService:
         name,
         {wrappers_pb2.StringValue: handle},
         subjects=[SUBJECT],
-        max_deliver=2,
-        backoff_seconds=(0.05,),
     )
     definition = ServiceDefinition(
         name="notes", service_names=[], register=lambda s, r: None, consumers=lambda r: [consumer]
     )
-    service = await platform.start("notes", definition=definition)
+    # The kit gives every consumer the configured delivery rule.
+    delivery = {"COCREATE_CONSUMER_MAX_DELIVER": "2", "COCREATE_CONSUMER_BACKOFF_SECONDS": "0.05"}
+    service = await platform.start("notes", env=delivery, definition=definition)
     await service.runtime.pool.execute(
         "create table if not exists handled (value text not null, tx bigint not null)"
     )

@@ -86,13 +86,13 @@ async def test_failing_event_is_parked_then_replayed(platform: Platform) -> None
         "notes-poison",
         {wrappers_pb2.StringValue: handle},
         subjects=["cocreate.test.poison.sent"],
-        max_deliver=3,
-        backoff_seconds=(0.05,),
     )
     definition = ServiceDefinition(
         name="notes", service_names=[], register=lambda s, r: None, consumers=lambda r: [consumer]
     )
-    service = await platform.start("notes", definition=definition)
+    # The kit gives every consumer the configured delivery rule.
+    delivery = {"COCREATE_CONSUMER_MAX_DELIVER": "3", "COCREATE_CONSUMER_BACKOFF_SECONDS": "0.05"}
+    service = await platform.start("notes", env=delivery, definition=definition)
     pool = service.runtime.pool
     await pool.execute("create table handled (value text not null)")
     async with pool.acquire() as conn, conn.transaction():

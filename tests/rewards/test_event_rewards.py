@@ -63,7 +63,7 @@ async def test_the_same_event_delivered_five_times_issues_one_entry(
     )
     subject = events.subject_for(ideas_events_pb2.IdeaSubmitted)
     handlers = RewardHandlers(rewards.runtime.outbox, TierThresholds())
-    consumer = handlers.consumers(5)[0]
+    consumer = handlers.consumers()[0]
     for _ in range(5):
         async with rewards.runtime.pool.acquire() as conn, conn.transaction():
             await consumer.apply(conn, envelope, subject)

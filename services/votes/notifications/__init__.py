@@ -47,7 +47,7 @@ def _hub_of(runtime: Runtime) -> NotificationHub:
 
 def notification_consumers(runtime: Runtime) -> list[InboxConsumer]:
     """The consumer that writes notifications."""
-    return [handlers.consumer(runtime.config.consumer_max_deliver)]
+    return [handlers.consumer()]
 
 
 def notification_background(runtime: Runtime) -> list[BackgroundLoop]:

@@ -156,7 +156,7 @@ async def tier_changed(
     )
 
 
-def consumer(max_deliver: int = 5) -> InboxConsumer:
+def consumer() -> InboxConsumer:
     return InboxConsumer(
         CONSUMER_NAME,
         {
@@ -167,5 +167,4 @@ def consumer(max_deliver: int = 5) -> InboxConsumer:
             rewards_events_pb2.PointsAwardedTogether: points_awarded_together,
             rewards_events_pb2.TierChanged: tier_changed,
         },
-        max_deliver=max_deliver,
     )
