@@ -25,7 +25,7 @@ from cli import errors, output
 from cli.errors import CliError
 
 if TYPE_CHECKING:
-    from cli.main import Env
+    from cli.command import Env
 
 RELEASES = "cocreate.ideas.v1.ReleaseService."
 NOTE_FORMATS = {"md": "RELEASE_NOTES_FORMAT_MARKDOWN", "json": "RELEASE_NOTES_FORMAT_JSON"}

@@ -1,5 +1,5 @@
 """The VoteService servicer: check the caller and the request, run the change
-in one transaction, map the result. SQL lives in store.py, the rules in
+in one transaction, map the result. SQL lives in store/, the rules in
 domain.py."""
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ def consumers(outbox: Outbox) -> list[InboxConsumer]:
                 ideas_events_pb2.IdeaHidden: ideas.hidden,
                 ideas_events_pb2.IdeaUnhidden: ideas.unhidden,
             },
-            apply_together=False,  # each takes the advisory locks of store.py's order
+            apply_together=False,  # each takes the advisory locks of store/'s order
         ),
         InboxConsumer(
             "votes-rewards",

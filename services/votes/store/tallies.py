@@ -1,0 +1,127 @@
+"""SQL for the tallies: marks of the ideas whose tally must be folded again,
+the fold's sums per tier, and the stored tallies."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+
+import asyncpg
+
+from services.votes import domain
+from services.votes.store.record import Record
+
+TALLY_DIRTY_CHANNEL = "cocreate_votes_tally_dirty"
+
+
+async def mark_dirty(conn: asyncpg.Connection, idea_ids: Iterable[str]) -> None:
+    """Note that these ideas' tallies must be folded again (append-only: no
+    two writers share a row)."""
+    ids = sorted(set(idea_ids))
+    if not ids:
+        return
+    await conn.execute("insert into tally_dirty (idea_id) select unnest($1::text[])", ids)
+    await conn.execute("select pg_notify($1, '')", TALLY_DIRTY_CHANNEL)
+
+
+async def take_dirty(conn: asyncpg.Connection, limit: int) -> list[str]:
+    """Remove up to `limit` committed marks; the ideas they name."""
+    rows = await conn.fetch(
+        "delete from tally_dirty where id in "
+        "(select id from tally_dirty order by id limit $1) returning idea_id",
+        limit,
+    )
+    return sorted({row["idea_id"] for row in rows})
+
+
+async def oldest_mark_age_seconds(pool: asyncpg.Pool) -> float:
+    """Seconds since the oldest mark still waiting to be folded was written; 0 when none waits."""
+    age = await pool.fetchval(
+        "select greatest(extract(epoch from clock_timestamp() - marked_at), 0)::float8 "
+        "from tally_dirty order by id limit 1"
+    )
+    return float(age or 0.0)
+
+
+async def tier_groups(
+    conn: asyncpg.Connection, idea_ids: Sequence[str]
+) -> dict[str, list[domain.TierGroup]]:
+    rows = await conn.fetch(
+        """
+        with v as (
+            select idea_id, tier, weight,
+                   extract(epoch from cast_at - $2::timestamptz)::float8 / $3 as x
+            from votes where idea_id = any($1::text[]) and active
+        ), top as (
+            select idea_id, max(x) as top from v group by idea_id
+        )
+        select v.idea_id, v.tier, count(*) as voters, sum(v.weight)::bigint as score,
+               t.top, sum(v.weight * exp(v.x - t.top)) as scaled
+        from v join top t using (idea_id)
+        group by v.idea_id, v.tier, t.top
+        """,
+        list(idea_ids),
+        domain.EPOCH,
+        domain.TAU_SECONDS,
+    )
+    groups: dict[str, list[domain.TierGroup]] = {idea_id: [] for idea_id in idea_ids}
+    for row in rows:
+        groups[row["idea_id"]].append(
+            domain.TierGroup(
+                tier=row["tier"],
+                voters=row["voters"],
+                score=row["score"],
+                top=row["top"],
+                scaled=row["scaled"],
+            )
+        )
+    return groups
+
+
+async def save_tallies(conn: asyncpg.Connection, tallies: Sequence[domain.Tally]) -> list[Record]:
+    """Store folded tallies, each with its next version, in one statement;
+    returns the stored rows."""
+    return list(
+        await conn.fetch(
+            """
+            insert into tallies as t (idea_id, version, weighted_score, voter_count,
+                                      voters_by_tier, trending_score)
+            select idea_id, 1, score, voters, by_tier::jsonb, trending
+            from unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::float8[])
+                 as u(idea_id, score, voters, by_tier, trending)
+            order by idea_id
+            on conflict (idea_id) do update
+                set version = t.version + 1, weighted_score = excluded.weighted_score,
+                    voter_count = excluded.voter_count, voters_by_tier = excluded.voters_by_tier,
+                    trending_score = excluded.trending_score, updated_at = now()
+            returning *
+            """,
+            [tally.idea_id for tally in tallies],
+            [tally.weighted_score for tally in tallies],
+            [tally.voter_count for tally in tallies],
+            [json.dumps(tally.voters_by_tier, sort_keys=True) for tally in tallies],
+            [tally.trending_score for tally in tallies],
+        )
+    )
+
+
+async def get_tallies(
+    conn: asyncpg.Connection | asyncpg.Pool, idea_ids: Sequence[str]
+) -> dict[str, Record]:
+    """Known ideas with their tally (the tally columns null before the first vote)."""
+    rows = await conn.fetch(
+        """
+        select i.idea_id, i.open, i.hidden, i.updated_at as idea_updated_at, t.version,
+               t.weighted_score, t.voter_count, t.voters_by_tier, t.trending_score,
+               t.updated_at
+        from ideas i left join tallies t using (idea_id)
+        where i.idea_id = any($1::text[])
+        """,
+        list(idea_ids),
+    )
+    return {row["idea_id"]: row for row in rows}
+
+
+def tier_counts(voters_by_tier: str | None) -> dict[str, int]:
+    """The voters-per-tier column as a dict."""
+    return {k: int(v) for k, v in json.loads(voters_by_tier or "{}").items()}

@@ -1,0 +1,294 @@
+"""SQL for the vote rows and their history: one member's cast or retract, the
+write path's batches, re-weighting, and the locked reads of merges, voids and
+tier changes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from services.votes.store.record import Record
+from services.votes.store.tallies import TALLY_DIRTY_CHANNEL
+
+
+async def get_vote(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    idea_id: str,
+    member_id: str,
+    *,
+    for_update: bool = False,
+) -> Record | None:
+    lock = " for update" if for_update else ""
+    return await conn.fetchrow(
+        f"select * from votes where idea_id = $1 and member_id = $2{lock}", idea_id, member_id
+    )
+
+
+async def activate_vote(
+    conn: asyncpg.Connection,
+    idea_id: str,
+    member_id: str,
+    weight: int,
+    tier: str,
+    cast_at: datetime | None = None,
+) -> Record | None:
+    """Make the member's vote on the idea active; None when it already was."""
+    return await conn.fetchrow(
+        """
+        insert into votes (idea_id, member_id, weight, tier, active, cast_at, version)
+        values ($1, $2, $3, $4, true, coalesce($5, now()), 1)
+        on conflict (idea_id, member_id) do update
+            set weight = excluded.weight, tier = excluded.tier, active = true,
+                cast_at = excluded.cast_at, retracted_at = null, version = votes.version + 1
+            where not votes.active
+        returning *
+        """,
+        idea_id,
+        member_id,
+        weight,
+        tier,
+        cast_at,
+    )
+
+
+async def deactivate_vote(conn: asyncpg.Connection, idea_id: str, member_id: str) -> Record:
+    return await conn.fetchrow(
+        """
+        update votes set active = false, retracted_at = now(), version = version + 1
+        where idea_id = $1 and member_id = $2 and active
+        returning *
+        """,
+        idea_id,
+        member_id,
+    )
+
+
+async def read_for_vote_changes(
+    conn: asyncpg.Connection,
+    idea_ids: Sequence[str],
+    member_ids: Sequence[str],
+    methods: Sequence[str],
+    request_ids: Sequence[str],
+) -> list[Record]:
+    """For each (idea, member) of a batch of member casts and retracts, in the
+    order given: what the checks need (the idea's state, a ban, the stored
+    tier, the weight policy), the current vote, and the remembered answer to
+    its request_id."""
+    return list(
+        await conn.fetch(
+            """
+            select r.n, r.idea_id, r.member_id,
+                   i.idea_id is not null and not i.hidden as idea_known, i.open as idea_open,
+                   i.status as idea_status,
+                   coalesce((select b.banned from vote_bans b where b.member_id = r.member_id
+                             order by b.id desc limit 1), false) as banned,
+                   m.tier as stored_tier,
+                   v.weight, v.tier, v.active, v.cast_at, v.retracted_at, v.version,
+                   q.response as remembered,
+                   (select weights from weight_policy) as policy_weights
+            from unnest($1::text[], $2::text[], $3::text[], $4::text[])
+                 with ordinality as r(idea_id, member_id, method, request_id, n)
+            left join ideas i on i.idea_id = r.idea_id
+            left join members m on m.member_id = r.member_id
+            left join votes v on v.idea_id = r.idea_id and v.member_id = r.member_id
+            left join idempotent_requests q
+                   on r.request_id <> '' and q.caller = r.member_id
+                  and q.method = r.method and q.request_id = r.request_id
+            order by r.n
+            """,
+            list(idea_ids),
+            list(member_ids),
+            list(methods),
+            list(request_ids),
+        )
+    )
+
+
+async def activate_votes(
+    conn: asyncpg.Connection,
+    idea_ids: Sequence[str],
+    member_ids: Sequence[str],
+    weights: Sequence[int],
+    tiers: Sequence[str],
+) -> list[Record]:
+    """`activate_vote` for many (idea, member) pairs, each at most once, in
+    (idea, member) order so concurrent writers lock vote rows in one order.
+    Returns the votes that changed; an already active vote is left as it is."""
+    if not idea_ids:
+        return []
+    return list(
+        await conn.fetch(
+            """
+            insert into votes as v (idea_id, member_id, weight, tier, active, cast_at, version)
+            select t.idea_id, t.member_id, t.weight, t.tier, true, now(), 1
+            from unnest($1::text[], $2::text[], $3::bigint[], $4::text[])
+                 as t(idea_id, member_id, weight, tier)
+            order by t.idea_id, t.member_id
+            on conflict (idea_id, member_id) do update
+                set weight = excluded.weight, tier = excluded.tier, active = true,
+                    cast_at = excluded.cast_at, retracted_at = null, version = v.version + 1
+                where not v.active
+            returning v.*
+            """,
+            list(idea_ids),
+            list(member_ids),
+            list(weights),
+            list(tiers),
+        )
+    )
+
+
+async def deactivate_votes(
+    conn: asyncpg.Connection, idea_ids: Sequence[str], member_ids: Sequence[str]
+) -> list[Record]:
+    """`deactivate_vote` for many (idea, member) pairs; the votes that changed."""
+    if not idea_ids:
+        return []
+    return list(
+        await conn.fetch(
+            """
+            with target as (
+                select v.idea_id, v.member_id
+                from votes v join unnest($1::text[], $2::text[]) as t(idea_id, member_id)
+                     on v.idea_id = t.idea_id and v.member_id = t.member_id
+                where v.active
+                order by v.idea_id, v.member_id
+                for update of v
+            )
+            update votes v set active = false, retracted_at = now(), version = v.version + 1
+            from target t
+            where v.idea_id = t.idea_id and v.member_id = t.member_id and v.active
+            returning v.*
+            """,
+            list(idea_ids),
+            list(member_ids),
+        )
+    )
+
+
+async def get_votes(
+    conn: asyncpg.Connection, idea_ids: Sequence[str], member_ids: Sequence[str]
+) -> dict[tuple[str, str], Record]:
+    """The current votes of (idea, member) pairs, by pair."""
+    rows = await conn.fetch(
+        "select v.* from votes v join unnest($1::text[], $2::text[]) as t(idea_id, member_id) "
+        "on v.idea_id = t.idea_id and v.member_id = t.member_id",
+        list(idea_ids),
+        list(member_ids),
+    )
+    return {(row["idea_id"], row["member_id"]): row for row in rows}
+
+
+async def record_vote_changes(conn: asyncpg.Connection, entries: Sequence[HistoryEntry]) -> None:
+    """History entries and tally marks for many changed votes in one statement
+    (and one NOTIFY for the folder)."""
+    if not entries:
+        return
+    await conn.execute(
+        """
+        with history as (
+            insert into vote_history (idea_id, member_id, action, cause, weight,
+                                      previous_weight, tier, actor_id, note)
+            select * from unnest($1::text[], $2::text[], $3::smallint[], $4::smallint[],
+                                 $5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::text[])
+        ), marks as (
+            insert into tally_dirty (idea_id) select distinct unnest($1::text[])
+        )
+        select pg_notify($10, '')
+        """,
+        [e.idea_id for e in entries],
+        [e.member_id for e in entries],
+        [e.action for e in entries],
+        [e.cause for e in entries],
+        [e.weight for e in entries],
+        [e.previous_weight for e in entries],
+        [e.tier for e in entries],
+        [e.actor_id for e in entries],
+        [e.note for e in entries],
+        TALLY_DIRTY_CHANNEL,
+    )
+
+
+async def set_vote_weight(
+    conn: asyncpg.Connection, idea_id: str, member_id: str, weight: int, tier: str
+) -> Record:
+    return await conn.fetchrow(
+        "update votes set weight = $3, tier = $4 where idea_id = $1 and member_id = $2 returning *",
+        idea_id,
+        member_id,
+        weight,
+        tier,
+    )
+
+
+async def active_votes_of_member(
+    conn: asyncpg.Connection, member_id: str, *, open_ideas_only: bool
+) -> list[Record]:
+    """Locked, in idea order."""
+    open_filter = "and i.open" if open_ideas_only else ""
+    return list(
+        await conn.fetch(
+            f"""
+            select v.* from votes v join ideas i using (idea_id)
+            where v.member_id = $1 and v.active {open_filter}
+            order by v.idea_id
+            for update of v
+            """,
+            member_id,
+        )
+    )
+
+
+async def active_votes_of_ideas(conn: asyncpg.Connection, idea_ids: Sequence[str]) -> list[Record]:
+    """Locked, in (idea, member) order."""
+    return list(
+        await conn.fetch(
+            "select * from votes where idea_id = any($1::text[]) and active "
+            "order by idea_id, member_id for update",
+            list(idea_ids),
+        )
+    )
+
+
+async def voters_of(conn: asyncpg.Connection, idea_id: str) -> list[str]:
+    rows = await conn.fetch("select member_id from votes where idea_id = $1 and active", idea_id)
+    return [row["member_id"] for row in rows]
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    idea_id: str
+    member_id: str
+    action: int
+    cause: int
+    weight: int
+    previous_weight: int
+    tier: str
+    actor_id: str = ""
+    note: str = ""
+
+
+async def add_history(conn: asyncpg.Connection, entries: Sequence[HistoryEntry]) -> None:
+    if not entries:
+        return
+    await conn.executemany(
+        "insert into vote_history (idea_id, member_id, action, cause, weight, "
+        "previous_weight, tier, actor_id, note) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        [
+            (
+                e.idea_id,
+                e.member_id,
+                e.action,
+                e.cause,
+                e.weight,
+                e.previous_weight,
+                e.tier,
+                e.actor_id,
+                e.note,
+            )
+            for e in entries
+        ],
+    )
