@@ -23,7 +23,7 @@ What stays true:
 - Serial order with bans, voids, tier and policy changes, status changes and
   merges: before it reads, a batch takes the shared advisory locks a single
   cast took (the policy, its ideas, its members) in the global order, and
-  those writers take them exclusively (see store.py).
+  those writers take them exclusively (see store/__init__.py).
 - A caller's mistake (banned, unknown or closed idea, no vote to retract,
   over the rate limit) fails that call alone; the rest of the batch commits.
 """
