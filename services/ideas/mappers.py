@@ -4,9 +4,7 @@ the message it builds."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import asyncpg
 from cocreate.ideas.v1 import ideas_service_pb2 as pb
@@ -16,10 +14,9 @@ from services.kit.auth import Caller
 from services.kit.events import timestamp
 
 
-def voters_by_tier(raw: Any) -> dict[str, int]:
-    """A stored voters-by-tier map (jsonb, or its text) as the API's map."""
-    parsed = json.loads(raw) if isinstance(raw, str) else raw
-    return {str(k): int(v) for k, v in (parsed or {}).items()}
+def voters_by_tier(stored: Mapping[str, int] | None) -> dict[str, int]:
+    """A stored voters-by-tier map (jsonb) as the API's map."""
+    return dict(stored or {})
 
 
 def product(row: asyncpg.Record) -> pb.Product:

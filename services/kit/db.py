@@ -9,6 +9,7 @@ own. A session advisory lock makes replicas that start together take turns.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,9 +27,17 @@ _log = log.get("migrations")
 
 
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, reset=_keep_session)
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_json_codec, reset=_keep_session
+    )
     assert pool is not None
     return pool
+
+
+async def _json_codec(conn: asyncpg.Connection) -> None:
+    """jsonb columns read as Python values and take them as parameters, so no
+    caller encodes or decodes JSON by hand."""
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:

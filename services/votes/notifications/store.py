@@ -74,7 +74,7 @@ async def newer_status(
         """,
         idea_id,
         version,
-        None if told is None else json.dumps(asdict(told)),
+        None if told is None else asdict(told),
     )
     return bool(applied)
 
@@ -84,7 +84,7 @@ async def told_status(conn: asyncpg.Connection, idea_id: str) -> NewNotification
     told = await conn.fetchval(
         "select told from notified_idea_versions where idea_id = $1", idea_id
     )
-    return None if told is None else NewNotification(**json.loads(told))
+    return None if told is None else NewNotification(**told)
 
 
 async def add(conn: asyncpg.Connection, member_ids: Sequence[str], note: NewNotification) -> int:

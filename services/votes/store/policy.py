@@ -3,7 +3,7 @@ active votes on open ideas to it."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,9 +21,9 @@ class StoredPolicy:
     updated_by: str
 
 
-def policy_of(weights: str) -> domain.WeightPolicy:
+def policy_of(weights: Mapping[str, int]) -> domain.WeightPolicy:
     """The policy from its stored weights column."""
-    return domain.WeightPolicy({k: int(v) for k, v in json.loads(weights).items()})
+    return domain.WeightPolicy(dict(weights))
 
 
 async def get_policy(conn: asyncpg.Connection | asyncpg.Pool) -> StoredPolicy:
@@ -42,7 +42,7 @@ async def replace_policy(
     await conn.execute(
         "update weight_policy set weights = $1::jsonb, version = version + 1, "
         "updated_at = now(), updated_by = $2",
-        json.dumps(weights, sort_keys=True),
+        weights,
         updated_by,
     )
     return await get_policy(conn)
@@ -68,7 +68,7 @@ async def reweight_to_policy(conn: asyncpg.Connection, policy: domain.WeightPoli
               and v.weight <> t.weight
             returning v.idea_id, v.member_id, v.tier, v.weight, t.previous_weight
             """,
-            json.dumps(dict(policy.weights)),
+            dict(policy.weights),
             policy.weight_of(policy.lowest_tier),
         )
     )

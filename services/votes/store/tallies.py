@@ -4,7 +4,7 @@ the fold's sums per tier, and the stored tallies."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import asyncpg
 
@@ -122,6 +122,6 @@ async def get_tallies(
     return {row["idea_id"]: row for row in rows}
 
 
-def tier_counts(voters_by_tier: str | None) -> dict[str, int]:
-    """The voters-per-tier column as a dict."""
-    return {k: int(v) for k, v in json.loads(voters_by_tier or "{}").items()}
+def tier_counts(voters_by_tier: Mapping[str, int] | None) -> dict[str, int]:
+    """The voters-per-tier column (null before the first vote) as a dict."""
+    return dict(voters_by_tier or {})
