@@ -22,7 +22,7 @@ from services.kit.errors import (
     Violations,
 )
 from services.kit.validation import check_text
-from services.rewards import domain, store, verify
+from services.rewards import domain, ledger, store, verify
 
 if TYPE_CHECKING:
     from services.kit.server import Runtime
@@ -366,11 +366,11 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
             conn: asyncpg.Connection,
         ) -> pb.GrantPointsResponse | pb.DeductPointsResponse:
             source, award_key = _request_source(caller, method, request_id)
-            row = await store.append_entry(
+            row = await ledger.append_entry(
                 conn,
                 self._rt.outbox,
                 self._tiers,
-                store.NewEntry(
+                ledger.NewEntry(
                     member_id=member_id,
                     amount=amount if kind == domain.KIND_GRANT else -amount,
                     kind=kind,
@@ -431,7 +431,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
 
         async def work(conn: asyncpg.Connection) -> TierResponse:
             account = await store.lock_account(conn, member_id)
-            updated = await store.refresh_tier(
+            updated = await ledger.refresh_tier(
                 conn,
                 self._rt.outbox,
                 self._tiers,
@@ -564,11 +564,11 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
             if item["stock"] <= 0:
                 raise FailedPrecondition("this item is out of stock", reason="OUT_OF_STOCK")
             redemption_id = uuid.uuid4()
-            entry = await store.append_entry(
+            entry = await ledger.append_entry(
                 conn,
                 self._rt.outbox,
                 self._tiers,
-                store.NewEntry(
+                ledger.NewEntry(
                     member_id=caller.member_id,
                     amount=-item["price"],
                     kind=domain.KIND_REDEMPTION,

@@ -22,7 +22,7 @@ from google.protobuf import timestamp_pb2
 from services.kit.events import Event
 from services.kit.inbox import Batched, InboxConsumer
 from services.kit.outbox import Outbox
-from services.rewards import domain, store
+from services.rewards import domain, ledger, store
 
 IDEAS_CONSUMER = "rewards-ideas"
 VOTES_CONSUMER = "rewards-votes"
@@ -297,7 +297,7 @@ class RewardHandlers:
             if capped:
                 on_day[day] += 1
             news.append(
-                store.NewEntry(
+                ledger.NewEntry(
                     member_id=payment.member_id,
                     amount=rule["points"],
                     kind=domain.KIND_EARN,
@@ -310,7 +310,7 @@ class RewardHandlers:
                     rule_version=rule["version"],
                 )
             )
-        await store.append_earnings(conn, self._outbox, self._tiers, accounts, news)
+        await ledger.append_earnings(conn, self._outbox, self._tiers, accounts, news)
 
     async def vote_retracted(
         self, conn: asyncpg.Connection, event: Event[votes_events_pb2.VoteRetracted]
@@ -367,11 +367,11 @@ class RewardHandlers:
             >= rule["daily_cap"]
         ):
             return
-        await store.append_entry(
+        await ledger.append_entry(
             conn,
             self._outbox,
             self._tiers,
-            store.NewEntry(
+            ledger.NewEntry(
                 member_id=member_id,
                 amount=rule["points"],
                 kind=domain.KIND_EARN,
@@ -405,11 +405,11 @@ class RewardHandlers:
         amount = min(paid["amount"], account["balance"])
         if amount <= 0:
             return
-        await store.append_entry(
+        await ledger.append_entry(
             conn,
             self._outbox,
             self._tiers,
-            store.NewEntry(
+            ledger.NewEntry(
                 member_id=member_id,
                 amount=-amount,
                 kind=domain.KIND_REVERSAL,
