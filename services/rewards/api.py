@@ -22,7 +22,7 @@ from services.kit.errors import (
     Violations,
 )
 from services.kit.validation import check_text
-from services.rewards import domain, ledger, store, verify
+from services.rewards import domain, ledger, shop_store, store, verify
 
 if TYPE_CHECKING:
     from services.kit.server import Runtime
@@ -477,7 +477,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         v.raise_if_any()
 
         async def work(conn: asyncpg.Connection) -> pb.CreateCatalogueItemResponse:
-            row = await store.create_item(
+            row = await shop_store.create_item(
                 conn, request.name.strip(), request.description, request.price, request.stock
             )
             return pb.CreateCatalogueItemResponse(item=item_proto(row))
@@ -502,7 +502,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         v.raise_if_any()
 
         async def work(conn: asyncpg.Connection) -> pb.UpdateCatalogueItemResponse:
-            row = await store.update_item(
+            row = await shop_store.update_item(
                 conn,
                 item_id,
                 name=request.name.strip() if request.HasField("name") else None,
@@ -523,7 +523,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         item_id = _item_id(v, request.item_id)
         v.raise_if_any()
         async with self._pool.acquire() as conn:
-            row = await store.get_item(conn, item_id)
+            row = await shop_store.get_item(conn, item_id)
         if not row["available"] and caller.role != auth.Role.ADMIN:
             raise NotFound("catalogue item", request.item_id)
         return pb.GetCatalogueItemResponse(item=item_proto(row))
@@ -537,7 +537,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         page = self._rt.page_tokens.page(request)
         after = (str(page.after["name"]), str(page.after["id"])) if page.after else None
         async with self._pool.acquire() as conn:
-            rows = await store.list_items(
+            rows = await shop_store.list_items(
                 conn, after, page.fetch, include_unavailable=request.include_unavailable
             )
         return pb.ListCatalogueItemsResponse(
@@ -558,7 +558,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
 
         async def work(conn: asyncpg.Connection) -> pb.RedeemItemResponse:
             # The item first, then the account: every redemption locks in this order.
-            item = await store.get_item(conn, item_id, lock=True)
+            item = await shop_store.get_item(conn, item_id, lock=True)
             if not item["available"]:
                 raise FailedPrecondition("this item is not available", reason="ITEM_UNAVAILABLE")
             if item["stock"] <= 0:
@@ -580,8 +580,8 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
                 ),
             )
             assert entry is not None
-            await store.take_one_from_stock(conn, item_id)
-            redemption = await store.record_redemption(
+            await shop_store.take_one_from_stock(conn, item_id)
+            redemption = await shop_store.record_redemption(
                 conn, redemption_id, caller.member_id, item_id, item["price"], entry["id"]
             )
             account = await store.get_account(conn, caller.member_id)
@@ -607,7 +607,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
             else None
         )
         async with self._pool.acquire() as conn:
-            rows = await store.list_redemptions(conn, member_id, before, page.fetch)
+            rows = await shop_store.list_redemptions(conn, member_id, before, page.fetch)
         return pb.ListRedemptionsResponse(
             redemptions=[redemption_proto(r) for r in page.items(rows)],
             next_page_token=page.next_token(

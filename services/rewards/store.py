@@ -7,13 +7,11 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from services.kit.errors import NotFound
 from services.rewards import domain
 
 # ---- accounts -------------------------------------------------------------
@@ -69,7 +67,7 @@ async def find_entry(
 async def count_rewards_on_day(
     conn: asyncpg.Connection, member_id: str, rule_id: str, moment: datetime
 ) -> int:
-    day = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = domain.day_of(moment)
     count = await conn.fetchval(
         "select count(*) from ledger_entries where member_id = $1 and rule_id = $2 "
         "and kind = 'earn' and occurred_at >= $3 and occurred_at < $3 + interval '1 day'",
@@ -274,229 +272,6 @@ async def update_rule(
     return row
 
 
-# ---- the catalogue and redemptions ---------------------------------------
-
-
-async def create_item(
-    conn: asyncpg.Connection, name: str, description: str, price: int, stock: int
-) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        "insert into catalogue_items (id, name, description, price, stock) "
-        "values ($1, $2, $3, $4, $5) returning *",
-        uuid.uuid4(),
-        name,
-        description,
-        price,
-        stock,
-    )
-    assert row is not None
-    return row
-
-
-async def get_item(
-    conn: asyncpg.Connection, item_id: uuid.UUID, *, lock: bool = False
-) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        "select * from catalogue_items where id = $1" + (" for update" if lock else ""), item_id
-    )
-    if row is None:
-        raise NotFound("catalogue item", str(item_id))
-    return row
-
-
-async def update_item(
-    conn: asyncpg.Connection,
-    item_id: uuid.UUID,
-    *,
-    name: str | None,
-    description: str | None,
-    price: int | None,
-    stock: int | None,
-    available: bool | None,
-) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        """
-        update catalogue_items set
-            name = coalesce($2, name),
-            description = coalesce($3, description),
-            price = coalesce($4, price),
-            stock = coalesce($5, stock),
-            available = coalesce($6, available),
-            updated_at = now()
-        where id = $1
-        returning *
-        """,
-        item_id,
-        name,
-        description,
-        price,
-        stock,
-        available,
-    )
-    if row is None:
-        raise NotFound("catalogue item", str(item_id))
-    return row
-
-
-async def list_items(
-    conn: asyncpg.Connection,
-    after: tuple[str, str] | None,
-    limit: int,
-    *,
-    include_unavailable: bool,
-) -> list[asyncpg.Record]:
-    return list(
-        await conn.fetch(
-            "select * from catalogue_items where ($1::bool or available) "
-            "and ($2::text is null or (name, id) > ($2, $3::uuid)) "
-            "order by name, id limit $4",
-            include_unavailable,
-            after[0] if after else None,
-            uuid.UUID(after[1]) if after else None,
-            limit,
-        )
-    )
-
-
-async def take_one_from_stock(conn: asyncpg.Connection, item_id: uuid.UUID) -> None:
-    await conn.execute(
-        "update catalogue_items set stock = stock - 1, updated_at = now() where id = $1", item_id
-    )
-
-
-async def record_redemption(
-    conn: asyncpg.Connection,
-    redemption_id: uuid.UUID,
-    member_id: str,
-    item_id: uuid.UUID,
-    price: int,
-    entry_id: uuid.UUID,
-) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        "with r as (insert into redemptions (id, member_id, item_id, price, entry_id) "
-        "values ($1, $2, $3, $4, $5) returning *) "
-        "select r.*, c.name as item_name from r join catalogue_items c on c.id = r.item_id",
-        redemption_id,
-        member_id,
-        item_id,
-        price,
-        entry_id,
-    )
-    assert row is not None
-    return row
-
-
-async def list_redemptions(
-    conn: asyncpg.Connection,
-    member_id: str,
-    before: tuple[datetime, uuid.UUID] | None,
-    limit: int,
-) -> list[asyncpg.Record]:
-    """A member's redemptions with their item's name, newest first."""
-    return list(
-        await conn.fetch(
-            "select r.*, c.name as item_name from redemptions r "
-            "join catalogue_items c on c.id = r.item_id "
-            "where r.member_id = $1 "
-            "and ($2::timestamptz is null or (r.created_at, r.id) < ($2, $3::uuid)) "
-            "order by r.created_at desc, r.id desc limit $4",
-            member_id,
-            before[0] if before else None,
-            before[1] if before else None,
-            limit,
-        )
-    )
-
-
-# ---- what the events tell: ideas and supporters ---------------------------
-
-
-async def note_idea(conn: asyncpg.Connection, idea_id: str, author_id: str) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        """
-        insert into ideas (idea_id, author_id) values ($1, $2)
-        on conflict (idea_id) do update
-            set author_id = case when ideas.author_id = '' then excluded.author_id
-                                 else ideas.author_id end
-        returning *
-        """,
-        idea_id,
-        author_id,
-    )
-    assert row is not None
-    return row
-
-
-async def set_idea_status(
-    conn: asyncpg.Connection, idea_id: str, status: int, version: int
-) -> None:
-    await conn.execute(
-        "update ideas set status = $2, status_version = $3 "
-        "where idea_id = $1 and status_version < $3",
-        idea_id,
-        status,
-        version,
-    )
-
-
-async def mark_shipped(conn: asyncpg.Connection, idea_id: str, shipped_at: datetime) -> None:
-    await conn.execute(
-        "update ideas set shipped_at = coalesce(shipped_at, $2) where idea_id = $1",
-        idea_id,
-        shipped_at,
-    )
-
-
-async def mark_hidden_as_spam(conn: asyncpg.Connection, idea_id: str) -> None:
-    await conn.execute("update ideas set hidden_as_spam = true where idea_id = $1", idea_id)
-
-
-async def shipped_at(conn: asyncpg.Connection, idea_id: str) -> datetime | None:
-    """When the idea shipped, if it did."""
-    moment: datetime | None = await conn.fetchval(
-        "select shipped_at from ideas where idea_id = $1", idea_id
-    )
-    return moment
-
-
-async def set_support(
-    conn: asyncpg.Connection,
-    idea_id: str,
-    member_id: str,
-    *,
-    active: bool,
-    vote_version: int,
-    changed_at: datetime,
-) -> bool:
-    """Keep the newest vote version of (idea, member); an older one changes nothing.
-    Returns whether this change is the newest known."""
-    applied = await conn.fetchval(
-        """
-        insert into supporters (idea_id, member_id, active, vote_version, changed_at)
-        values ($1, $2, $3, $4, $5)
-        on conflict (idea_id, member_id) do update
-            set active = excluded.active, vote_version = excluded.vote_version,
-                changed_at = excluded.changed_at
-            where supporters.vote_version < excluded.vote_version
-        returning true
-        """,
-        idea_id,
-        member_id,
-        active,
-        vote_version,
-        changed_at,
-    )
-    return bool(applied)
-
-
-async def active_supporters(conn: asyncpg.Connection, idea_id: str) -> list[str]:
-    rows = await conn.fetch(
-        "select member_id from supporters where idea_id = $1 and active order by member_id",
-        idea_id,
-    )
-    return [r["member_id"] for r in rows]
-
-
 # ---- the leaderboard ------------------------------------------------------
 
 
@@ -566,39 +341,6 @@ async def lock_accounts(
     return {row["member_id"]: row for row in rows}
 
 
-async def set_supports(conn: asyncpg.Connection, changes: Sequence[SupportChange]) -> list[bool]:
-    """`set_support` for many (idea, member) in one statement, each at most
-    once; for each, whether it is the newest known."""
-    rows = await conn.fetch(
-        """
-        insert into supporters (idea_id, member_id, active, vote_version, changed_at)
-        select * from unnest($1::text[], $2::text[], $3::bool[], $4::bigint[],
-                             $5::timestamptz[])
-        on conflict (idea_id, member_id) do update
-            set active = excluded.active, vote_version = excluded.vote_version,
-                changed_at = excluded.changed_at
-            where supporters.vote_version < excluded.vote_version
-        returning idea_id, member_id
-        """,
-        [c.idea_id for c in changes],
-        [c.member_id for c in changes],
-        [c.active for c in changes],
-        [c.vote_version for c in changes],
-        [c.changed_at for c in changes],
-    )
-    applied = {(row["idea_id"], row["member_id"]) for row in rows}
-    return [(c.idea_id, c.member_id) in applied for c in changes]
-
-
-@dataclass(frozen=True)
-class SupportChange:
-    idea_id: str
-    member_id: str
-    active: bool
-    vote_version: int
-    changed_at: datetime
-
-
 async def awarded_keys(
     conn: asyncpg.Connection, rule_id: str, keys: Sequence[tuple[str, str]]
 ) -> set[tuple[str, str]]:
@@ -632,10 +374,6 @@ async def rewards_on_days(
         [k[1] for k in member_days],
     )
     return {(row["member_id"], row["day"]): int(row["n"]) for row in rows}
-
-
-def day_of(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 async def insert_entries(
@@ -691,26 +429,4 @@ async def update_balances(
             [a["entry_count"] for a in accounts],
             [a["last_hash"] for a in accounts],
         )
-    )
-
-
-async def shipped_at_many(conn: asyncpg.Connection, idea_ids: Sequence[str]) -> dict[str, datetime]:
-    """When each of these ideas shipped, for those that did."""
-    rows = await conn.fetch(
-        "select idea_id, shipped_at from ideas where idea_id = any($1::text[]) "
-        "and shipped_at is not null",
-        sorted(set(idea_ids)),
-    )
-    return {row["idea_id"]: row["shipped_at"] for row in rows}
-
-
-async def lock_ideas(conn: asyncpg.Connection, idea_ids: Sequence[str], *, exclusive: bool) -> None:
-    """Transaction-level advisory locks on ideas, in id order: shipping an idea
-    takes its lock exclusively, handling a vote on it shared, so neither
-    misses the other's change (see handlers.py)."""
-    function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-    await conn.execute(
-        f"select {function}(hashtextextended('rewards:idea:' || i, 0)) "
-        "from unnest($1::text[]) with ordinality as t(i, n) order by n",
-        sorted(set(idea_ids)),
     )
