@@ -22,113 +22,10 @@ from services.kit.errors import (
     Violations,
 )
 from services.kit.validation import check_text
-from services.rewards import domain, ledger, shop_store, store, verify
+from services.rewards import domain, ledger, mappers, shop_store, store, verify
 
 if TYPE_CHECKING:
     from services.kit.server import Runtime
-
-_KINDS = {
-    domain.KIND_EARN: pb.ENTRY_KIND_EARN,
-    domain.KIND_REVERSAL: pb.ENTRY_KIND_REVERSAL,
-    domain.KIND_GRANT: pb.ENTRY_KIND_GRANT,
-    domain.KIND_DEDUCTION: pb.ENTRY_KIND_DEDUCTION,
-    domain.KIND_REDEMPTION: pb.ENTRY_KIND_REDEMPTION,
-}
-
-
-# ---- mapping --------------------------------------------------------------
-
-
-def account_proto(row: asyncpg.Record, tiers: domain.TierThresholds) -> pb.Account:
-    upcoming, missing = tiers.upcoming(row["lifetime_points"])
-    account = pb.Account(
-        member_id=row["member_id"],
-        balance=row["balance"],
-        lifetime_points=row["lifetime_points"],
-        tier=row["tier"],
-        earned_tier=row["earned_tier"],
-        granted_tier=row["granted_tier"] or "",
-        next_tier=upcoming,
-        points_to_next_tier=missing,
-        tier_version=row["tier_version"],
-        entry_count=row["entry_count"],
-    )
-    account.created_at.FromDatetime(row["created_at"])
-    return account
-
-
-def entry_proto(row: asyncpg.Record) -> pb.Entry:
-    entry = pb.Entry(
-        entry_id=str(row["id"]),
-        member_id=row["member_id"],
-        sequence=row["seq"],
-        amount=row["amount"],
-        balance_after=row["balance_after"],
-        kind=_KINDS[row["kind"]],
-        reason=row["reason"],
-        source=row["source"],
-        rule_id=row["rule_id"],
-        rule_version=row["rule_version"],
-        actor_id=row["actor_id"],
-        hash=bytes(row["hash"]).hex(),
-    )
-    entry.created_at.FromDatetime(row["created_at"])
-    return entry
-
-
-def rule_proto(row: asyncpg.Record) -> pb.Rule:
-    rule = pb.Rule(
-        rule_id=row["rule_id"],
-        version=row["version"],
-        points=row["points"],
-        daily_cap=row["daily_cap"],
-        enabled=row["enabled"],
-        description=row["description"],
-        updated_by=row["updated_by"],
-    )
-    rule.updated_at.FromDatetime(row["updated_at"])
-    return rule
-
-
-def tier_change_proto(row: asyncpg.Record) -> pb.TierChange:
-    change = pb.TierChange(
-        member_id=row["member_id"],
-        version=row["version"],
-        old_tier=row["old_tier"],
-        new_tier=row["new_tier"],
-        reason=row["reason"],
-        actor_id=row["actor_id"],
-    )
-    change.changed_at.FromDatetime(row["changed_at"])
-    return change
-
-
-def item_proto(row: asyncpg.Record) -> pb.CatalogueItem:
-    item = pb.CatalogueItem(
-        item_id=str(row["id"]),
-        name=row["name"],
-        description=row["description"],
-        price=row["price"],
-        stock=row["stock"],
-        available=row["available"],
-    )
-    item.created_at.FromDatetime(row["created_at"])
-    item.updated_at.FromDatetime(row["updated_at"])
-    return item
-
-
-def redemption_proto(row: asyncpg.Record) -> pb.Redemption:
-    redemption = pb.Redemption(
-        redemption_id=str(row["id"]),
-        member_id=row["member_id"],
-        item_id=str(row["item_id"]),
-        price=row["price"],
-        entry_id=str(row["entry_id"]),
-        item_name=row["item_name"],
-    )
-    redemption.created_at.FromDatetime(row["created_at"])
-    return redemption
-
 
 # ---- validation -----------------------------------------------------------
 
@@ -207,7 +104,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         member_id = _subject(request.member_id)
         async with self._pool.acquire() as conn:
             row = await store.get_account(conn, member_id)
-        return pb.GetAccountResponse(account=account_proto(row, self._tiers))
+        return pb.GetAccountResponse(account=mappers.account_message(row, self._tiers))
 
     async def ListEntries(
         self, request: pb.ListEntriesRequest, context: grpc.aio.ServicerContext
@@ -225,7 +122,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
             await store.ensure_account(conn, member_id)
             rows = await store.list_entries(conn, member_id, before, page.fetch)
         return pb.ListEntriesResponse(
-            entries=[entry_proto(r) for r in page.items(rows)],
+            entries=[mappers.entry_message(r) for r in page.items(rows)],
             next_page_token=page.next_token(rows, lambda r: {"seq": r["seq"]}),
         )
 
@@ -259,7 +156,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
             row = await store.get_rule(conn, request.rule_id)
         if row is None:
             raise NotFound("rule", request.rule_id)
-        return pb.GetRuleResponse(rule=rule_proto(row))
+        return pb.GetRuleResponse(rule=mappers.rule_message(row))
 
     async def ListRules(
         self, request: pb.ListRulesRequest, context: grpc.aio.ServicerContext
@@ -270,7 +167,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         async with self._pool.acquire() as conn:
             rows = await store.list_rules(conn, after, page.fetch)
         return pb.ListRulesResponse(
-            rules=[rule_proto(r) for r in page.items(rows)],
+            rules=[mappers.rule_message(r) for r in page.items(rows)],
             next_page_token=page.next_token(rows, lambda r: {"rule_id": r["rule_id"]}),
         )
 
@@ -316,7 +213,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
                 enabled=request.enabled if request.HasField("enabled") else None,
                 updated_by=caller.member_id,
             )
-            return pb.UpdateRuleResponse(rule=rule_proto(row))
+            return pb.UpdateRuleResponse(rule=mappers.rule_message(row))
 
         return await self._mutations.run(caller.member_id, request, work)
 
@@ -386,7 +283,8 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
                 raise Aborted("this request is being applied; retry it", reason="IN_PROGRESS")
             account = await store.get_account(conn, member_id)
             return response_type(
-                entry=entry_proto(row), account=account_proto(account, self._tiers)
+                entry=mappers.entry_message(row),
+                account=mappers.account_message(account, self._tiers),
             )
 
         return await self._mutations.run(caller.member_id, request, work)
@@ -440,7 +338,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
                 actor_id=caller.member_id,
                 granted_tier=tier,
             )
-            return response_type(account=account_proto(updated, self._tiers))
+            return response_type(account=mappers.account_message(updated, self._tiers))
 
         return await self._mutations.run(caller.member_id, request, work)
 
@@ -458,7 +356,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         async with self._pool.acquire() as conn:
             rows = await store.list_tier_changes(conn, member_id, before, page.fetch)
         return pb.ListTierChangesResponse(
-            tier_changes=[tier_change_proto(r) for r in page.items(rows)],
+            tier_changes=[mappers.tier_change_message(r) for r in page.items(rows)],
             next_page_token=page.next_token(rows, lambda r: {"version": r["version"]}),
         )
 
@@ -480,7 +378,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
             row = await shop_store.create_item(
                 conn, request.name.strip(), request.description, request.price, request.stock
             )
-            return pb.CreateCatalogueItemResponse(item=item_proto(row))
+            return pb.CreateCatalogueItemResponse(item=mappers.item_message(row))
 
         return await self._mutations.run(caller.member_id, request, work)
 
@@ -511,7 +409,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
                 stock=request.stock if request.HasField("stock") else None,
                 available=request.available if request.HasField("available") else None,
             )
-            return pb.UpdateCatalogueItemResponse(item=item_proto(row))
+            return pb.UpdateCatalogueItemResponse(item=mappers.item_message(row))
 
         return await self._mutations.run(caller.member_id, request, work)
 
@@ -526,7 +424,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
             row = await shop_store.get_item(conn, item_id)
         if not row["available"] and caller.role != auth.Role.ADMIN:
             raise NotFound("catalogue item", request.item_id)
-        return pb.GetCatalogueItemResponse(item=item_proto(row))
+        return pb.GetCatalogueItemResponse(item=mappers.item_message(row))
 
     async def ListCatalogueItems(
         self, request: pb.ListCatalogueItemsRequest, context: grpc.aio.ServicerContext
@@ -541,7 +439,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
                 conn, after, page.fetch, include_unavailable=request.include_unavailable
             )
         return pb.ListCatalogueItemsResponse(
-            items=[item_proto(r) for r in page.items(rows)],
+            items=[mappers.item_message(r) for r in page.items(rows)],
             next_page_token=page.next_token(
                 rows, lambda last: {"name": last["name"], "id": str(last["id"])}
             ),
@@ -586,7 +484,8 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
             )
             account = await store.get_account(conn, caller.member_id)
             return pb.RedeemItemResponse(
-                redemption=redemption_proto(redemption), account=account_proto(account, self._tiers)
+                redemption=mappers.redemption_message(redemption),
+                account=mappers.account_message(account, self._tiers),
             )
 
         return await self._mutations.run(caller.member_id, request, work)
@@ -609,7 +508,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         async with self._pool.acquire() as conn:
             rows = await shop_store.list_redemptions(conn, member_id, before, page.fetch)
         return pb.ListRedemptionsResponse(
-            redemptions=[redemption_proto(r) for r in page.items(rows)],
+            redemptions=[mappers.redemption_message(r) for r in page.items(rows)],
             next_page_token=page.next_token(
                 rows, lambda r: {"at": r["created_at"].isoformat(), "id": str(r["id"])}
             ),
@@ -631,13 +530,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
             rows = await store.leaderboard(conn, _period_start(request.period), offset, page.fetch)
         return pb.ListLeaderboardResponse(
             entries=[
-                pb.LeaderboardEntry(
-                    rank=offset + index + 1,
-                    member_id=row["member_id"],
-                    points_earned=row["points_earned"],
-                    ideas_shipped=row["ideas_shipped"],
-                    tier=row["tier"],
-                )
+                mappers.leaderboard_entry_message(row, rank=offset + index + 1)
                 for index, row in enumerate(page.items(rows))
             ],
             # Offset paging: the next page starts after this one's rows.
