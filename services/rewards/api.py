@@ -14,7 +14,6 @@ from cocreate.rewards.v1 import rewards_service_pb2_grpc as pb_grpc
 from services.kit import auth, idempotency
 from services.kit.errors import (
     Aborted,
-    FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     NotFound,
@@ -22,7 +21,7 @@ from services.kit.errors import (
     Violations,
 )
 from services.kit.validation import check_text
-from services.rewards import domain, ledger, mappers, shop_store, store, verify
+from services.rewards import domain, ledger, mappers, rules, shop, shop_store, store, verify
 
 if TYPE_CHECKING:
     from services.kit.server import Runtime
@@ -194,20 +193,10 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         v.raise_if_any()
 
         async def work(conn: asyncpg.Connection) -> pb.UpdateRuleResponse:
-            current = await conn.fetchrow(
-                "select * from reward_rules where rule_id = $1 for update", request.rule_id
-            )
-            if current is None:
-                raise NotFound("rule", request.rule_id)
-            if request.expected_version and request.expected_version != current["version"]:
-                raise Aborted(
-                    f"rule {request.rule_id} is at version {current['version']}; read it again",
-                    reason="VERSION_MISMATCH",
-                    metadata={"version": str(current["version"])},
-                )
-            row = await store.update_rule(
+            row = await rules.update_rule(
                 conn,
                 request.rule_id,
+                expected_version=request.expected_version,
                 points=request.points if request.HasField("points") else None,
                 daily_cap=request.daily_cap if request.HasField("daily_cap") else None,
                 enabled=request.enabled if request.HasField("enabled") else None,
@@ -455,32 +444,13 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         v.raise_if_any()
 
         async def work(conn: asyncpg.Connection) -> pb.RedeemItemResponse:
-            # The item first, then the account: every redemption locks in this order.
-            item = await shop_store.get_item(conn, item_id, lock=True)
-            if not item["available"]:
-                raise FailedPrecondition("this item is not available", reason="ITEM_UNAVAILABLE")
-            if item["stock"] <= 0:
-                raise FailedPrecondition("this item is out of stock", reason="OUT_OF_STOCK")
-            redemption_id = uuid.uuid4()
-            entry = await ledger.append_entry(
+            redemption = await shop.redeem(
                 conn,
                 self._rt.outbox,
                 self._tiers,
-                ledger.NewEntry(
-                    member_id=caller.member_id,
-                    amount=-item["price"],
-                    kind=domain.KIND_REDEMPTION,
-                    reason=f"redeemed {item['name']}",
-                    source=f"request:{request.request_id or redemption_id}",
-                    actor_id=caller.member_id,
-                    award_key=f"redemption:{redemption_id}",
-                    occurred_at=datetime.now(UTC),
-                ),
-            )
-            assert entry is not None
-            await shop_store.take_one_from_stock(conn, item_id)
-            redemption = await shop_store.record_redemption(
-                conn, redemption_id, caller.member_id, item_id, item["price"], entry["id"]
+                member_id=caller.member_id,
+                item_id=item_id,
+                request_id=request.request_id,
             )
             account = await store.get_account(conn, caller.member_id)
             return pb.RedeemItemResponse(

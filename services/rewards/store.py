@@ -221,6 +221,10 @@ async def get_rule(conn: asyncpg.Connection, rule_id: str) -> asyncpg.Record | N
     return await conn.fetchrow("select * from reward_rules where rule_id = $1", rule_id)
 
 
+async def lock_rule(conn: asyncpg.Connection, rule_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("select * from reward_rules where rule_id = $1 for update", rule_id)
+
+
 async def list_rules(conn: asyncpg.Connection, after: str, limit: int) -> list[asyncpg.Record]:
     return list(
         await conn.fetch(
@@ -257,6 +261,11 @@ async def update_rule(
         updated_by,
     )
     assert row is not None
+    return row
+
+
+async def add_rule_version(conn: asyncpg.Connection, row: asyncpg.Record) -> None:
+    """Keep a rule as it is now (`row`) in its history of versions."""
     await conn.execute(
         "insert into reward_rule_versions "
         "(rule_id, version, points, daily_cap, enabled, updated_at, updated_by) "
@@ -269,7 +278,6 @@ async def update_rule(
         row["updated_at"],
         row["updated_by"],
     )
-    return row
 
 
 # ---- the leaderboard ------------------------------------------------------
