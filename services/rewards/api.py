@@ -1,4 +1,7 @@
-"""The gRPC servicer: check the caller, validate, call the store, map to proto."""
+"""The RewardsService servicer: check the caller and the request
+(request_checks.py), call the change (ledger.py, rules.py, shop.py) or the
+read, map the rows (mappers.py). SQL lives in the store modules, the rules in
+domain.py."""
 
 from __future__ import annotations
 
@@ -20,44 +23,20 @@ from services.kit.errors import (
     PermissionDenied,
     Violations,
 )
-from services.kit.validation import check_text
-from services.rewards import domain, ledger, mappers, rules, shop, shop_store, store, verify
+from services.rewards import (
+    domain,
+    ledger,
+    mappers,
+    request_checks,
+    rules,
+    shop,
+    shop_store,
+    store,
+    verify,
+)
 
 if TYPE_CHECKING:
     from services.kit.server import Runtime
-
-# ---- validation -----------------------------------------------------------
-
-
-def _check_member_id(v: Violations, member_id: str, field: str = "member_id") -> None:
-    v.check(
-        0 < len(member_id) <= domain.MAX_MEMBER_ID_LENGTH and member_id.isprintable(),
-        field,
-        f"must be a member id of 1..{domain.MAX_MEMBER_ID_LENGTH} printable characters",
-    )
-
-
-def _check_amount(v: Violations, value: int, field: str) -> None:
-    v.check(
-        0 < value <= domain.MAX_AMOUNT, field, f"must be a whole number in 1..{domain.MAX_AMOUNT}"
-    )
-
-
-def _check_reason(v: Violations, reason: str) -> None:
-    if v.check(
-        len(reason.strip()) > 0 and len(reason) <= domain.MAX_REASON_LENGTH,
-        "reason",
-        f"is required, at most {domain.MAX_REASON_LENGTH} characters",
-    ):
-        check_text(v, reason, "reason")
-
-
-def _item_id(v: Violations, raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        v.add("item_id", "must be a catalogue item id (a UUID)")
-        return uuid.UUID(int=0)
 
 
 def _subject(member_id: str) -> str:
@@ -71,7 +50,7 @@ def _subject(member_id: str) -> str:
             metadata={"role": caller.role.value},
         )
     v = Violations()
-    _check_member_id(v, member_id)
+    request_checks.check_member_id(v, member_id)
     v.raise_if_any()
     return member_id
 
@@ -131,7 +110,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         auth.require_role(auth.Role.ADMIN)
         if request.member_id:
             v = Violations()
-            _check_member_id(v, request.member_id)
+            request_checks.check_member_id(v, request.member_id)
             v.raise_if_any()
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             if request.member_id:
@@ -149,7 +128,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
     ) -> pb.GetRuleResponse:
         auth.require_role(auth.Role.ADMIN)
         v = Violations()
-        _check_rule_id(v, request.rule_id)
+        request_checks.check_rule_id(v, request.rule_id)
         v.raise_if_any()
         async with self._pool.acquire() as conn:
             row = await store.get_rule(conn, request.rule_id)
@@ -176,18 +155,10 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         caller = auth.require_role(auth.Role.ADMIN)
         v = Violations()
         if request.HasField("points"):
-            v.check(
-                0 <= request.points <= domain.MAX_AMOUNT,
-                "points",
-                f"must be a whole number in 0..{domain.MAX_AMOUNT}",
-            )
+            request_checks.check_points(v, request.points)
         if request.HasField("daily_cap"):
-            v.check(
-                0 <= request.daily_cap <= domain.MAX_DAILY_CAP,
-                "daily_cap",
-                f"must be in 0..{domain.MAX_DAILY_CAP} (0 = no cap)",
-            )
-        _check_rule_id(v, request.rule_id)
+            request_checks.check_daily_cap(v, request.daily_cap)
+        request_checks.check_rule_id(v, request.rule_id)
         v.check(request.expected_version >= 0, "expected_version", "must not be negative")
         idempotency.check_request_id(request.request_id, v)
         v.raise_if_any()
@@ -241,9 +212,9 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         request_id = request.request_id
         caller = auth.require_role(auth.Role.ADMIN)
         v = Violations()
-        _check_member_id(v, member_id)
-        _check_amount(v, amount, "amount")
-        _check_reason(v, reason)
+        request_checks.check_member_id(v, member_id)
+        request_checks.check_amount(v, amount, "amount")
+        request_checks.check_reason(v, reason)
         idempotency.check_request_id(request_id, v)
         v.raise_if_any()
         method = response_type.DESCRIPTOR.name.removesuffix("Response")
@@ -285,13 +256,13 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
     ) -> pb.GrantTierResponse:
         caller = auth.require_role(auth.Role.ADMIN)
         v = Violations()
-        _check_member_id(v, request.member_id)
+        request_checks.check_member_id(v, request.member_id)
         v.check(
             request.tier in domain.GRANTABLE_TIERS,
             "tier",
             "must be one of " + ", ".join(sorted(domain.GRANTABLE_TIERS)),
         )
-        _check_reason(v, request.reason)
+        request_checks.check_reason(v, request.reason)
         idempotency.check_request_id(request.request_id, v)
         v.raise_if_any()
         return await self._set_granted_tier(caller, request, pb.GrantTierResponse, request.tier)
@@ -301,8 +272,8 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
     ) -> pb.RevokeTierResponse:
         caller = auth.require_role(auth.Role.ADMIN)
         v = Violations()
-        _check_member_id(v, request.member_id)
-        _check_reason(v, request.reason)
+        request_checks.check_member_id(v, request.member_id)
+        request_checks.check_reason(v, request.reason)
         idempotency.check_request_id(request.request_id, v)
         v.raise_if_any()
         return await self._set_granted_tier(caller, request, pb.RevokeTierResponse, None)
@@ -356,10 +327,10 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
     ) -> pb.CreateCatalogueItemResponse:
         caller = auth.require_role(auth.Role.ADMIN)
         v = Violations()
-        _check_name(v, request.name)
-        _check_description(v, request.description)
-        _check_amount(v, request.price, "price")
-        _check_stock(v, request.stock)
+        request_checks.check_name(v, request.name)
+        request_checks.check_description(v, request.description)
+        request_checks.check_amount(v, request.price, "price")
+        request_checks.check_stock(v, request.stock)
         idempotency.check_request_id(request.request_id, v)
         v.raise_if_any()
 
@@ -376,15 +347,15 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
     ) -> pb.UpdateCatalogueItemResponse:
         caller = auth.require_role(auth.Role.ADMIN)
         v = Violations()
-        item_id = _item_id(v, request.item_id)
+        item_id = request_checks.parse_item_id(v, request.item_id)
         if request.HasField("name"):
-            _check_name(v, request.name)
+            request_checks.check_name(v, request.name)
         if request.HasField("description"):
-            _check_description(v, request.description)
+            request_checks.check_description(v, request.description)
         if request.HasField("price"):
-            _check_amount(v, request.price, "price")
+            request_checks.check_amount(v, request.price, "price")
         if request.HasField("stock"):
-            _check_stock(v, request.stock)
+            request_checks.check_stock(v, request.stock)
         idempotency.check_request_id(request.request_id, v)
         v.raise_if_any()
 
@@ -407,7 +378,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
     ) -> pb.GetCatalogueItemResponse:
         caller = auth.current_caller()
         v = Violations()
-        item_id = _item_id(v, request.item_id)
+        item_id = request_checks.parse_item_id(v, request.item_id)
         v.raise_if_any()
         async with self._pool.acquire() as conn:
             row = await shop_store.get_item(conn, item_id)
@@ -439,7 +410,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
     ) -> pb.RedeemItemResponse:
         caller = auth.current_caller()
         v = Violations()
-        item_id = _item_id(v, request.item_id)
+        item_id = request_checks.parse_item_id(v, request.item_id)
         idempotency.check_request_id(request.request_id, v)
         v.raise_if_any()
 
@@ -516,30 +487,3 @@ def _period_start(period: int) -> datetime | None:
     if period == pb.LEADERBOARD_PERIOD_MONTH:
         return midnight.replace(day=1)
     return None
-
-
-def _check_rule_id(v: Violations, rule_id: str) -> None:
-    if v.check(0 < len(rule_id) <= 64, "rule_id", "is required (for example vote_cast)"):
-        check_text(v, rule_id, "rule_id")
-
-
-def _check_name(v: Violations, name: str) -> None:
-    if v.check(
-        0 < len(name.strip()) <= domain.MAX_NAME_LENGTH,
-        "name",
-        f"is required, at most {domain.MAX_NAME_LENGTH} characters",
-    ):
-        check_text(v, name, "name")
-
-
-def _check_description(v: Violations, description: str) -> None:
-    if v.check(
-        len(description) <= domain.MAX_DESCRIPTION_LENGTH,
-        "description",
-        f"must be at most {domain.MAX_DESCRIPTION_LENGTH} characters",
-    ):
-        check_text(v, description, "description")
-
-
-def _check_stock(v: Violations, stock: int) -> None:
-    v.check(0 <= stock <= domain.MAX_STOCK, "stock", f"must be in 0..{domain.MAX_STOCK}")
