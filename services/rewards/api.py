@@ -1,4 +1,7 @@
-"""The gRPC servicer: check the caller, validate, call the store, map to proto."""
+"""The RewardsService servicer: check the caller and the request
+(request_checks.py), call the change (ledger.py, rules.py, shop.py) or the
+read, map the rows (mappers.py). SQL lives in the store modules, the rules in
+domain.py."""
 
 from __future__ import annotations
 
@@ -14,154 +17,26 @@ from cocreate.rewards.v1 import rewards_service_pb2_grpc as pb_grpc
 from services.kit import auth, idempotency
 from services.kit.errors import (
     Aborted,
-    FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     NotFound,
     PermissionDenied,
     Violations,
 )
-from services.kit.validation import check_text
-from services.rewards import domain, store, verify
+from services.rewards import (
+    domain,
+    ledger,
+    mappers,
+    request_checks,
+    rules,
+    shop,
+    shop_store,
+    store,
+    verify,
+)
 
 if TYPE_CHECKING:
     from services.kit.server import Runtime
-
-_KINDS = {
-    domain.KIND_EARN: pb.ENTRY_KIND_EARN,
-    domain.KIND_REVERSAL: pb.ENTRY_KIND_REVERSAL,
-    domain.KIND_GRANT: pb.ENTRY_KIND_GRANT,
-    domain.KIND_DEDUCTION: pb.ENTRY_KIND_DEDUCTION,
-    domain.KIND_REDEMPTION: pb.ENTRY_KIND_REDEMPTION,
-}
-
-
-# ---- mapping --------------------------------------------------------------
-
-
-def account_proto(row: asyncpg.Record, tiers: domain.TierThresholds) -> pb.Account:
-    upcoming, missing = tiers.upcoming(row["lifetime_points"])
-    account = pb.Account(
-        member_id=row["member_id"],
-        balance=row["balance"],
-        lifetime_points=row["lifetime_points"],
-        tier=row["tier"],
-        earned_tier=row["earned_tier"],
-        granted_tier=row["granted_tier"] or "",
-        next_tier=upcoming,
-        points_to_next_tier=missing,
-        tier_version=row["tier_version"],
-        entry_count=row["entry_count"],
-    )
-    account.created_at.FromDatetime(row["created_at"])
-    return account
-
-
-def entry_proto(row: asyncpg.Record) -> pb.Entry:
-    entry = pb.Entry(
-        entry_id=str(row["id"]),
-        member_id=row["member_id"],
-        sequence=row["seq"],
-        amount=row["amount"],
-        balance_after=row["balance_after"],
-        kind=_KINDS[row["kind"]],
-        reason=row["reason"],
-        source=row["source"],
-        rule_id=row["rule_id"],
-        rule_version=row["rule_version"],
-        actor_id=row["actor_id"],
-        hash=bytes(row["hash"]).hex(),
-    )
-    entry.created_at.FromDatetime(row["created_at"])
-    return entry
-
-
-def rule_proto(row: asyncpg.Record) -> pb.Rule:
-    rule = pb.Rule(
-        rule_id=row["rule_id"],
-        version=row["version"],
-        points=row["points"],
-        daily_cap=row["daily_cap"],
-        enabled=row["enabled"],
-        description=row["description"],
-        updated_by=row["updated_by"],
-    )
-    rule.updated_at.FromDatetime(row["updated_at"])
-    return rule
-
-
-def tier_change_proto(row: asyncpg.Record) -> pb.TierChange:
-    change = pb.TierChange(
-        member_id=row["member_id"],
-        version=row["version"],
-        old_tier=row["old_tier"],
-        new_tier=row["new_tier"],
-        reason=row["reason"],
-        actor_id=row["actor_id"],
-    )
-    change.changed_at.FromDatetime(row["changed_at"])
-    return change
-
-
-def item_proto(row: asyncpg.Record) -> pb.CatalogueItem:
-    item = pb.CatalogueItem(
-        item_id=str(row["id"]),
-        name=row["name"],
-        description=row["description"],
-        price=row["price"],
-        stock=row["stock"],
-        available=row["available"],
-    )
-    item.created_at.FromDatetime(row["created_at"])
-    item.updated_at.FromDatetime(row["updated_at"])
-    return item
-
-
-def redemption_proto(row: asyncpg.Record) -> pb.Redemption:
-    redemption = pb.Redemption(
-        redemption_id=str(row["id"]),
-        member_id=row["member_id"],
-        item_id=str(row["item_id"]),
-        price=row["price"],
-        entry_id=str(row["entry_id"]),
-        item_name=row["item_name"],
-    )
-    redemption.created_at.FromDatetime(row["created_at"])
-    return redemption
-
-
-# ---- validation -----------------------------------------------------------
-
-
-def _check_member_id(v: Violations, member_id: str, field: str = "member_id") -> None:
-    v.check(
-        0 < len(member_id) <= domain.MAX_MEMBER_ID_LENGTH and member_id.isprintable(),
-        field,
-        f"must be a member id of 1..{domain.MAX_MEMBER_ID_LENGTH} printable characters",
-    )
-
-
-def _check_amount(v: Violations, value: int, field: str) -> None:
-    v.check(
-        0 < value <= domain.MAX_AMOUNT, field, f"must be a whole number in 1..{domain.MAX_AMOUNT}"
-    )
-
-
-def _check_reason(v: Violations, reason: str) -> None:
-    if v.check(
-        len(reason.strip()) > 0 and len(reason) <= domain.MAX_REASON_LENGTH,
-        "reason",
-        f"is required, at most {domain.MAX_REASON_LENGTH} characters",
-    ):
-        check_text(v, reason, "reason")
-
-
-def _item_id(v: Violations, raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        v.add("item_id", "must be a catalogue item id (a UUID)")
-        return uuid.UUID(int=0)
 
 
 def _subject(member_id: str) -> str:
@@ -175,7 +50,7 @@ def _subject(member_id: str) -> str:
             metadata={"role": caller.role.value},
         )
     v = Violations()
-    _check_member_id(v, member_id)
+    request_checks.check_member_id(v, member_id)
     v.raise_if_any()
     return member_id
 
@@ -207,7 +82,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         member_id = _subject(request.member_id)
         async with self._pool.acquire() as conn:
             row = await store.get_account(conn, member_id)
-        return pb.GetAccountResponse(account=account_proto(row, self._tiers))
+        return pb.GetAccountResponse(account=mappers.account_message(row, self._tiers))
 
     async def ListEntries(
         self, request: pb.ListEntriesRequest, context: grpc.aio.ServicerContext
@@ -225,7 +100,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
             await store.ensure_account(conn, member_id)
             rows = await store.list_entries(conn, member_id, before, page.fetch)
         return pb.ListEntriesResponse(
-            entries=[entry_proto(r) for r in page.items(rows)],
+            entries=[mappers.entry_message(r) for r in page.items(rows)],
             next_page_token=page.next_token(rows, lambda r: {"seq": r["seq"]}),
         )
 
@@ -235,7 +110,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         auth.require_role(auth.Role.ADMIN)
         if request.member_id:
             v = Violations()
-            _check_member_id(v, request.member_id)
+            request_checks.check_member_id(v, request.member_id)
             v.raise_if_any()
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             if request.member_id:
@@ -253,13 +128,13 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
     ) -> pb.GetRuleResponse:
         auth.require_role(auth.Role.ADMIN)
         v = Violations()
-        _check_rule_id(v, request.rule_id)
+        request_checks.check_rule_id(v, request.rule_id)
         v.raise_if_any()
         async with self._pool.acquire() as conn:
             row = await store.get_rule(conn, request.rule_id)
         if row is None:
             raise NotFound("rule", request.rule_id)
-        return pb.GetRuleResponse(rule=rule_proto(row))
+        return pb.GetRuleResponse(rule=mappers.rule_message(row))
 
     async def ListRules(
         self, request: pb.ListRulesRequest, context: grpc.aio.ServicerContext
@@ -270,7 +145,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         async with self._pool.acquire() as conn:
             rows = await store.list_rules(conn, after, page.fetch)
         return pb.ListRulesResponse(
-            rules=[rule_proto(r) for r in page.items(rows)],
+            rules=[mappers.rule_message(r) for r in page.items(rows)],
             next_page_token=page.next_token(rows, lambda r: {"rule_id": r["rule_id"]}),
         )
 
@@ -280,43 +155,25 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         caller = auth.require_role(auth.Role.ADMIN)
         v = Violations()
         if request.HasField("points"):
-            v.check(
-                0 <= request.points <= domain.MAX_AMOUNT,
-                "points",
-                f"must be a whole number in 0..{domain.MAX_AMOUNT}",
-            )
+            request_checks.check_points(v, request.points)
         if request.HasField("daily_cap"):
-            v.check(
-                0 <= request.daily_cap <= domain.MAX_DAILY_CAP,
-                "daily_cap",
-                f"must be in 0..{domain.MAX_DAILY_CAP} (0 = no cap)",
-            )
-        _check_rule_id(v, request.rule_id)
+            request_checks.check_daily_cap(v, request.daily_cap)
+        request_checks.check_rule_id(v, request.rule_id)
         v.check(request.expected_version >= 0, "expected_version", "must not be negative")
         idempotency.check_request_id(request.request_id, v)
         v.raise_if_any()
 
         async def work(conn: asyncpg.Connection) -> pb.UpdateRuleResponse:
-            current = await conn.fetchrow(
-                "select * from reward_rules where rule_id = $1 for update", request.rule_id
-            )
-            if current is None:
-                raise NotFound("rule", request.rule_id)
-            if request.expected_version and request.expected_version != current["version"]:
-                raise Aborted(
-                    f"rule {request.rule_id} is at version {current['version']}; read it again",
-                    reason="VERSION_MISMATCH",
-                    metadata={"version": str(current["version"])},
-                )
-            row = await store.update_rule(
+            row = await rules.update_rule(
                 conn,
                 request.rule_id,
+                expected_version=request.expected_version,
                 points=request.points if request.HasField("points") else None,
                 daily_cap=request.daily_cap if request.HasField("daily_cap") else None,
                 enabled=request.enabled if request.HasField("enabled") else None,
                 updated_by=caller.member_id,
             )
-            return pb.UpdateRuleResponse(rule=rule_proto(row))
+            return pb.UpdateRuleResponse(rule=mappers.rule_message(row))
 
         return await self._mutations.run(caller.member_id, request, work)
 
@@ -355,9 +212,9 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         request_id = request.request_id
         caller = auth.require_role(auth.Role.ADMIN)
         v = Violations()
-        _check_member_id(v, member_id)
-        _check_amount(v, amount, "amount")
-        _check_reason(v, reason)
+        request_checks.check_member_id(v, member_id)
+        request_checks.check_amount(v, amount, "amount")
+        request_checks.check_reason(v, reason)
         idempotency.check_request_id(request_id, v)
         v.raise_if_any()
         method = response_type.DESCRIPTOR.name.removesuffix("Response")
@@ -366,11 +223,11 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
             conn: asyncpg.Connection,
         ) -> pb.GrantPointsResponse | pb.DeductPointsResponse:
             source, award_key = _request_source(caller, method, request_id)
-            row = await store.append_entry(
+            row = await ledger.append_entry(
                 conn,
                 self._rt.outbox,
                 self._tiers,
-                store.NewEntry(
+                ledger.NewEntry(
                     member_id=member_id,
                     amount=amount if kind == domain.KIND_GRANT else -amount,
                     kind=kind,
@@ -386,7 +243,8 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
                 raise Aborted("this request is being applied; retry it", reason="IN_PROGRESS")
             account = await store.get_account(conn, member_id)
             return response_type(
-                entry=entry_proto(row), account=account_proto(account, self._tiers)
+                entry=mappers.entry_message(row),
+                account=mappers.account_message(account, self._tiers),
             )
 
         return await self._mutations.run(caller.member_id, request, work)
@@ -398,13 +256,13 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
     ) -> pb.GrantTierResponse:
         caller = auth.require_role(auth.Role.ADMIN)
         v = Violations()
-        _check_member_id(v, request.member_id)
+        request_checks.check_member_id(v, request.member_id)
         v.check(
             request.tier in domain.GRANTABLE_TIERS,
             "tier",
             "must be one of " + ", ".join(sorted(domain.GRANTABLE_TIERS)),
         )
-        _check_reason(v, request.reason)
+        request_checks.check_reason(v, request.reason)
         idempotency.check_request_id(request.request_id, v)
         v.raise_if_any()
         return await self._set_granted_tier(caller, request, pb.GrantTierResponse, request.tier)
@@ -414,8 +272,8 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
     ) -> pb.RevokeTierResponse:
         caller = auth.require_role(auth.Role.ADMIN)
         v = Violations()
-        _check_member_id(v, request.member_id)
-        _check_reason(v, request.reason)
+        request_checks.check_member_id(v, request.member_id)
+        request_checks.check_reason(v, request.reason)
         idempotency.check_request_id(request.request_id, v)
         v.raise_if_any()
         return await self._set_granted_tier(caller, request, pb.RevokeTierResponse, None)
@@ -431,7 +289,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
 
         async def work(conn: asyncpg.Connection) -> TierResponse:
             account = await store.lock_account(conn, member_id)
-            updated = await store.refresh_tier(
+            updated = await ledger.refresh_tier(
                 conn,
                 self._rt.outbox,
                 self._tiers,
@@ -440,7 +298,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
                 actor_id=caller.member_id,
                 granted_tier=tier,
             )
-            return response_type(account=account_proto(updated, self._tiers))
+            return response_type(account=mappers.account_message(updated, self._tiers))
 
         return await self._mutations.run(caller.member_id, request, work)
 
@@ -458,7 +316,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         async with self._pool.acquire() as conn:
             rows = await store.list_tier_changes(conn, member_id, before, page.fetch)
         return pb.ListTierChangesResponse(
-            tier_changes=[tier_change_proto(r) for r in page.items(rows)],
+            tier_changes=[mappers.tier_change_message(r) for r in page.items(rows)],
             next_page_token=page.next_token(rows, lambda r: {"version": r["version"]}),
         )
 
@@ -469,18 +327,18 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
     ) -> pb.CreateCatalogueItemResponse:
         caller = auth.require_role(auth.Role.ADMIN)
         v = Violations()
-        _check_name(v, request.name)
-        _check_description(v, request.description)
-        _check_amount(v, request.price, "price")
-        _check_stock(v, request.stock)
+        request_checks.check_name(v, request.name)
+        request_checks.check_description(v, request.description)
+        request_checks.check_amount(v, request.price, "price")
+        request_checks.check_stock(v, request.stock)
         idempotency.check_request_id(request.request_id, v)
         v.raise_if_any()
 
         async def work(conn: asyncpg.Connection) -> pb.CreateCatalogueItemResponse:
-            row = await store.create_item(
+            row = await shop_store.create_item(
                 conn, request.name.strip(), request.description, request.price, request.stock
             )
-            return pb.CreateCatalogueItemResponse(item=item_proto(row))
+            return pb.CreateCatalogueItemResponse(item=mappers.item_message(row))
 
         return await self._mutations.run(caller.member_id, request, work)
 
@@ -489,20 +347,20 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
     ) -> pb.UpdateCatalogueItemResponse:
         caller = auth.require_role(auth.Role.ADMIN)
         v = Violations()
-        item_id = _item_id(v, request.item_id)
+        item_id = request_checks.parse_item_id(v, request.item_id)
         if request.HasField("name"):
-            _check_name(v, request.name)
+            request_checks.check_name(v, request.name)
         if request.HasField("description"):
-            _check_description(v, request.description)
+            request_checks.check_description(v, request.description)
         if request.HasField("price"):
-            _check_amount(v, request.price, "price")
+            request_checks.check_amount(v, request.price, "price")
         if request.HasField("stock"):
-            _check_stock(v, request.stock)
+            request_checks.check_stock(v, request.stock)
         idempotency.check_request_id(request.request_id, v)
         v.raise_if_any()
 
         async def work(conn: asyncpg.Connection) -> pb.UpdateCatalogueItemResponse:
-            row = await store.update_item(
+            row = await shop_store.update_item(
                 conn,
                 item_id,
                 name=request.name.strip() if request.HasField("name") else None,
@@ -511,7 +369,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
                 stock=request.stock if request.HasField("stock") else None,
                 available=request.available if request.HasField("available") else None,
             )
-            return pb.UpdateCatalogueItemResponse(item=item_proto(row))
+            return pb.UpdateCatalogueItemResponse(item=mappers.item_message(row))
 
         return await self._mutations.run(caller.member_id, request, work)
 
@@ -520,13 +378,13 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
     ) -> pb.GetCatalogueItemResponse:
         caller = auth.current_caller()
         v = Violations()
-        item_id = _item_id(v, request.item_id)
+        item_id = request_checks.parse_item_id(v, request.item_id)
         v.raise_if_any()
         async with self._pool.acquire() as conn:
-            row = await store.get_item(conn, item_id)
+            row = await shop_store.get_item(conn, item_id)
         if not row["available"] and caller.role != auth.Role.ADMIN:
             raise NotFound("catalogue item", request.item_id)
-        return pb.GetCatalogueItemResponse(item=item_proto(row))
+        return pb.GetCatalogueItemResponse(item=mappers.item_message(row))
 
     async def ListCatalogueItems(
         self, request: pb.ListCatalogueItemsRequest, context: grpc.aio.ServicerContext
@@ -537,11 +395,11 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         page = self._rt.page_tokens.page(request)
         after = (str(page.after["name"]), str(page.after["id"])) if page.after else None
         async with self._pool.acquire() as conn:
-            rows = await store.list_items(
+            rows = await shop_store.list_items(
                 conn, after, page.fetch, include_unavailable=request.include_unavailable
             )
         return pb.ListCatalogueItemsResponse(
-            items=[item_proto(r) for r in page.items(rows)],
+            items=[mappers.item_message(r) for r in page.items(rows)],
             next_page_token=page.next_token(
                 rows, lambda last: {"name": last["name"], "id": str(last["id"])}
             ),
@@ -552,41 +410,23 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
     ) -> pb.RedeemItemResponse:
         caller = auth.current_caller()
         v = Violations()
-        item_id = _item_id(v, request.item_id)
+        item_id = request_checks.parse_item_id(v, request.item_id)
         idempotency.check_request_id(request.request_id, v)
         v.raise_if_any()
 
         async def work(conn: asyncpg.Connection) -> pb.RedeemItemResponse:
-            # The item first, then the account: every redemption locks in this order.
-            item = await store.get_item(conn, item_id, lock=True)
-            if not item["available"]:
-                raise FailedPrecondition("this item is not available", reason="ITEM_UNAVAILABLE")
-            if item["stock"] <= 0:
-                raise FailedPrecondition("this item is out of stock", reason="OUT_OF_STOCK")
-            redemption_id = uuid.uuid4()
-            entry = await store.append_entry(
+            redemption = await shop.redeem(
                 conn,
                 self._rt.outbox,
                 self._tiers,
-                store.NewEntry(
-                    member_id=caller.member_id,
-                    amount=-item["price"],
-                    kind=domain.KIND_REDEMPTION,
-                    reason=f"redeemed {item['name']}",
-                    source=f"request:{request.request_id or redemption_id}",
-                    actor_id=caller.member_id,
-                    award_key=f"redemption:{redemption_id}",
-                    occurred_at=datetime.now(UTC),
-                ),
-            )
-            assert entry is not None
-            await store.take_one_from_stock(conn, item_id)
-            redemption = await store.record_redemption(
-                conn, redemption_id, caller.member_id, item_id, item["price"], entry["id"]
+                member_id=caller.member_id,
+                item_id=item_id,
+                request_id=request.request_id,
             )
             account = await store.get_account(conn, caller.member_id)
             return pb.RedeemItemResponse(
-                redemption=redemption_proto(redemption), account=account_proto(account, self._tiers)
+                redemption=mappers.redemption_message(redemption),
+                account=mappers.account_message(account, self._tiers),
             )
 
         return await self._mutations.run(caller.member_id, request, work)
@@ -607,9 +447,9 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
             else None
         )
         async with self._pool.acquire() as conn:
-            rows = await store.list_redemptions(conn, member_id, before, page.fetch)
+            rows = await shop_store.list_redemptions(conn, member_id, before, page.fetch)
         return pb.ListRedemptionsResponse(
-            redemptions=[redemption_proto(r) for r in page.items(rows)],
+            redemptions=[mappers.redemption_message(r) for r in page.items(rows)],
             next_page_token=page.next_token(
                 rows, lambda r: {"at": r["created_at"].isoformat(), "id": str(r["id"])}
             ),
@@ -631,13 +471,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
             rows = await store.leaderboard(conn, _period_start(request.period), offset, page.fetch)
         return pb.ListLeaderboardResponse(
             entries=[
-                pb.LeaderboardEntry(
-                    rank=offset + index + 1,
-                    member_id=row["member_id"],
-                    points_earned=row["points_earned"],
-                    ideas_shipped=row["ideas_shipped"],
-                    tier=row["tier"],
-                )
+                mappers.leaderboard_entry_message(row, rank=offset + index + 1)
                 for index, row in enumerate(page.items(rows))
             ],
             # Offset paging: the next page starts after this one's rows.
@@ -653,30 +487,3 @@ def _period_start(period: int) -> datetime | None:
     if period == pb.LEADERBOARD_PERIOD_MONTH:
         return midnight.replace(day=1)
     return None
-
-
-def _check_rule_id(v: Violations, rule_id: str) -> None:
-    if v.check(0 < len(rule_id) <= 64, "rule_id", "is required (for example vote_cast)"):
-        check_text(v, rule_id, "rule_id")
-
-
-def _check_name(v: Violations, name: str) -> None:
-    if v.check(
-        0 < len(name.strip()) <= domain.MAX_NAME_LENGTH,
-        "name",
-        f"is required, at most {domain.MAX_NAME_LENGTH} characters",
-    ):
-        check_text(v, name, "name")
-
-
-def _check_description(v: Violations, description: str) -> None:
-    if v.check(
-        len(description) <= domain.MAX_DESCRIPTION_LENGTH,
-        "description",
-        f"must be at most {domain.MAX_DESCRIPTION_LENGTH} characters",
-    ):
-        check_text(v, description, "description")
-
-
-def _check_stock(v: Violations, stock: int) -> None:
-    v.check(0 <= stock <= domain.MAX_STOCK, "stock", f"must be in 0..{domain.MAX_STOCK}")

@@ -105,6 +105,11 @@ def counts_as_lifetime(kind: str) -> bool:
     return kind != KIND_REDEMPTION
 
 
+def day_of(moment: datetime) -> datetime:
+    """The start (in UTC) of the day a rule's daily cap counts `moment` in."""
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def chain_seed(member_id: str, seed: bytes) -> bytes:
     """The 'previous hash' of an account's first entry."""
     return hashlib.sha256(

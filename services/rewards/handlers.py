@@ -22,7 +22,7 @@ from google.protobuf import timestamp_pb2
 from services.kit.events import Event
 from services.kit.inbox import Batched, InboxConsumer
 from services.kit.outbox import Outbox
-from services.rewards import domain, store
+from services.rewards import domain, ledger, replica_store, store
 
 IDEAS_CONSUMER = "rewards-ideas"
 VOTES_CONSUMER = "rewards-votes"
@@ -82,7 +82,7 @@ class RewardHandlers:
         self, conn: asyncpg.Connection, event: Event[ideas_events_pb2.IdeaSubmitted]
     ) -> None:
         m = event.message
-        idea = await store.note_idea(conn, m.idea_id, m.author_id)
+        idea = await replica_store.note_idea(conn, m.idea_id, m.author_id)
         if not m.author_id:
             return
         await store.ensure_account(conn, m.author_id)
@@ -103,8 +103,8 @@ class RewardHandlers:
         self, conn: asyncpg.Connection, event: Event[ideas_events_pb2.IdeaStatusChanged]
     ) -> None:
         m = event.message
-        idea = await store.note_idea(conn, m.idea_id, m.author_id)
-        await store.set_idea_status(conn, m.idea_id, m.new_status, event.aggregate_version)
+        idea = await replica_store.note_idea(conn, m.idea_id, m.author_id)
+        await replica_store.set_idea_status(conn, m.idea_id, m.new_status, event.aggregate_version)
         author = m.author_id or idea["author_id"]
         if not author or idea["hidden_as_spam"]:
             return
@@ -128,7 +128,7 @@ class RewardHandlers:
         m = event.message
         occurred = _when(m, "published_at", event)
         for idea_id in sorted(m.shipped_idea_ids):  # the ideas' locks in one order
-            idea = await store.note_idea(conn, idea_id, "")
+            idea = await replica_store.note_idea(conn, idea_id, "")
             if idea["hidden_as_spam"]:
                 continue
             await self._ship(conn, event, idea_id, idea["author_id"], occurred)
@@ -144,8 +144,8 @@ class RewardHandlers:
         # Exclusive: the votes and retracts of this idea handled meanwhile (by
         # the votes consumer) either committed before — their support is seen
         # here — or wait, and then see the idea shipped.
-        await store.lock_ideas(conn, [idea_id], exclusive=True)
-        await store.mark_shipped(conn, idea_id, shipped_at)
+        await replica_store.lock_ideas(conn, [idea_id], exclusive=True)
+        await replica_store.mark_shipped(conn, idea_id, shipped_at)
         if author:
             await self._pay(
                 conn,
@@ -156,7 +156,7 @@ class RewardHandlers:
                 reason=f"idea {idea_id} shipped",
                 occurred_at=shipped_at,
             )
-        supporters = await store.active_supporters(conn, idea_id)
+        supporters = await replica_store.active_supporters(conn, idea_id)
         await store.ensure_accounts(conn, supporters)
         await self._pay_many(
             conn,
@@ -195,10 +195,10 @@ class RewardHandlers:
         self, conn: asyncpg.Connection, event: Event[ideas_events_pb2.IdeaHidden]
     ) -> None:
         m = event.message
-        idea = await store.note_idea(conn, m.idea_id, m.author_id)
+        idea = await replica_store.note_idea(conn, m.idea_id, m.author_id)
         if not m.spam:
             return
-        await store.mark_hidden_as_spam(conn, m.idea_id)
+        await replica_store.mark_hidden_as_spam(conn, m.idea_id)
         author = m.author_id or idea["author_id"]
         if not author:
             return
@@ -223,7 +223,7 @@ class RewardHandlers:
         them cannot hold an account this transaction needs later."""
         m = event.message
         ideas = [c.idea_id for c in m.casts] + [r.idea_id for r in m.retracts]
-        await store.lock_ideas(conn, ideas, exclusive=False)
+        await replica_store.lock_ideas(conn, ideas, exclusive=False)
         if m.casts:
             await self.votes_cast(conn, [event.carrying(cast) for cast in m.casts])
         for retract in m.retracts:
@@ -237,12 +237,12 @@ class RewardHandlers:
         once per idea within the rule's daily cap, and pay a supporter whose
         vote was cast before the idea shipped but heard of after."""
         casts = [(event, event.message, _when(event.message, "cast_at", event)) for event in batch]
-        await store.lock_ideas(conn, [m.idea_id for _, m, _ in casts], exclusive=False)
+        await replica_store.lock_ideas(conn, [m.idea_id for _, m, _ in casts], exclusive=False)
         await store.ensure_accounts(conn, [m.member_id for _, m, _ in casts])
-        newest = await store.set_supports(
+        newest = await replica_store.set_supports(
             conn,
             [
-                store.SupportChange(
+                replica_store.SupportChange(
                     m.idea_id,
                     m.member_id,
                     active=True,
@@ -264,7 +264,7 @@ class RewardHandlers:
             ],
         )
         # A vote cast before the ship whose event arrives after it still counts.
-        shipped = await store.shipped_at_many(conn, [m.idea_id for _, m, _ in casts])
+        shipped = await replica_store.shipped_at_many(conn, [m.idea_id for _, m, _ in casts])
         for (event, m, cast_at), is_newest in zip(casts, newest, strict=True):
             shipped_at = shipped.get(m.idea_id) if is_newest else None
             if shipped_at is not None and cast_at <= shipped_at:
@@ -284,7 +284,7 @@ class RewardHandlers:
             return
         keys = [(p.member_id, p.award_key) for p in payments]
         paid = await store.awarded_keys(conn, rule_id, keys)
-        days = [(p.member_id, store.day_of(p.occurred_at)) for p in payments]
+        days = [(p.member_id, domain.day_of(p.occurred_at)) for p in payments]
         capped = rule["daily_cap"] > 0
         on_day = await store.rewards_on_days(conn, rule_id, sorted(set(days))) if capped else {}
         news = []
@@ -295,7 +295,7 @@ class RewardHandlers:
             if capped:
                 on_day[day] += 1
             news.append(
-                store.NewEntry(
+                ledger.NewEntry(
                     member_id=payment.member_id,
                     amount=rule["points"],
                     kind=domain.KIND_EARN,
@@ -308,15 +308,15 @@ class RewardHandlers:
                     rule_version=rule["version"],
                 )
             )
-        await store.append_earnings(conn, self._outbox, self._tiers, accounts, news)
+        await ledger.append_earnings(conn, self._outbox, self._tiers, accounts, news)
 
     async def vote_retracted(
         self, conn: asyncpg.Connection, event: Event[votes_events_pb2.VoteRetracted]
     ) -> None:
         m = event.message
         retracted_at = _when(m, "retracted_at", event)
-        await store.lock_ideas(conn, [m.idea_id], exclusive=False)
-        newest = await store.set_support(
+        await replica_store.lock_ideas(conn, [m.idea_id], exclusive=False)
+        newest = await replica_store.set_support(
             conn,
             m.idea_id,
             m.member_id,
@@ -325,7 +325,7 @@ class RewardHandlers:
             changed_at=retracted_at,
         )
         # Retracted before the ship, but heard of after it: take the supporter reward back.
-        shipped_at = await store.shipped_at(conn, m.idea_id) if newest else None
+        shipped_at = await replica_store.shipped_at(conn, m.idea_id) if newest else None
         if shipped_at is not None and retracted_at < shipped_at:
             await self._reverse(
                 conn,
@@ -365,11 +365,11 @@ class RewardHandlers:
             >= rule["daily_cap"]
         ):
             return
-        await store.append_entry(
+        await ledger.append_entry(
             conn,
             self._outbox,
             self._tiers,
-            store.NewEntry(
+            ledger.NewEntry(
                 member_id=member_id,
                 amount=rule["points"],
                 kind=domain.KIND_EARN,
@@ -403,11 +403,11 @@ class RewardHandlers:
         amount = min(paid["amount"], account["balance"])
         if amount <= 0:
             return
-        await store.append_entry(
+        await ledger.append_entry(
             conn,
             self._outbox,
             self._tiers,
-            store.NewEntry(
+            ledger.NewEntry(
                 member_id=member_id,
                 amount=-amount,
                 kind=domain.KIND_REVERSAL,

@@ -1,40 +1,18 @@
-"""SQL for the rewards tables. Every change of a balance goes through
-`append_entry`, which locks the account row, chains the entry's hash onto the
-account's last one, updates the balance in the same transaction, re-derives
-the tier and emits PointsAwarded (and TierChanged)."""
+"""SQL for the rewards tables, each function on the caller's connection. A
+balance changes only through ledger.py, which chains each entry's hash onto
+the account's last one and re-derives the tier."""
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
-from cocreate.events.v1 import rewards_events_pb2
 
-from services.kit.errors import FailedPrecondition, NotFound
-from services.kit.outbox import Outbox, PendingEvent
 from services.rewards import domain
-
-AWARDS_PER_EVENT = 500  # about 100 bytes each
-
-
-@dataclass(frozen=True)
-class NewEntry:
-    member_id: str
-    amount: int
-    kind: str
-    reason: str
-    source: str
-    actor_id: str
-    award_key: str
-    occurred_at: datetime
-    rule_id: str = ""
-    rule_version: int = 0
-
 
 # ---- accounts -------------------------------------------------------------
 
@@ -89,7 +67,7 @@ async def find_entry(
 async def count_rewards_on_day(
     conn: asyncpg.Connection, member_id: str, rule_id: str, moment: datetime
 ) -> int:
-    day = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = domain.day_of(moment)
     count = await conn.fetchval(
         "select count(*) from ledger_entries where member_id = $1 and rule_id = $2 "
         "and kind = 'earn' and occurred_at >= $3 and occurred_at < $3 + interval '1 day'",
@@ -100,44 +78,11 @@ async def count_rewards_on_day(
     return int(count)
 
 
-def _next_entry(account: Any, new: NewEntry, created_at: datetime) -> domain.EntryFields:
-    """The fields of `new` as the next entry of `account` (its sequence number
-    and the balance after it), the input of the entry's hash."""
-    return domain.EntryFields(
-        entry_id=str(uuid.uuid4()),
-        member_id=new.member_id,
-        seq=account["entry_count"] + 1,
-        amount=new.amount,
-        balance_after=account["balance"] + new.amount,
-        kind=new.kind,
-        reason=new.reason,
-        source=new.source,
-        rule_id=new.rule_id,
-        rule_version=new.rule_version,
-        actor_id=new.actor_id,
-        award_key=new.award_key,
-        occurred_at=new.occurred_at,
-        created_at=created_at,
-    )
-
-
-async def append_entry(
-    conn: asyncpg.Connection, outbox: Outbox, tiers: domain.TierThresholds, new: NewEntry
+async def insert_entry(
+    conn: asyncpg.Connection, fields: domain.EntryFields, digest: bytes
 ) -> asyncpg.Record | None:
-    """Append one entry; None when (member, rule, award key) already has one."""
-    account = await lock_account(conn, new.member_id)
-    if await find_entry(conn, new.member_id, new.rule_id, new.award_key) is not None:
-        return None
-    balance_after = account["balance"] + new.amount
-    if balance_after < 0:
-        raise FailedPrecondition(
-            f"the balance is {account['balance']} points; {-new.amount} are needed",
-            reason="INSUFFICIENT_POINTS",
-            metadata={"balance": str(account["balance"]), "needed": str(-new.amount)},
-        )
-    fields = _next_entry(account, new, datetime.now(UTC))
-    digest = domain.entry_hash(account["last_hash"], fields)
-    row = await conn.fetchrow(
+    """Insert one entry; None when (member, rule, award key) already has one."""
+    return await conn.fetchrow(
         """
         insert into ledger_entries
             (id, member_id, seq, amount, balance_after, kind, reason, source, rule_id,
@@ -162,98 +107,75 @@ async def append_entry(
         fields.created_at,
         digest,
     )
-    if row is None:
-        return None
-    lifetime = account["lifetime_points"] + (
-        new.amount if domain.counts_as_lifetime(new.kind) else 0
-    )
+
+
+async def update_balance(
+    conn: asyncpg.Connection,
+    member_id: str,
+    *,
+    balance: int,
+    lifetime_points: int,
+    entry_count: int,
+    last_hash: bytes,
+) -> asyncpg.Record:
     updated = await conn.fetchrow(
         "update accounts set balance = $2, lifetime_points = $3, entry_count = $4, "
         "last_hash = $5 where member_id = $1 returning *",
-        new.member_id,
-        balance_after,
-        lifetime,
-        fields.seq,
-        digest,
+        member_id,
+        balance,
+        lifetime_points,
+        entry_count,
+        last_hash,
     )
     assert updated is not None
-    awarded = rewards_events_pb2.PointsAwarded(
-        entry_id=fields.entry_id,
-        member_id=new.member_id,
-        amount=new.amount,
-        kind=new.kind,
-        reason=new.reason,
-        balance=balance_after,
-        lifetime_points=lifetime,
-        rule_id=new.rule_id or "",
-    )
-    awarded.awarded_at.FromDatetime(fields.created_at)
-    await outbox.emit(conn, awarded, aggregate_id=new.member_id, aggregate_version=fields.seq)
-    await refresh_tier(
-        conn, outbox, tiers, updated, reason=f"lifetime points {lifetime}", actor_id=new.actor_id
-    )
-    return row
+    return updated
 
 
-_KEEP = object()
-
-
-async def refresh_tier(
+async def set_tier(
     conn: asyncpg.Connection,
-    outbox: Outbox,
-    tiers: domain.TierThresholds,
-    account: asyncpg.Record,
+    member_id: str,
     *,
-    reason: str,
-    actor_id: str,
-    granted_tier: Any = _KEEP,
+    earned_tier: str,
+    granted_tier: str | None,
+    tier: str,
+    tier_version: int,
 ) -> asyncpg.Record:
-    """Re-derive the tier of a locked account; record and emit a change."""
-    granted = account["granted_tier"] if granted_tier is _KEEP else granted_tier
-    earned = tiers.earned(account["lifetime_points"])
-    tier = domain.effective_tier(earned, granted)
-    if (earned, granted, tier) == (
-        account["earned_tier"],
-        account["granted_tier"],
-        account["tier"],
-    ):
-        return account
-    changed = tier != account["tier"]
-    version = account["tier_version"] + (1 if changed else 0)
     updated = await conn.fetchrow(
         "update accounts set earned_tier = $2, granted_tier = $3, tier = $4, tier_version = $5 "
         "where member_id = $1 returning *",
-        account["member_id"],
-        earned,
-        granted,
+        member_id,
+        earned_tier,
+        granted_tier,
         tier,
-        version,
+        tier_version,
     )
     assert updated is not None
-    if changed:
-        changed_at = datetime.now(UTC)
-        await conn.execute(
-            "insert into tier_changes "
-            "(member_id, version, old_tier, new_tier, reason, actor_id, changed_at) "
-            "values ($1, $2, $3, $4, $5, $6, $7)",
-            account["member_id"],
-            version,
-            account["tier"],
-            tier,
-            reason,
-            actor_id,
-            changed_at,
-        )
-        event = rewards_events_pb2.TierChanged(
-            member_id=account["member_id"],
-            old_tier=account["tier"],
-            new_tier=tier,
-            version=version,
-            reason=reason,
-        )
-        event.changed_at.FromDatetime(changed_at)
-        await outbox.emit(conn, event, aggregate_id=account["member_id"], aggregate_version=version)
     return updated
+
+
+async def add_tier_change(
+    conn: asyncpg.Connection,
+    member_id: str,
+    *,
+    version: int,
+    old_tier: str,
+    new_tier: str,
+    reason: str,
+    actor_id: str,
+    changed_at: datetime,
+) -> None:
+    await conn.execute(
+        "insert into tier_changes "
+        "(member_id, version, old_tier, new_tier, reason, actor_id, changed_at) "
+        "values ($1, $2, $3, $4, $5, $6, $7)",
+        member_id,
+        version,
+        old_tier,
+        new_tier,
+        reason,
+        actor_id,
+        changed_at,
+    )
 
 
 async def list_entries(
@@ -299,6 +221,10 @@ async def get_rule(conn: asyncpg.Connection, rule_id: str) -> asyncpg.Record | N
     return await conn.fetchrow("select * from reward_rules where rule_id = $1", rule_id)
 
 
+async def lock_rule(conn: asyncpg.Connection, rule_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("select * from reward_rules where rule_id = $1 for update", rule_id)
+
+
 async def list_rules(conn: asyncpg.Connection, after: str, limit: int) -> list[asyncpg.Record]:
     return list(
         await conn.fetch(
@@ -335,6 +261,11 @@ async def update_rule(
         updated_by,
     )
     assert row is not None
+    return row
+
+
+async def add_rule_version(conn: asyncpg.Connection, row: asyncpg.Record) -> None:
+    """Keep a rule as it is now (`row`) in its history of versions."""
     await conn.execute(
         "insert into reward_rule_versions "
         "(rule_id, version, points, daily_cap, enabled, updated_at, updated_by) "
@@ -347,230 +278,6 @@ async def update_rule(
         row["updated_at"],
         row["updated_by"],
     )
-    return row
-
-
-# ---- the catalogue and redemptions ---------------------------------------
-
-
-async def create_item(
-    conn: asyncpg.Connection, name: str, description: str, price: int, stock: int
-) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        "insert into catalogue_items (id, name, description, price, stock) "
-        "values ($1, $2, $3, $4, $5) returning *",
-        uuid.uuid4(),
-        name,
-        description,
-        price,
-        stock,
-    )
-    assert row is not None
-    return row
-
-
-async def get_item(
-    conn: asyncpg.Connection, item_id: uuid.UUID, *, lock: bool = False
-) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        "select * from catalogue_items where id = $1" + (" for update" if lock else ""), item_id
-    )
-    if row is None:
-        raise NotFound("catalogue item", str(item_id))
-    return row
-
-
-async def update_item(
-    conn: asyncpg.Connection,
-    item_id: uuid.UUID,
-    *,
-    name: str | None,
-    description: str | None,
-    price: int | None,
-    stock: int | None,
-    available: bool | None,
-) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        """
-        update catalogue_items set
-            name = coalesce($2, name),
-            description = coalesce($3, description),
-            price = coalesce($4, price),
-            stock = coalesce($5, stock),
-            available = coalesce($6, available),
-            updated_at = now()
-        where id = $1
-        returning *
-        """,
-        item_id,
-        name,
-        description,
-        price,
-        stock,
-        available,
-    )
-    if row is None:
-        raise NotFound("catalogue item", str(item_id))
-    return row
-
-
-async def list_items(
-    conn: asyncpg.Connection,
-    after: tuple[str, str] | None,
-    limit: int,
-    *,
-    include_unavailable: bool,
-) -> list[asyncpg.Record]:
-    return list(
-        await conn.fetch(
-            "select * from catalogue_items where ($1::bool or available) "
-            "and ($2::text is null or (name, id) > ($2, $3::uuid)) "
-            "order by name, id limit $4",
-            include_unavailable,
-            after[0] if after else None,
-            uuid.UUID(after[1]) if after else None,
-            limit,
-        )
-    )
-
-
-async def take_one_from_stock(conn: asyncpg.Connection, item_id: uuid.UUID) -> None:
-    await conn.execute(
-        "update catalogue_items set stock = stock - 1, updated_at = now() where id = $1", item_id
-    )
-
-
-async def record_redemption(
-    conn: asyncpg.Connection,
-    redemption_id: uuid.UUID,
-    member_id: str,
-    item_id: uuid.UUID,
-    price: int,
-    entry_id: uuid.UUID,
-) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        "with r as (insert into redemptions (id, member_id, item_id, price, entry_id) "
-        "values ($1, $2, $3, $4, $5) returning *) "
-        "select r.*, c.name as item_name from r join catalogue_items c on c.id = r.item_id",
-        redemption_id,
-        member_id,
-        item_id,
-        price,
-        entry_id,
-    )
-    assert row is not None
-    return row
-
-
-async def list_redemptions(
-    conn: asyncpg.Connection,
-    member_id: str,
-    before: tuple[datetime, uuid.UUID] | None,
-    limit: int,
-) -> list[asyncpg.Record]:
-    """A member's redemptions with their item's name, newest first."""
-    return list(
-        await conn.fetch(
-            "select r.*, c.name as item_name from redemptions r "
-            "join catalogue_items c on c.id = r.item_id "
-            "where r.member_id = $1 "
-            "and ($2::timestamptz is null or (r.created_at, r.id) < ($2, $3::uuid)) "
-            "order by r.created_at desc, r.id desc limit $4",
-            member_id,
-            before[0] if before else None,
-            before[1] if before else None,
-            limit,
-        )
-    )
-
-
-# ---- what the events tell: ideas and supporters ---------------------------
-
-
-async def note_idea(conn: asyncpg.Connection, idea_id: str, author_id: str) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        """
-        insert into ideas (idea_id, author_id) values ($1, $2)
-        on conflict (idea_id) do update
-            set author_id = case when ideas.author_id = '' then excluded.author_id
-                                 else ideas.author_id end
-        returning *
-        """,
-        idea_id,
-        author_id,
-    )
-    assert row is not None
-    return row
-
-
-async def set_idea_status(
-    conn: asyncpg.Connection, idea_id: str, status: int, version: int
-) -> None:
-    await conn.execute(
-        "update ideas set status = $2, status_version = $3 "
-        "where idea_id = $1 and status_version < $3",
-        idea_id,
-        status,
-        version,
-    )
-
-
-async def mark_shipped(conn: asyncpg.Connection, idea_id: str, shipped_at: datetime) -> None:
-    await conn.execute(
-        "update ideas set shipped_at = coalesce(shipped_at, $2) where idea_id = $1",
-        idea_id,
-        shipped_at,
-    )
-
-
-async def mark_hidden_as_spam(conn: asyncpg.Connection, idea_id: str) -> None:
-    await conn.execute("update ideas set hidden_as_spam = true where idea_id = $1", idea_id)
-
-
-async def shipped_at(conn: asyncpg.Connection, idea_id: str) -> datetime | None:
-    """When the idea shipped, if it did."""
-    moment: datetime | None = await conn.fetchval(
-        "select shipped_at from ideas where idea_id = $1", idea_id
-    )
-    return moment
-
-
-async def set_support(
-    conn: asyncpg.Connection,
-    idea_id: str,
-    member_id: str,
-    *,
-    active: bool,
-    vote_version: int,
-    changed_at: datetime,
-) -> bool:
-    """Keep the newest vote version of (idea, member); an older one changes nothing.
-    Returns whether this change is the newest known."""
-    applied = await conn.fetchval(
-        """
-        insert into supporters (idea_id, member_id, active, vote_version, changed_at)
-        values ($1, $2, $3, $4, $5)
-        on conflict (idea_id, member_id) do update
-            set active = excluded.active, vote_version = excluded.vote_version,
-                changed_at = excluded.changed_at
-            where supporters.vote_version < excluded.vote_version
-        returning true
-        """,
-        idea_id,
-        member_id,
-        active,
-        vote_version,
-        changed_at,
-    )
-    return bool(applied)
-
-
-async def active_supporters(conn: asyncpg.Connection, idea_id: str) -> list[str]:
-    rows = await conn.fetch(
-        "select member_id from supporters where idea_id = $1 and active order by member_id",
-        idea_id,
-    )
-    return [r["member_id"] for r in rows]
 
 
 # ---- the leaderboard ------------------------------------------------------
@@ -642,39 +349,6 @@ async def lock_accounts(
     return {row["member_id"]: row for row in rows}
 
 
-async def set_supports(conn: asyncpg.Connection, changes: Sequence[SupportChange]) -> list[bool]:
-    """`set_support` for many (idea, member) in one statement, each at most
-    once; for each, whether it is the newest known."""
-    rows = await conn.fetch(
-        """
-        insert into supporters (idea_id, member_id, active, vote_version, changed_at)
-        select * from unnest($1::text[], $2::text[], $3::bool[], $4::bigint[],
-                             $5::timestamptz[])
-        on conflict (idea_id, member_id) do update
-            set active = excluded.active, vote_version = excluded.vote_version,
-                changed_at = excluded.changed_at
-            where supporters.vote_version < excluded.vote_version
-        returning idea_id, member_id
-        """,
-        [c.idea_id for c in changes],
-        [c.member_id for c in changes],
-        [c.active for c in changes],
-        [c.vote_version for c in changes],
-        [c.changed_at for c in changes],
-    )
-    applied = {(row["idea_id"], row["member_id"]) for row in rows}
-    return [(c.idea_id, c.member_id) in applied for c in changes]
-
-
-@dataclass(frozen=True)
-class SupportChange:
-    idea_id: str
-    member_id: str
-    active: bool
-    vote_version: int
-    changed_at: datetime
-
-
 async def awarded_keys(
     conn: asyncpg.Connection, rule_id: str, keys: Sequence[tuple[str, str]]
 ) -> set[tuple[str, str]]:
@@ -710,56 +384,10 @@ async def rewards_on_days(
     return {(row["member_id"], row["day"]): int(row["n"]) for row in rows}
 
 
-def day_of(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-async def append_earnings(
-    conn: asyncpg.Connection,
-    outbox: Outbox,
-    tiers: domain.TierThresholds,
-    accounts: dict[str, asyncpg.Record],
-    news: Sequence[NewEntry],
+async def insert_entries(
+    conn: asyncpg.Connection, rows: Sequence[tuple[domain.EntryFields, bytes]]
 ) -> None:
-    """`append_entry` for many earnings (positive amounts, keys not yet
-    awarded) on accounts the caller locked: the entries chained per account in
-    order, inserted in one statement, the accounts updated in one, their
-    PointsAwarded together (PointsAwardedTogether); a tier that changes is
-    recorded as `append_entry` does."""
-    if not news:
-        return
-    created_at = datetime.now(UTC)
-    current = dict(accounts)
-    rows: list[tuple[domain.EntryFields, bytes]] = []
-    awarded: list[rewards_events_pb2.PointsAwarded] = []
-    for new in news:
-        assert new.amount > 0, "append_earnings adds earnings only"
-        account = current[new.member_id]
-        fields = _next_entry(account, new, created_at)
-        digest = domain.entry_hash(account["last_hash"], fields)
-        lifetime = account["lifetime_points"] + (
-            new.amount if domain.counts_as_lifetime(new.kind) else 0
-        )
-        current[new.member_id] = {
-            **account,
-            "entry_count": fields.seq,
-            "balance": fields.balance_after,
-            "lifetime_points": lifetime,
-            "last_hash": digest,
-        }
-        rows.append((fields, digest))
-        event = rewards_events_pb2.PointsAwarded(
-            entry_id=fields.entry_id,
-            member_id=new.member_id,
-            amount=new.amount,
-            kind=new.kind,
-            reason=new.reason,
-            balance=fields.balance_after,
-            lifetime_points=lifetime,
-            rule_id=new.rule_id,
-        )
-        event.awarded_at.FromDatetime(created_at)
-        awarded.append(event)
+    """`insert_entry` for many (entry fields, hash) in one statement."""
     await conn.execute(
         """
         insert into ledger_entries
@@ -786,64 +414,27 @@ async def append_earnings(
         [f.created_at for f, _ in rows],
         [digest for _, digest in rows],
     )
-    changed = sorted({new.member_id for new in news})
-    updated = await conn.fetch(
-        """
-        update accounts a set balance = t.balance, lifetime_points = t.lifetime,
-            entry_count = t.entry_count, last_hash = t.last_hash
-        from unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[])
-             as t(member_id, balance, lifetime, entry_count, last_hash)
-        where a.member_id = t.member_id
-        returning a.*
-        """,
-        changed,
-        [current[m]["balance"] for m in changed],
-        [current[m]["lifetime_points"] for m in changed],
-        [current[m]["entry_count"] for m in changed],
-        [current[m]["last_hash"] for m in changed],
-    )
-    # In events of at most AWARDS_PER_EVENT: a ship's ten thousand supporters
-    # in one would pass NATS's 1 MB message limit.
-    await outbox.emit_many(
-        conn,
-        [
-            PendingEvent(
-                rewards_events_pb2.PointsAwardedTogether(
-                    awards=awarded[start : start + AWARDS_PER_EVENT]
-                ),
-                aggregate_id="rewards",
-            )
-            for start in range(0, len(awarded), AWARDS_PER_EVENT)
-        ],
-    )
-    for account in updated:
-        await refresh_tier(
-            conn,
-            outbox,
-            tiers,
-            account,
-            reason=f"lifetime points {account['lifetime_points']}",
-            actor_id=domain.SYSTEM_ACTOR,
+
+
+async def update_balances(
+    conn: asyncpg.Connection, accounts: Sequence[Mapping[str, Any]]
+) -> list[asyncpg.Record]:
+    """`update_balance` for many accounts (each with its member_id, balance,
+    lifetime_points, entry_count and last_hash) in one statement."""
+    return list(
+        await conn.fetch(
+            """
+            update accounts a set balance = t.balance, lifetime_points = t.lifetime,
+                entry_count = t.entry_count, last_hash = t.last_hash
+            from unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[])
+                 as t(member_id, balance, lifetime, entry_count, last_hash)
+            where a.member_id = t.member_id
+            returning a.*
+            """,
+            [a["member_id"] for a in accounts],
+            [a["balance"] for a in accounts],
+            [a["lifetime_points"] for a in accounts],
+            [a["entry_count"] for a in accounts],
+            [a["last_hash"] for a in accounts],
         )
-
-
-async def shipped_at_many(conn: asyncpg.Connection, idea_ids: Sequence[str]) -> dict[str, datetime]:
-    """When each of these ideas shipped, for those that did."""
-    rows = await conn.fetch(
-        "select idea_id, shipped_at from ideas where idea_id = any($1::text[]) "
-        "and shipped_at is not null",
-        sorted(set(idea_ids)),
-    )
-    return {row["idea_id"]: row["shipped_at"] for row in rows}
-
-
-async def lock_ideas(conn: asyncpg.Connection, idea_ids: Sequence[str], *, exclusive: bool) -> None:
-    """Transaction-level advisory locks on ideas, in id order: shipping an idea
-    takes its lock exclusively, handling a vote on it shared, so neither
-    misses the other's change (see handlers.py)."""
-    function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-    await conn.execute(
-        f"select {function}(hashtextextended('rewards:idea:' || i, 0)) "
-        "from unnest($1::text[]) with ordinality as t(i, n) order by n",
-        sorted(set(idea_ids)),
     )
