@@ -82,7 +82,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         member_id = _subject(request.member_id)
         async with self._pool.acquire() as conn:
             row = await store.get_account(conn, member_id)
-        return pb.GetAccountResponse(account=mappers.account_message(row, self._tiers))
+        return pb.GetAccountResponse(account=mappers.account(row, self._tiers))
 
     async def ListEntries(
         self, request: pb.ListEntriesRequest, context: grpc.aio.ServicerContext
@@ -100,7 +100,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
             await store.ensure_account(conn, member_id)
             rows = await store.list_entries(conn, member_id, before, page.fetch)
         return pb.ListEntriesResponse(
-            entries=[mappers.entry_message(r) for r in page.items(rows)],
+            entries=[mappers.entry(r) for r in page.items(rows)],
             next_page_token=page.next_token(rows, lambda r: {"seq": r["seq"]}),
         )
 
@@ -134,7 +134,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
             row = await store.get_rule(conn, request.rule_id)
         if row is None:
             raise NotFound("rule", request.rule_id)
-        return pb.GetRuleResponse(rule=mappers.rule_message(row))
+        return pb.GetRuleResponse(rule=mappers.rule(row))
 
     async def ListRules(
         self, request: pb.ListRulesRequest, context: grpc.aio.ServicerContext
@@ -145,7 +145,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         async with self._pool.acquire() as conn:
             rows = await store.list_rules(conn, after, page.fetch)
         return pb.ListRulesResponse(
-            rules=[mappers.rule_message(r) for r in page.items(rows)],
+            rules=[mappers.rule(r) for r in page.items(rows)],
             next_page_token=page.next_token(rows, lambda r: {"rule_id": r["rule_id"]}),
         )
 
@@ -173,7 +173,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
                 enabled=request.enabled if request.HasField("enabled") else None,
                 updated_by=caller.member_id,
             )
-            return pb.UpdateRuleResponse(rule=mappers.rule_message(row))
+            return pb.UpdateRuleResponse(rule=mappers.rule(row))
 
         return await self._mutations.run(caller.member_id, request, work)
 
@@ -243,8 +243,8 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
                 raise Aborted("this request is being applied; retry it", reason="IN_PROGRESS")
             account = await store.get_account(conn, member_id)
             return response_type(
-                entry=mappers.entry_message(row),
-                account=mappers.account_message(account, self._tiers),
+                entry=mappers.entry(row),
+                account=mappers.account(account, self._tiers),
             )
 
         return await self._mutations.run(caller.member_id, request, work)
@@ -298,7 +298,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
                 actor_id=caller.member_id,
                 granted_tier=tier,
             )
-            return response_type(account=mappers.account_message(updated, self._tiers))
+            return response_type(account=mappers.account(updated, self._tiers))
 
         return await self._mutations.run(caller.member_id, request, work)
 
@@ -316,7 +316,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         async with self._pool.acquire() as conn:
             rows = await store.list_tier_changes(conn, member_id, before, page.fetch)
         return pb.ListTierChangesResponse(
-            tier_changes=[mappers.tier_change_message(r) for r in page.items(rows)],
+            tier_changes=[mappers.tier_change(r) for r in page.items(rows)],
             next_page_token=page.next_token(rows, lambda r: {"version": r["version"]}),
         )
 
@@ -338,7 +338,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
             row = await shop_store.create_item(
                 conn, request.name.strip(), request.description, request.price, request.stock
             )
-            return pb.CreateCatalogueItemResponse(item=mappers.item_message(row))
+            return pb.CreateCatalogueItemResponse(item=mappers.catalogue_item(row))
 
         return await self._mutations.run(caller.member_id, request, work)
 
@@ -369,7 +369,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
                 stock=request.stock if request.HasField("stock") else None,
                 available=request.available if request.HasField("available") else None,
             )
-            return pb.UpdateCatalogueItemResponse(item=mappers.item_message(row))
+            return pb.UpdateCatalogueItemResponse(item=mappers.catalogue_item(row))
 
         return await self._mutations.run(caller.member_id, request, work)
 
@@ -384,7 +384,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
             row = await shop_store.get_item(conn, item_id)
         if not row["available"] and caller.role != auth.Role.ADMIN:
             raise NotFound("catalogue item", request.item_id)
-        return pb.GetCatalogueItemResponse(item=mappers.item_message(row))
+        return pb.GetCatalogueItemResponse(item=mappers.catalogue_item(row))
 
     async def ListCatalogueItems(
         self, request: pb.ListCatalogueItemsRequest, context: grpc.aio.ServicerContext
@@ -399,7 +399,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
                 conn, after, page.fetch, include_unavailable=request.include_unavailable
             )
         return pb.ListCatalogueItemsResponse(
-            items=[mappers.item_message(r) for r in page.items(rows)],
+            items=[mappers.catalogue_item(r) for r in page.items(rows)],
             next_page_token=page.next_token(
                 rows, lambda last: {"name": last["name"], "id": str(last["id"])}
             ),
@@ -425,8 +425,8 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
             )
             account = await store.get_account(conn, caller.member_id)
             return pb.RedeemItemResponse(
-                redemption=mappers.redemption_message(redemption),
-                account=mappers.account_message(account, self._tiers),
+                redemption=mappers.redemption(redemption),
+                account=mappers.account(account, self._tiers),
             )
 
         return await self._mutations.run(caller.member_id, request, work)
@@ -449,7 +449,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         async with self._pool.acquire() as conn:
             rows = await shop_store.list_redemptions(conn, member_id, before, page.fetch)
         return pb.ListRedemptionsResponse(
-            redemptions=[mappers.redemption_message(r) for r in page.items(rows)],
+            redemptions=[mappers.redemption(r) for r in page.items(rows)],
             next_page_token=page.next_token(
                 rows, lambda r: {"at": r["created_at"].isoformat(), "id": str(r["id"])}
             ),
@@ -471,7 +471,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
             rows = await store.leaderboard(conn, _period_start(request.period), offset, page.fetch)
         return pb.ListLeaderboardResponse(
             entries=[
-                mappers.leaderboard_entry_message(row, rank=offset + index + 1)
+                mappers.leaderboard_entry(row, rank=offset + index + 1)
                 for index, row in enumerate(page.items(rows))
             ],
             # Offset paging: the next page starts after this one's rows.

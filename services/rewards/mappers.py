@@ -1,4 +1,5 @@
-"""Rows of the rewards service's tables as API messages: the one place that maps them."""
+"""Rows of the rewards service's tables as API messages: the one place that maps
+them. Each function is named after the message it builds."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ _KINDS = {
 }
 
 
-def account_message(row: asyncpg.Record, tiers: domain.TierThresholds) -> pb.Account:
+def account(row: asyncpg.Record, tiers: domain.TierThresholds) -> pb.Account:
     upcoming, missing = tiers.upcoming(row["lifetime_points"])
     account = pb.Account(
         member_id=row["member_id"],
@@ -34,7 +35,7 @@ def account_message(row: asyncpg.Record, tiers: domain.TierThresholds) -> pb.Acc
     return account
 
 
-def entry_message(row: asyncpg.Record) -> pb.Entry:
+def entry(row: asyncpg.Record) -> pb.Entry:
     entry = pb.Entry(
         entry_id=str(row["id"]),
         member_id=row["member_id"],
@@ -53,7 +54,7 @@ def entry_message(row: asyncpg.Record) -> pb.Entry:
     return entry
 
 
-def rule_message(row: asyncpg.Record) -> pb.Rule:
+def rule(row: asyncpg.Record) -> pb.Rule:
     rule = pb.Rule(
         rule_id=row["rule_id"],
         version=row["version"],
@@ -67,7 +68,7 @@ def rule_message(row: asyncpg.Record) -> pb.Rule:
     return rule
 
 
-def tier_change_message(row: asyncpg.Record) -> pb.TierChange:
+def tier_change(row: asyncpg.Record) -> pb.TierChange:
     change = pb.TierChange(
         member_id=row["member_id"],
         version=row["version"],
@@ -80,7 +81,7 @@ def tier_change_message(row: asyncpg.Record) -> pb.TierChange:
     return change
 
 
-def item_message(row: asyncpg.Record) -> pb.CatalogueItem:
+def catalogue_item(row: asyncpg.Record) -> pb.CatalogueItem:
     item = pb.CatalogueItem(
         item_id=str(row["id"]),
         name=row["name"],
@@ -94,7 +95,7 @@ def item_message(row: asyncpg.Record) -> pb.CatalogueItem:
     return item
 
 
-def redemption_message(row: asyncpg.Record) -> pb.Redemption:
+def redemption(row: asyncpg.Record) -> pb.Redemption:
     redemption = pb.Redemption(
         redemption_id=str(row["id"]),
         member_id=row["member_id"],
@@ -107,7 +108,7 @@ def redemption_message(row: asyncpg.Record) -> pb.Redemption:
     return redemption
 
 
-def leaderboard_entry_message(row: asyncpg.Record, rank: int) -> pb.LeaderboardEntry:
+def leaderboard_entry(row: asyncpg.Record, rank: int) -> pb.LeaderboardEntry:
     return pb.LeaderboardEntry(
         rank=rank,
         member_id=row["member_id"],
