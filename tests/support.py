@@ -1,5 +1,7 @@
 """Helpers the tests share: starting services against the session's real
-Postgres and NATS, tokens, rich error details, and waiting for a condition."""
+Postgres and NATS, tokens, rich error details, waiting for a condition,
+other services' events as their producers write them, and the calls most
+tests start with (a product, an idea, a vote)."""
 
 from __future__ import annotations
 
@@ -7,16 +9,23 @@ import asyncio
 import importlib
 import itertools
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Any, TypeVar
 
 import grpc
+from cocreate.events.v1 import ideas_events_pb2
+from cocreate.ideas.v1 import idea_status_pb2
+from cocreate.ideas.v1 import ideas_service_pb2 as ideas_pb
+from cocreate.ideas.v1 import ideas_service_pb2_grpc as ideas_grpc
+from cocreate.votes.v1 import votes_service_pb2 as votes_pb
+from cocreate.votes.v1 import votes_service_pb2_grpc as votes_grpc
 from google.protobuf import message as pb_message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from deploy.localstack import LocalNats, LocalPostgres
 from services.kit import auth, config
+from services.kit.outbox import Outbox
 from services.kit.server import RunningService, ServiceDefinition, start
 
 T = TypeVar("T")
@@ -128,3 +137,103 @@ class Platform:
 def stub(running: RunningService, stub_class: Callable[[grpc.aio.Channel], T]) -> T:
     """A client stub on a new channel to `running` (closed with the test's loop)."""
     return stub_class(grpc.aio.insecure_channel(running.address))
+
+
+# Other services' events, as their producers write them: through an outbox
+# (named after the producer) in the service's own database, which the
+# service's relay publishes on the same NATS.
+
+
+async def emit(
+    service: RunningService,
+    message: pb_message.Message,
+    *,
+    source: str,
+    aggregate_id: str,
+    aggregate_version: int = 0,
+) -> str:
+    """One event; its id."""
+    [event_id] = await emit_all(service, source, [(message, aggregate_id, aggregate_version)])
+    return event_id
+
+
+async def emit_all(
+    service: RunningService, source: str, events: Sequence[tuple[pb_message.Message, str, int]]
+) -> list[str]:
+    """(event, aggregate_id, aggregate_version) each, in one transaction."""
+    outbox = Outbox(source)
+    async with service.runtime.pool.acquire() as conn, conn.transaction():
+        return [
+            await outbox.emit(conn, message, aggregate_id=aggregate_id, aggregate_version=version)
+            for message, aggregate_id, version in events
+        ]
+
+
+def idea_submitted(idea_id: str, author_id: str = "author") -> tuple[pb_message.Message, str, int]:
+    """The ideas service's event of a new idea (titled by its id), for emit_all."""
+    return (
+        ideas_events_pb2.IdeaSubmitted(idea_id=idea_id, author_id=author_id, title=idea_id),
+        idea_id,
+        1,
+    )
+
+
+def idea_status_changed(
+    idea_id: str,
+    status: idea_status_pb2.IdeaStatus.ValueType,
+    version: int,
+    author_id: str = "author",
+) -> tuple[pb_message.Message, str, int]:
+    """The ideas service's event of a status change by a PM, for emit_all."""
+    event = ideas_events_pb2.IdeaStatusChanged(
+        idea_id=idea_id, author_id=author_id, new_status=status, actor_id="pm-1"
+    )
+    return event, idea_id, version
+
+
+# The calls most tests start with.
+
+
+async def new_product(ideas: ideas_grpc.IdeaServiceStub, name: str = "Phone OS") -> str:
+    answer = await ideas.CreateProduct(
+        ideas_pb.CreateProductRequest(name=name), metadata=metadata("admin-1", "admin")
+    )
+    return str(answer.product.id)
+
+
+async def submit_idea(
+    ideas: ideas_grpc.IdeaServiceStub, product_id: str, author: str, title: str, **fields: Any
+) -> ideas_pb.Idea:
+    fields.setdefault("body", "why it matters")
+    answer = await ideas.SubmitIdea(
+        ideas_pb.SubmitIdeaRequest(product_id=product_id, title=title, **fields),
+        metadata=metadata(author),
+    )
+    idea: ideas_pb.Idea = answer.idea
+    return idea
+
+
+async def cast_when_known(
+    votes: votes_grpc.VoteServiceStub,
+    idea_id: str,
+    member: str,
+    *,
+    retry: Collection[grpc.StatusCode] = (grpc.StatusCode.NOT_FOUND,),
+    within: float = 20.0,
+) -> votes_pb.Vote:
+    """Cast as soon as the votes service has learnt of the idea from its event
+    (NOT_FOUND until then); a code in `retry` is tried again, OK means committed."""
+
+    async def attempt() -> votes_pb.Vote | None:
+        try:
+            answer = await votes.CastVote(
+                votes_pb.CastVoteRequest(idea_id=idea_id), metadata=metadata(member)
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() in retry:
+                return None
+            raise
+        vote: votes_pb.Vote = answer.vote
+        return vote
+
+    return await eventually(attempt, within=within)

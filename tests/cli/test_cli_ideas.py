@@ -16,7 +16,7 @@ from cocreate.ideas.v1 import ideas_service_pb2_grpc as ideas_grpc
 from cli.export import columns, flatten, row_descriptor, unwrap, write_rows
 from services.kit.server import RunningService
 from tests.cli.conftest import RunCli, token
-from tests.support import Platform, metadata, stub
+from tests.support import Platform, metadata, new_product, stub, submit_idea
 
 EXPORT_COLUMNS = [
     "id",
@@ -43,20 +43,13 @@ async def ideas_service(platform: Platform) -> RunningService:
 
 
 async def create_product(service: RunningService, name: str = "Board") -> str:
-    api = stub(service, ideas_grpc.IdeaServiceStub)
-    answer = await api.CreateProduct(
-        ideas.CreateProductRequest(name=name), metadata=metadata("admin-1", "admin")
-    )
-    return str(answer.product.id)
+    return await new_product(stub(service, ideas_grpc.IdeaServiceStub), name)
 
 
 async def submit(service: RunningService, product_id: str, title: str, **fields: Any) -> Any:
+    fields.setdefault("body", "")
     api = stub(service, ideas_grpc.IdeaServiceStub)
-    answer = await api.SubmitIdea(
-        ideas.SubmitIdeaRequest(product_id=product_id, title=title, **fields),
-        metadata=metadata("member-1"),
-    )
-    return answer.idea
+    return await submit_idea(api, product_id, "member-1", title, **fields)
 
 
 async def bulk_insert(service: RunningService, product_id: str, count: int) -> None:

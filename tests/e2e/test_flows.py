@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import grpc
 from cocreate.ideas.v1 import idea_status_pb2 as status
 from cocreate.ideas.v1 import ideas_service_pb2 as ideas
 from cocreate.ideas.v1 import ideas_service_pb2_grpc as ideas_grpc
@@ -15,7 +14,8 @@ from cocreate.rewards.v1 import rewards_service_pb2_grpc as rewards_grpc
 from cocreate.votes.v1 import votes_service_pb2 as votes
 from cocreate.votes.v1 import votes_service_pb2_grpc as votes_grpc
 
-from tests.support import Platform, eventually, metadata, stub
+from tests.support import Platform, cast_when_known, eventually, metadata, stub, submit_idea
+from tests.support import new_product as support_new_product
 
 PM = metadata("pm-1", "pm")
 ADMIN = metadata("admin-1", "admin")
@@ -41,35 +41,15 @@ async def start(platform: Platform, *, with_rewards: bool = False) -> Clients:
 
 
 async def submit(clients: Clients, product_id: str, author: str, title: str) -> str:
-    answer = await clients.ideas.SubmitIdea(
-        ideas.SubmitIdeaRequest(product_id=product_id, title=title, body="why it matters"),
-        metadata=metadata(author),
-    )
-    return str(answer.idea.id)
+    return (await submit_idea(clients.ideas, product_id, author, title)).id
 
 
 async def new_product(clients: Clients) -> str:
-    answer = await clients.ideas.CreateProduct(
-        ideas.CreateProductRequest(name="Phone OS"), metadata=ADMIN
-    )
-    return str(answer.product.id)
+    return await support_new_product(clients.ideas)
 
 
 async def cast(clients: Clients, idea_id: str, member: str) -> votes.Vote:
-    """Cast as soon as the votes service has learnt of the idea from its event."""
-
-    async def attempt() -> votes.Vote | None:
-        try:
-            answer: votes.CastVoteResponse = await clients.votes.CastVote(
-                votes.CastVoteRequest(idea_id=idea_id), metadata=metadata(member)
-            )
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.NOT_FOUND:
-                return None
-            raise
-        return answer.vote
-
-    return await eventually(attempt)
+    return await cast_when_known(clients.votes, idea_id, member)
 
 
 async def move_through(

@@ -19,7 +19,7 @@ from cocreate.votes.v1 import votes_service_pb2 as votes
 from cocreate.votes.v1 import votes_service_pb2_grpc as votes_grpc
 
 from deploy.localstack import LocalNats, LocalPostgres, free_port
-from tests.support import Platform, eventually, metadata, stub
+from tests.support import Platform, cast_when_known, eventually, metadata, stub
 
 PM = metadata("pm-1", "pm")
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND}
@@ -54,17 +54,7 @@ def restarted(server: LocalNats | LocalPostgres) -> None:
 async def cast_until_ok(client: votes_grpc.VoteServiceStub, idea_id: str, member: str) -> None:
     """A client's retry loop: UNAVAILABLE (a server restarting) and NOT_FOUND
     (the idea's event not there yet) are worth retrying; OK means committed."""
-
-    async def attempt() -> bool:
-        try:
-            await client.CastVote(votes.CastVoteRequest(idea_id=idea_id), metadata=metadata(member))
-        except grpc.aio.AioRpcError as error:
-            if error.code() in RETRYABLE:
-                return False
-            raise
-        return True
-
-    await eventually(attempt, within=60)
+    await cast_when_known(client, idea_id, member, retry=RETRYABLE, within=60)
 
 
 async def test_votes_answered_ok_survive_broker_and_database_kills(

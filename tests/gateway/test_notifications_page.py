@@ -10,8 +10,8 @@ import json
 from cocreate.events.v1 import rewards_events_pb2
 from google.protobuf import message as pb_message
 
-from services.kit.outbox import Outbox
 from services.kit.server import RunningService
+from tests import support
 from tests.gateway.conftest import GatewayClient, StartGateway, bearer
 from tests.support import Platform, eventually
 
@@ -24,8 +24,9 @@ MEMBER = "m1"
 
 async def emit(votes: RunningService, event: pb_message.Message, version: int) -> None:
     """An event from the rewards service, through an outbox on the votes database."""
-    async with votes.runtime.pool.acquire() as conn, conn.transaction():
-        await Outbox("rewards").emit(conn, event, aggregate_id=MEMBER, aggregate_version=version)
+    await support.emit(
+        votes, event, source="rewards", aggregate_id=MEMBER, aggregate_version=version
+    )
 
 
 def points(amount: int) -> rewards_events_pb2.PointsAwarded:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import grpc
-from cocreate.ideas.v1 import ideas_service_pb2 as ideas_pb
 from cocreate.ideas.v1 import ideas_service_pb2_grpc as ideas_grpc
 from cocreate.ideas.v1 import release_service_pb2 as rel_pb
 from cocreate.ideas.v1 import release_service_pb2_grpc as rel_grpc
@@ -15,7 +13,8 @@ from cocreate.votes.v1 import votes_service_pb2 as votes_pb
 from cocreate.votes.v1 import votes_service_pb2_grpc as votes_grpc
 
 from services.kit.server import RunningService
-from tests.support import Platform, eventually, metadata, stub
+from tests import support
+from tests.support import Platform, metadata, stub
 
 PM = metadata("pm-1", "pm")
 ADMIN = metadata("admin-1", "admin")
@@ -55,18 +54,11 @@ async def start_votes(platform: Platform, env: dict[str, str] | None = None) -> 
 
 
 async def new_product(clients: IdeasClients, name: str = "Phone OS") -> str:
-    answer = await clients.ideas.CreateProduct(
-        ideas_pb.CreateProductRequest(name=name), metadata=ADMIN
-    )
-    return str(answer.product.id)
+    return await support.new_product(clients.ideas, name)
 
 
 async def submit(clients: IdeasClients, product_id: str, author: str, title: str) -> str:
-    answer = await clients.ideas.SubmitIdea(
-        ideas_pb.SubmitIdeaRequest(product_id=product_id, title=title, body="why it matters"),
-        metadata=metadata(author),
-    )
-    return str(answer.idea.id)
+    return (await support.submit_idea(clients.ideas, product_id, author, title)).id
 
 
 async def new_iteration(clients: IdeasClients, product_id: str, name: str) -> rel_pb.Iteration:
@@ -110,18 +102,4 @@ async def iteration_ideas(clients: IdeasClients, iteration_id: str) -> list[rel_
 
 
 async def cast(votes: votes_grpc.VoteServiceStub, idea_id: str, member: str) -> votes_pb.Vote:
-    """Cast as soon as the votes service has learnt of the idea from its event."""
-
-    async def attempt() -> votes_pb.Vote | None:
-        try:
-            answer = await votes.CastVote(
-                votes_pb.CastVoteRequest(idea_id=idea_id), metadata=metadata(member)
-            )
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.NOT_FOUND:
-                return None
-            raise
-        vote: votes_pb.Vote = answer.vote
-        return vote
-
-    return await eventually(attempt)
+    return await support.cast_when_known(votes, idea_id, member)

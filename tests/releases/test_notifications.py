@@ -10,11 +10,9 @@ import pytest
 from cocreate.events.v1 import ideas_events_pb2, rewards_events_pb2
 from cocreate.ideas.v1 import idea_status_pb2 as status
 from cocreate.votes.v1 import notification_service_pb2 as pb
-from google.protobuf import message as pb_message
 
-from services.kit.outbox import Outbox
 from tests.releases.helpers import VotesClients, cast, start_votes
-from tests.support import Platform, eventually, metadata, violated_fields
+from tests.support import Platform, emit, eventually, metadata, violated_fields
 
 IDEA = "6f1d3c55-0000-4000-8000-000000000001"
 OTHER_IDEA = "6f1d3c55-0000-4000-8000-000000000002"
@@ -25,27 +23,13 @@ async def votes(platform: Platform) -> VotesClients:
     return await start_votes(platform)
 
 
-async def emit(
-    votes: VotesClients,
-    message: pb_message.Message,
-    *,
-    source: str,
-    aggregate_id: str,
-    version: int,
-) -> None:
-    async with votes.service.runtime.pool.acquire() as conn, conn.transaction():
-        await Outbox(source).emit(
-            conn, message, aggregate_id=aggregate_id, aggregate_version=version
-        )
-
-
 async def submitted(votes: VotesClients, idea_id: str) -> None:
     await emit(
-        votes,
+        votes.service,
         ideas_events_pb2.IdeaSubmitted(idea_id=idea_id, author_id="author-1", title="t"),
         source="ideas",
         aggregate_id=idea_id,
-        version=1,
+        aggregate_version=1,
     )
 
 
@@ -57,7 +41,7 @@ async def status_changed(
     title: str = "",
 ) -> None:
     await emit(
-        votes,
+        votes.service,
         ideas_events_pb2.IdeaStatusChanged(
             idea_id=idea_id,
             new_status=new_status,
@@ -67,7 +51,7 @@ async def status_changed(
         ),
         source="ideas",
         aggregate_id=idea_id,
-        version=version,
+        aggregate_version=version,
     )
 
 
@@ -126,7 +110,7 @@ async def test_supporters_of_a_merged_duplicate_are_told(votes: VotesClients) ->
     await cast(votes.votes, IDEA, "dup-fan")
     await cast(votes.votes, OTHER_IDEA, "target-fan")
     await emit(
-        votes,
+        votes.service,
         ideas_events_pb2.IdeasMerged(
             source_idea_id=IDEA,
             target_idea_id=OTHER_IDEA,
@@ -135,7 +119,7 @@ async def test_supporters_of_a_merged_duplicate_are_told(votes: VotesClients) ->
         ),
         source="ideas",
         aggregate_id=IDEA,
-        version=2,
+        aggregate_version=2,
     )
     told = await inbox_of_size(votes, "dup-fan", 1)
     assert [(n.kind, n.idea_id, n.target_idea_id) for n in told] == [
@@ -162,7 +146,7 @@ async def test_supporters_a_late_merge_moves_onto_a_shipped_idea_are_told_it_shi
     shipped = await inbox_of_size(votes, "target-fan", 1)
     merged = ideas_events_pb2.IdeasMerged(source_idea_id=IDEA, target_idea_id=OTHER_IDEA)
     for _ in range(2):  # the same merge again (a replay) tells nobody twice
-        await emit(votes, merged, source="ideas", aggregate_id=IDEA, version=2)
+        await emit(votes.service, merged, source="ideas", aggregate_id=IDEA, aggregate_version=2)
     told = await inbox_of_size(votes, "dup-fan", 2)
     assert sorted((n.kind, n.idea_id) for n in told) == [
         (pb.NOTIFICATION_KIND_IDEA_STATUS_CHANGED, OTHER_IDEA),
@@ -190,21 +174,23 @@ async def test_members_are_told_of_points_and_tiers_once(votes: VotesClients) ->
     points = rewards_events_pb2.PointsAwarded(
         entry_id="e-1", member_id="m1", amount=20, reason="supported idea x, which shipped"
     )
-    await emit(votes, points, source="rewards", aggregate_id="m1", version=1)
-    await emit(votes, points, source="rewards", aggregate_id="m1", version=1)  # a re-send
+    await emit(votes.service, points, source="rewards", aggregate_id="m1", aggregate_version=1)
+    await emit(
+        votes.service, points, source="rewards", aggregate_id="m1", aggregate_version=1
+    )  # a re-send
     # The point for the member's own vote is not news to them: no notification.
     own_vote = rewards_events_pb2.PointsAwarded(
         entry_id="e-0", member_id="m1", amount=1, reason="voted", rule_id="vote_cast"
     )
-    await emit(votes, own_vote, source="rewards", aggregate_id="m1", version=2)
+    await emit(votes.service, own_vote, source="rewards", aggregate_id="m1", aggregate_version=2)
     await emit(
-        votes,
+        votes.service,
         rewards_events_pb2.TierChanged(
             member_id="m1", old_tier="newcomer", new_tier="core", version=1
         ),
         source="rewards",
         aggregate_id="m1",
-        version=1,
+        aggregate_version=1,
     )
     # One consumer handles these in order: the tier's notification arriving
     # means the vote's point was handled before it.
@@ -220,18 +206,18 @@ async def test_members_are_told_of_points_and_tiers_once(votes: VotesClients) ->
 async def test_the_list_shows_unread_first_pages_and_marks_read(votes: VotesClients) -> None:
     for n in range(1, 6):
         await emit(
-            votes,
+            votes.service,
             rewards_events_pb2.PointsAwarded(entry_id=f"e-{n}", member_id="m1", amount=n),
             source="rewards",
             aggregate_id="m1",
-            version=n,
+            aggregate_version=n,
         )
     await emit(
-        votes,
+        votes.service,
         rewards_events_pb2.PointsAwarded(entry_id="x", member_id="m2", amount=9),
         source="rewards",
         aggregate_id="m2",
-        version=1,
+        aggregate_version=1,
     )
     told = await inbox_of_size(votes, "m1", 5)
     assert [n.points for n in told] == [5, 4, 3, 2, 1]
@@ -272,11 +258,11 @@ async def test_watch_delivers_new_notifications_live(platform: Platform) -> None
     )
     for n in (1, 2):
         await emit(
-            votes,
+            votes.service,
             rewards_events_pb2.PointsAwarded(entry_id=f"old-{n}", member_id="m1", amount=n),
             source="rewards",
             aggregate_id="m1",
-            version=n,
+            aggregate_version=n,
         )
     stored = await inbox_of_size(votes, "m1", 2)
     # Resuming after the newest stored one, as a web page reconnecting does.
@@ -292,11 +278,11 @@ async def test_watch_delivers_new_notifications_live(platform: Platform) -> None
         assert replayed.notification.id == stored[0].id
         for n in (3, 4):
             await emit(
-                votes,
+                votes.service,
                 rewards_events_pb2.PointsAwarded(entry_id=f"new-{n}", member_id="m1", amount=n),
                 source="rewards",
                 aggregate_id="m1",
-                version=n,
+                aggregate_version=n,
             )
         received = []
         for _ in range(2):

@@ -6,16 +6,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, TypeAlias
 
-from cocreate.events.v1 import envelope_pb2, ideas_events_pb2, votes_events_pb2
+from cocreate.events.v1 import envelope_pb2, votes_events_pb2
 from cocreate.ideas.v1 import idea_status_pb2
 from cocreate.rewards.v1 import rewards_service_pb2 as pb
 from cocreate.rewards.v1 import rewards_service_pb2_grpc as pb_grpc
 from google.protobuf import message as pb_message
 
 from services.kit import events
-from services.kit.outbox import Outbox
 from services.kit.server import RunningService
-from tests.support import metadata, stub
+from tests.support import (
+    emit,
+    emit_all,
+    idea_status_changed,
+    idea_submitted,
+    metadata,
+    stub,
+)
 
 ADMIN = metadata("admin-1", "admin")
 
@@ -27,29 +33,9 @@ def rewards_stub(service: RunningService) -> pb_grpc.RewardsServiceStub:
     return stub(service, pb_grpc.RewardsServiceStub)
 
 
-async def emit(
-    service: RunningService,
-    message: pb_message.Message,
-    *,
-    source: str,
-    aggregate_id: str,
-    aggregate_version: int = 0,
-) -> str:
-    """Publish an event as its producer would: through an outbox on the same NATS."""
-    async with service.runtime.pool.acquire() as conn, conn.transaction():
-        return await Outbox(source).emit(
-            conn, message, aggregate_id=aggregate_id, aggregate_version=aggregate_version
-        )
-
-
 async def submit(service: RunningService, idea_id: str, author_id: str) -> str:
-    return await emit(
-        service,
-        ideas_events_pb2.IdeaSubmitted(idea_id=idea_id, author_id=author_id, title=idea_id),
-        source="ideas",
-        aggregate_id=idea_id,
-        aggregate_version=1,
-    )
+    [event_id] = await emit_all(service, "ideas", [idea_submitted(idea_id, author_id)])
+    return event_id
 
 
 async def change_status(
@@ -59,15 +45,9 @@ async def change_status(
     new_status: idea_status_pb2.IdeaStatus.ValueType,
     version: int,
 ) -> str:
-    return await emit(
-        service,
-        ideas_events_pb2.IdeaStatusChanged(
-            idea_id=idea_id, author_id=author_id, new_status=new_status, actor_id="pm-1"
-        ),
-        source="ideas",
-        aggregate_id=idea_id,
-        aggregate_version=version,
-    )
+    changed = idea_status_changed(idea_id, new_status, version, author_id)
+    [event_id] = await emit_all(service, "ideas", [changed])
+    return event_id
 
 
 async def cast(

@@ -22,14 +22,13 @@ from tests.rewards.helpers import (
     balance,
     cast,
     change_status,
-    emit,
     entries,
     handled,
     retract,
     rewards_stub,
     submit,
 )
-from tests.support import eventually
+from tests.support import emit, eventually
 
 MERGE = votes_events_pb2.VOTE_CHANGE_REASON_MERGE
 

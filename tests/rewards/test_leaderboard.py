@@ -12,8 +12,8 @@ from cocreate.rewards.v1 import rewards_service_pb2 as pb
 from google.protobuf import timestamp_pb2
 
 from services.kit.server import RunningService
-from tests.rewards.helpers import ADMIN, change_status, emit, handled, rewards_stub
-from tests.support import eventually, metadata, violated_fields
+from tests.rewards.helpers import ADMIN, change_status, handled, rewards_stub
+from tests.support import emit, eventually, metadata, violated_fields
 
 
 async def _board(

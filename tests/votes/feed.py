@@ -13,37 +13,24 @@ from cocreate.events.v1 import votes_events_pb2 as events_pb
 from cocreate.ideas.v1 import idea_status_pb2
 from cocreate.votes.v1 import votes_service_pb2 as pb
 from cocreate.votes.v1 import votes_service_pb2_grpc as pb_grpc
-from google.protobuf import message as pb_message
 
-from services.kit.outbox import Outbox
 from services.kit.server import RunningService
-from tests.support import eventually, metadata, stub
+from tests.support import (
+    emit,
+    emit_all,
+    eventually,
+    idea_status_changed,
+    idea_submitted,
+    metadata,
+    stub,
+)
 
 VOTES_CHANGED = "cocreate.votes.votes.changed"
 
 
-async def emit(
-    svc: RunningService,
-    source: str,
-    events: list[tuple[pb_message.Message, str, int]],
-) -> None:
-    """Write (event, aggregate_id, aggregate_version) as `source` would, in one transaction."""
-    outbox = Outbox(source)
-    async with svc.runtime.pool.acquire() as conn, conn.transaction():
-        for message, aggregate_id, version in events:
-            await outbox.emit(conn, message, aggregate_id=aggregate_id, aggregate_version=version)
-
-
 async def submit_ideas(svc: RunningService, *idea_ids: str) -> None:
     """Announce the ideas and wait until the votes service knows them all."""
-    await emit(
-        svc,
-        "ideas",
-        [
-            (ideas_events_pb2.IdeaSubmitted(idea_id=i, author_id="author", title=i), i, 1)
-            for i in idea_ids
-        ],
-    )
+    await emit_all(svc, "ideas", [idea_submitted(i) for i in idea_ids])
 
     async def known() -> bool:
         count = await svc.runtime.pool.fetchval(
@@ -57,17 +44,7 @@ async def submit_ideas(svc: RunningService, *idea_ids: str) -> None:
 async def change_status(
     svc: RunningService, idea_id: str, status: idea_status_pb2.IdeaStatus.ValueType, version: int
 ) -> None:
-    await emit(
-        svc,
-        "ideas",
-        [
-            (
-                ideas_events_pb2.IdeaStatusChanged(idea_id=idea_id, new_status=status),
-                idea_id,
-                version,
-            )
-        ],
-    )
+    await emit_all(svc, "ideas", [idea_status_changed(idea_id, status, version)])
 
 
 async def wait_for_status(
@@ -88,31 +65,13 @@ async def close(svc: RunningService, idea_id: str, version: int = 2) -> None:
 
 
 async def merge(svc: RunningService, source_id: str, target_id: str) -> None:
-    await emit(
-        svc,
-        "ideas",
-        [
-            (
-                ideas_events_pb2.IdeasMerged(source_idea_id=source_id, target_idea_id=target_id),
-                source_id,
-                0,
-            )
-        ],
-    )
+    merged = ideas_events_pb2.IdeasMerged(source_idea_id=source_id, target_idea_id=target_id)
+    await emit(svc, merged, source="ideas", aggregate_id=source_id)
 
 
 async def change_tier(svc: RunningService, member_id: str, tier: str, version: int) -> None:
-    await emit(
-        svc,
-        "rewards",
-        [
-            (
-                rewards_events_pb2.TierChanged(member_id=member_id, new_tier=tier, version=version),
-                member_id,
-                version,
-            )
-        ],
-    )
+    changed = rewards_events_pb2.TierChanged(member_id=member_id, new_tier=tier, version=version)
+    await emit(svc, changed, source="rewards", aggregate_id=member_id, aggregate_version=version)
 
 
 async def wait_for_tier(svc: RunningService, member_id: str, version: int) -> None:

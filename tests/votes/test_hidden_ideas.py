@@ -10,7 +10,7 @@ from cocreate.events.v1 import ideas_events_pb2
 from cocreate.votes.v1 import votes_service_pb2 as pb
 
 from services.kit.server import RunningService
-from tests.support import Platform, eventually, metadata
+from tests.support import Platform, emit, eventually, metadata
 from tests.votes import feed
 
 PM = metadata("pm-1", "pm")
@@ -24,7 +24,7 @@ async def _hidden(svc: RunningService, idea_id: str, hidden: bool, version: int)
     )
     handled = "select count(*) from inbox where consumer = 'votes-ideas'"
     before = await svc.runtime.pool.fetchval(handled)
-    await feed.emit(svc, "ideas", [(message, idea_id, version)])
+    await emit(svc, message, source="ideas", aggregate_id=idea_id, aggregate_version=version)
 
     async def handled_it() -> bool:
         return bool(await svc.runtime.pool.fetchval(handled) > before)
