@@ -26,7 +26,7 @@ from services.kit import idempotency
 from services.kit.auth import Caller, Role, current_caller, require_role
 from services.kit.errors import NotFound, Violations
 from services.kit.server import Runtime
-from services.kit.validation import check_update_mask
+from services.kit.validation import check_update_mask, check_uuid
 
 STAFF = (Role.PM, Role.ADMIN)
 
@@ -84,7 +84,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
     ) -> pb.GetProductResponse:
         current_caller()
         v = Violations()
-        product_id = domain.check_id(v, request.product_id, "product_id")
+        product_id = check_uuid(v, request.product_id, "product_id")
         v.raise_if_any()
         async with self._rt.pool.acquire() as conn:
             row = await product_store.product(conn, product_id)
@@ -113,7 +113,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
     ) -> pb.UpdateProductResponse:
         caller = require_role(Role.ADMIN)
         v = Violations()
-        product_id = domain.check_id(v, request.product_id, "product_id")
+        product_id = check_uuid(v, request.product_id, "product_id")
         paths = check_update_mask(v, request.update_mask, ("name", "description"))
         name = domain.clean_name(
             v, request.name, "name", maximum=domain.PRODUCT_NAME_MAX, required="name" in paths
@@ -139,7 +139,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
     ) -> pb.ArchiveProductResponse:
         caller = require_role(Role.ADMIN)
         v = Violations()
-        product_id = domain.check_id(v, request.product_id, "product_id")
+        product_id = check_uuid(v, request.product_id, "product_id")
         v.raise_if_any()
 
         async def work(conn: asyncpg.Connection) -> pb.ArchiveProductResponse:
@@ -155,7 +155,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
     ) -> pb.SubmitIdeaResponse:
         caller = current_caller()
         v = Violations()
-        product_id = domain.check_id(v, request.product_id, "product_id")
+        product_id = check_uuid(v, request.product_id, "product_id")
         title = domain.clean_title(v, request.title)
         body = domain.clean_body(v, request.body)
         tags = domain.clean_tags(v, request.tags)
@@ -186,7 +186,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
             v.check(request.number > 0, "number", "must be positive")
             idea_id = ""
         else:
-            idea_id = domain.check_id(v, request.idea_id, "idea_id")
+            idea_id = check_uuid(v, request.idea_id, "idea_id")
             v.check(request.number == 0, "number", "give either idea_id or number, not both")
         v.raise_if_any()
         async with self._rt.pool.acquire() as conn:
@@ -226,7 +226,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
         )
         domain.check_storable(v, title, "title")
         body = domain.clean_body(v, request.body)
-        product_id = domain.check_id(v, request.product_id, "product_id", required=False)
+        product_id = check_uuid(v, request.product_id, "product_id", required=False)
         v.check(request.max_results >= 0, "max_results", "must not be negative")
         v.raise_if_any()
         limit = min(request.max_results or 5, 20)
@@ -252,7 +252,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
     ) -> pb.UpdateIdeaResponse:
         caller = current_caller()
         v = Violations()
-        idea_id = domain.check_id(v, request.idea_id, "idea_id")
+        idea_id = check_uuid(v, request.idea_id, "idea_id")
         paths = check_update_mask(v, request.update_mask, ("title", "body", "tags"))
         title = domain.clean_title(v, request.title) if "title" in paths else None
         body = domain.clean_body(v, request.body) if "body" in paths else None
@@ -272,7 +272,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
     ) -> pb.ChangeIdeaStatusResponse:
         caller = require_role(*STAFF)
         v = Violations()
-        idea_id = domain.check_id(v, request.idea_id, "idea_id")
+        idea_id = check_uuid(v, request.idea_id, "idea_id")
         domain.check_status(v, request.status, "status")
         note = domain.clean_note(v, request.note, "note")
         v.raise_if_any()
@@ -290,8 +290,8 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
     ) -> pb.MergeIdeasResponse:
         caller = require_role(*STAFF)
         v = Violations()
-        source_id = domain.check_id(v, request.source_idea_id, "source_idea_id")
-        target_id = domain.check_id(v, request.target_idea_id, "target_idea_id")
+        source_id = check_uuid(v, request.source_idea_id, "source_idea_id")
+        target_id = check_uuid(v, request.target_idea_id, "target_idea_id")
         note = domain.clean_note(v, request.note, "note")
         if source_id and source_id == target_id:
             v.add("target_idea_id", "an idea cannot be merged into itself")
@@ -313,7 +313,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
     ) -> pb.HideIdeaResponse:
         caller = require_role(*STAFF)
         v = Violations()
-        idea_id = domain.check_id(v, request.idea_id, "idea_id")
+        idea_id = check_uuid(v, request.idea_id, "idea_id")
         reason = domain.clean_note(v, request.reason, "reason", required=True)
         v.raise_if_any()
 
@@ -328,7 +328,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
     ) -> pb.UnhideIdeaResponse:
         caller = require_role(*STAFF)
         v = Violations()
-        idea_id = domain.check_id(v, request.idea_id, "idea_id")
+        idea_id = check_uuid(v, request.idea_id, "idea_id")
         reason = domain.clean_note(v, request.reason, "reason", required=True)
         v.raise_if_any()
 
@@ -343,7 +343,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
     ) -> pb.ReportIdeaResponse:
         caller = current_caller()
         v = Violations()
-        idea_id = domain.check_id(v, request.idea_id, "idea_id")
+        idea_id = check_uuid(v, request.idea_id, "idea_id")
         reason = domain.clean_note(v, request.reason, "reason")
         v.raise_if_any()
         idempotency.check_request_id(request.request_id)
@@ -357,7 +357,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
     ) -> pb.ListReportedIdeasResponse:
         caller = require_role(*STAFF)
         v = Violations()
-        product_id = domain.check_id(v, request.product_id, "product_id", required=False)
+        product_id = check_uuid(v, request.product_id, "product_id", required=False)
         v.raise_if_any()
         page = self._rt.page_tokens.page(request)
         async with self._rt.pool.acquire() as conn:
@@ -374,7 +374,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
     ) -> pb.ListIdeaHistoryResponse:
         caller = current_caller()
         v = Violations()
-        idea_id = domain.check_id(v, request.idea_id, "idea_id")
+        idea_id = check_uuid(v, request.idea_id, "idea_id")
         v.raise_if_any()
         page = self._rt.page_tokens.page(request)
         async with self._rt.pool.acquire() as conn:
@@ -410,7 +410,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
     ) -> pb.AddCommentResponse:
         caller = require_role(*STAFF) if request.official else current_caller()
         v = Violations()
-        idea_id = domain.check_id(v, request.idea_id, "idea_id")
+        idea_id = check_uuid(v, request.idea_id, "idea_id")
         body = domain.clean_comment_body(v, request.body)
         v.raise_if_any()
 
@@ -427,7 +427,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
     ) -> pb.ListCommentsResponse:
         caller = current_caller()
         v = Violations()
-        idea_id = domain.check_id(v, request.idea_id, "idea_id")
+        idea_id = check_uuid(v, request.idea_id, "idea_id")
         v.raise_if_any()
         page = self._rt.page_tokens.page(request)
         async with self._rt.pool.acquire() as conn:
@@ -449,7 +449,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
     ) -> pb.UpdateCommentResponse:
         caller = current_caller()
         v = Violations()
-        comment_id = domain.check_id(v, request.comment_id, "comment_id")
+        comment_id = check_uuid(v, request.comment_id, "comment_id")
         body = domain.clean_comment_body(v, request.body)
         v.raise_if_any()
 
@@ -464,7 +464,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
     ) -> pb.DeleteCommentResponse:
         caller = current_caller()
         v = Violations()
-        comment_id = domain.check_id(v, request.comment_id, "comment_id")
+        comment_id = check_uuid(v, request.comment_id, "comment_id")
         v.raise_if_any()
 
         async def work(conn: asyncpg.Connection) -> pb.DeleteCommentResponse:
@@ -478,7 +478,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
     ) -> pb.HideCommentResponse:
         caller = require_role(*STAFF)
         v = Violations()
-        comment_id = domain.check_id(v, request.comment_id, "comment_id")
+        comment_id = check_uuid(v, request.comment_id, "comment_id")
         reason = domain.clean_note(v, request.reason, "reason", required=True)
         v.raise_if_any()
 

@@ -3,7 +3,6 @@ follow which, who may edit, and how a merge target resolves. No I/O."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -161,19 +160,6 @@ def clean_note(
     if required and not text:
         v.add(field, "is required")
     return text
-
-
-def check_id(v: Violations, raw: str, field: str, *, required: bool = True) -> str:
-    """An id is a UUID; the canonical lower-case form is returned."""
-    if not raw:
-        if required:
-            v.add(field, "is required")
-        return ""
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError:
-        v.add(field, "must be a UUID")
-        return ""
 
 
 def check_status(v: Violations, status: int, field: str) -> None:

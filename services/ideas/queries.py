@@ -9,7 +9,7 @@ from services.ideas import domain
 from services.ideas.store import IdeaQuery, Order
 from services.kit.auth import Caller
 from services.kit.errors import Violations
-from services.kit.validation import check_timestamp
+from services.kit.validation import check_timestamp, check_uuid
 
 MAX_QUERY = 200
 MAX_MEMBER_ID = 128
@@ -17,7 +17,7 @@ MAX_MEMBER_ID = 128
 
 def idea_query(v: Violations, caller: Caller, flt: pb.IdeaFilter, order: int) -> IdeaQuery:
     """The ideas a list's filter and order select, as the query store runs."""
-    product_id = domain.check_id(v, flt.product_id, "filter.product_id", required=False)
+    product_id = check_uuid(v, flt.product_id, "filter.product_id", required=False)
     for index, status in enumerate(flt.statuses):
         domain.check_status(v, status, f"filter.statuses[{index}]")
     tag = domain.normalise_tag(flt.tag)

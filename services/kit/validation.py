@@ -8,6 +8,7 @@ nanos in 0..999,999,999.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 from google.protobuf import field_mask_pb2, timestamp_pb2
@@ -54,3 +55,41 @@ def check_update_mask(
     unknown = sorted(paths - set(allowed))
     v.check(not unknown, "update_mask", f"unknown paths {unknown}; allowed: {list(allowed)}")
     return paths & set(allowed)
+
+
+# Ids. A service checks the ids it minted (products, ideas, comments,
+# iterations, releases: UUIDs) as UUIDs; an id it takes from elsewhere — a
+# member id (a token's subject), an idea id as the votes service receives it
+# from the ideas service's events — as a key: any printable text up to
+# MAX_KEY_LENGTH, without surrounding spaces.
+MAX_KEY_LENGTH = 128
+
+
+def check_uuid(v: Violations, raw: str, field: str, *, required: bool = True) -> str:
+    """A UUID this service minted; its canonical lower-case form ("" if absent
+    or wrong, with the violation recorded)."""
+    if not raw:
+        if required:
+            v.add(field, "is required")
+        return ""
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        v.add(field, "must be a UUID")
+        return ""
+
+
+def check_key(v: Violations, raw: str, field: str, *, required: bool = True) -> str:
+    """An id minted elsewhere: printable, at most MAX_KEY_LENGTH characters,
+    without surrounding spaces ("" if absent or wrong, with the violation recorded)."""
+    if not raw:
+        if required:
+            v.add(field, "is required")
+        return ""
+    if len(raw) > MAX_KEY_LENGTH:
+        v.add(field, f"must be at most {MAX_KEY_LENGTH} characters")
+    elif not raw.isprintable() or raw != raw.strip():
+        v.add(field, "must be printable, without surrounding spaces")
+    else:
+        return raw
+    return ""

@@ -23,6 +23,7 @@ from services.kit.errors import (
     PermissionDenied,
     Violations,
 )
+from services.kit.validation import check_key
 from services.rewards import (
     domain,
     ledger,
@@ -50,7 +51,7 @@ def _subject(member_id: str) -> str:
             metadata={"role": caller.role.value},
         )
     v = Violations()
-    request_checks.check_member_id(v, member_id)
+    check_key(v, member_id, "member_id")
     v.raise_if_any()
     return member_id
 
@@ -110,7 +111,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         auth.require_role(auth.Role.ADMIN)
         if request.member_id:
             v = Violations()
-            request_checks.check_member_id(v, request.member_id)
+            check_key(v, request.member_id, "member_id")
             v.raise_if_any()
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             if request.member_id:
@@ -212,7 +213,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
         request_id = request.request_id
         caller = auth.require_role(auth.Role.ADMIN)
         v = Violations()
-        request_checks.check_member_id(v, member_id)
+        check_key(v, member_id, "member_id")
         request_checks.check_amount(v, amount, "amount")
         request_checks.check_reason(v, reason)
         idempotency.check_request_id(request_id, v)
@@ -256,7 +257,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
     ) -> pb.GrantTierResponse:
         caller = auth.require_role(auth.Role.ADMIN)
         v = Violations()
-        request_checks.check_member_id(v, request.member_id)
+        check_key(v, request.member_id, "member_id")
         v.check(
             request.tier in domain.GRANTABLE_TIERS,
             "tier",
@@ -272,7 +273,7 @@ class RewardsServicer(pb_grpc.RewardsServiceServicer):
     ) -> pb.RevokeTierResponse:
         caller = auth.require_role(auth.Role.ADMIN)
         v = Violations()
-        request_checks.check_member_id(v, request.member_id)
+        check_key(v, request.member_id, "member_id")
         request_checks.check_reason(v, request.reason)
         idempotency.check_request_id(request.request_id, v)
         v.raise_if_any()

@@ -11,14 +11,6 @@ from services.kit.validation import check_text
 from services.rewards import domain
 
 
-def check_member_id(v: Violations, member_id: str, field: str = "member_id") -> None:
-    v.check(
-        0 < len(member_id) <= domain.MAX_MEMBER_ID_LENGTH and member_id.isprintable(),
-        field,
-        f"must be a member id of 1..{domain.MAX_MEMBER_ID_LENGTH} printable characters",
-    )
-
-
 def check_amount(v: Violations, value: int, field: str) -> None:
     v.check(
         0 < value <= domain.MAX_AMOUNT, field, f"must be a whole number in 1..{domain.MAX_AMOUNT}"

@@ -22,7 +22,7 @@ from services.kit.errors import (
     Violations,
 )
 from services.kit.server import Runtime
-from services.kit.validation import check_text
+from services.kit.validation import check_key, check_text
 from services.votes import changes, domain, mappers, store
 from services.votes.writer import RateLimit, VoteWriter
 
@@ -109,7 +109,7 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
             )
         violations = Violations()
         if request.member_id:
-            domain.check_id(violations, "member_id", request.member_id)
+            check_key(violations, request.member_id, "member_id")
         _check_idea_ids(violations, request.idea_ids)
         violations.raise_if_any()
         # The filter is the resolved member (a token from the list without a
@@ -232,7 +232,7 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
     ) -> pb.VoidMemberVotesResponse:
         caller = require_role(Role.PM, Role.ADMIN)
         violations = Violations()
-        domain.check_id(violations, "member_id", request.member_id)
+        check_key(violations, request.member_id, "member_id")
         # A ban is recorded with its reason.
         domain.check_note(violations, "reason", request.reason, required=request.ban)
         check_text(violations, request.reason, "reason")
@@ -278,7 +278,7 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
     ) -> pb.LiftVoteBanResponse:
         caller = require_role(Role.PM, Role.ADMIN)
         violations = Violations()
-        domain.check_id(violations, "member_id", request.member_id)
+        check_key(violations, request.member_id, "member_id")
         domain.check_note(violations, "reason", request.reason, required=True)
         check_text(violations, request.reason, "reason")
         violations.raise_if_any()
@@ -316,7 +316,7 @@ def _is_staff(caller: Caller) -> bool:
 
 def _check_vote_change(idea_id: str, request_id: str) -> None:
     violations = Violations()
-    domain.check_id(violations, "idea_id", idea_id)
+    check_key(violations, idea_id, "idea_id")
     idempotency.check_request_id(request_id, violations)
     violations.raise_if_any()
 
@@ -324,7 +324,7 @@ def _check_vote_change(idea_id: str, request_id: str) -> None:
 def _check_ids(*fields: tuple[str, str]) -> None:
     violations = Violations()
     for name, value in fields:
-        domain.check_id(violations, name, value)
+        check_key(violations, value, name)
     violations.raise_if_any()
 
 
@@ -342,4 +342,4 @@ def _check_idea_ids(violations: Violations, idea_ids: Sequence[str]) -> None:
         f"at most {domain.MAX_BATCH} ideas per call",
     )
     for index, idea_id in enumerate(idea_ids[: domain.MAX_BATCH]):
-        domain.check_id(violations, f"idea_ids[{index}]", idea_id)
+        check_key(violations, idea_id, f"idea_ids[{index}]")

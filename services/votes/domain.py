@@ -32,7 +32,6 @@ from services.kit.errors import Violations
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 TAU_SECONDS = 7 * 24 * 3600.0
 
-MAX_ID_LENGTH = 128
 MAX_TIER_LENGTH = 32
 MAX_WEIGHT = 1000
 MAX_NOTE_LENGTH = 500
@@ -82,15 +81,6 @@ class WeightPolicy:
     def tier_of(self, stored_tier: str | None) -> str:
         """The tier a member votes with: their stored tier, or the lowest one."""
         return stored_tier if stored_tier else self.lowest_tier
-
-
-def check_id(violations: Violations, field_name: str, value: str) -> None:
-    if not value:
-        violations.add(field_name, "is required")
-    elif len(value) > MAX_ID_LENGTH:
-        violations.add(field_name, f"must be at most {MAX_ID_LENGTH} characters")
-    elif not value.isprintable() or value != value.strip():
-        violations.add(field_name, "must be printable, without surrounding spaces")
 
 
 def check_note(

@@ -24,6 +24,7 @@ from services.kit.auth import Caller, Role, current_caller, require_role
 from services.kit.errors import AlreadyExists, FailedPrecondition, NotFound, Violations
 from services.kit.events import timestamp
 from services.kit.server import Runtime
+from services.kit.validation import check_uuid
 
 RELEASE_MANAGERS = (Role.PM, Role.ADMIN, Role.SERVICE)
 MAX_COMMENTERS_READ = 20
@@ -60,7 +61,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
     ) -> pb.CreateIterationResponse:
         caller = require_role(*RELEASE_MANAGERS)
         v = Violations()
-        product_id = rules.check_id(v, request.product_id, "product_id")
+        product_id = check_uuid(v, request.product_id, "product_id")
         name = rules.clean_text(v, request.name, "name", maximum=rules.NAME_MAX)
         dates = rules.iteration_dates(v, name, request.start_date, request.end_date)
         v.raise_if_any()
@@ -93,7 +94,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
     ) -> pb.GetIterationResponse:
         current_caller()
         v = Violations()
-        iteration_id = rules.check_id(v, request.iteration_id, "iteration_id")
+        iteration_id = check_uuid(v, request.iteration_id, "iteration_id")
         v.raise_if_any()
         async with self._rt.pool.acquire() as conn:
             row = await store.iteration(conn, iteration_id)
@@ -106,7 +107,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
     ) -> pb.ListIterationsResponse:
         current_caller()
         v = Violations()
-        product_id = rules.check_id(v, request.product_id, "product_id", required=False)
+        product_id = check_uuid(v, request.product_id, "product_id", required=False)
         for index, state in enumerate(request.states):
             v.check(state in {s.value for s in State}, f"states[{index}]", "must be a known state")
         v.raise_if_any()
@@ -131,7 +132,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
     ) -> pb.FreezeIterationResponse:
         caller = require_role(*RELEASE_MANAGERS)
         v = Violations()
-        iteration_id = rules.check_id(v, request.iteration_id, "iteration_id")
+        iteration_id = check_uuid(v, request.iteration_id, "iteration_id")
         v.raise_if_any()
 
         async def work(conn: asyncpg.Connection) -> pb.FreezeIterationResponse:
@@ -154,8 +155,8 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
     ) -> pb.PlanIdeaResponse:
         caller = require_role(*RELEASE_MANAGERS)
         v = Violations()
-        iteration_id = rules.check_id(v, request.iteration_id, "iteration_id")
-        idea_id = rules.check_id(v, request.idea_id, "idea_id")
+        iteration_id = check_uuid(v, request.iteration_id, "iteration_id")
+        idea_id = check_uuid(v, request.idea_id, "idea_id")
         v.raise_if_any()
 
         async def work(conn: asyncpg.Connection) -> pb.PlanIdeaResponse:
@@ -218,8 +219,8 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
     ) -> pb.UnplanIdeaResponse:
         caller = require_role(*RELEASE_MANAGERS)
         v = Violations()
-        iteration_id = rules.check_id(v, request.iteration_id, "iteration_id")
-        idea_id = rules.check_id(v, request.idea_id, "idea_id")
+        iteration_id = check_uuid(v, request.iteration_id, "iteration_id")
+        idea_id = check_uuid(v, request.idea_id, "idea_id")
         v.raise_if_any()
 
         async def work(conn: asyncpg.Connection) -> pb.UnplanIdeaResponse:
@@ -236,8 +237,8 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
     ) -> pb.MarkIdeaDoneResponse:
         caller = require_role(*RELEASE_MANAGERS)
         v = Violations()
-        iteration_id = rules.check_id(v, request.iteration_id, "iteration_id")
-        idea_id = rules.check_id(v, request.idea_id, "idea_id")
+        iteration_id = check_uuid(v, request.iteration_id, "iteration_id")
+        idea_id = check_uuid(v, request.idea_id, "idea_id")
         v.raise_if_any()
 
         async def work(conn: asyncpg.Connection) -> pb.MarkIdeaDoneResponse:
@@ -270,7 +271,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
     ) -> pb.ListIterationIdeasResponse:
         caller = current_caller()
         v = Violations()
-        iteration_id = rules.check_id(v, request.iteration_id, "iteration_id")
+        iteration_id = check_uuid(v, request.iteration_id, "iteration_id")
         v.raise_if_any()
         page = self._rt.page_tokens.page(request)
         async with self._rt.pool.acquire() as conn:
@@ -292,7 +293,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
     ) -> pb.CutReleaseResponse:
         caller = require_role(*RELEASE_MANAGERS)
         v = Violations()
-        iteration_id = rules.check_id(v, request.iteration_id, "iteration_id")
+        iteration_id = check_uuid(v, request.iteration_id, "iteration_id")
         version = rules.clean_version(v, request.version)
         v.raise_if_any()
 
@@ -426,7 +427,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
     ) -> pb.GetReleaseResponse:
         current_caller()
         v = Violations()
-        release_id = rules.check_id(v, request.release_id, "release_id")
+        release_id = check_uuid(v, request.release_id, "release_id")
         v.raise_if_any()
         async with self._rt.pool.acquire() as conn:
             row = await store.release(conn, release_id)
@@ -439,7 +440,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
     ) -> pb.ListReleasesResponse:
         current_caller()
         v = Violations()
-        product_id = rules.check_id(v, request.product_id, "product_id", required=False)
+        product_id = check_uuid(v, request.product_id, "product_id", required=False)
         v.raise_if_any()
         page = self._rt.page_tokens.page(request, default=20, maximum=100)
         async with self._rt.pool.acquire() as conn:
@@ -455,8 +456,8 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
     ) -> pb.GetReleaseNotesResponse:
         current_caller()
         v = Violations()
-        release_id = rules.check_id(v, request.release_id, "release_id", required=False)
-        iteration_id = rules.check_id(v, request.iteration_id, "iteration_id", required=False)
+        release_id = check_uuid(v, request.release_id, "release_id", required=False)
+        iteration_id = check_uuid(v, request.iteration_id, "iteration_id", required=False)
         if bool(request.release_id) == bool(request.iteration_id):
             v.add("release_id", "give exactly one of release_id and iteration_id")
         v.check(

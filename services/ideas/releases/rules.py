@@ -106,10 +106,6 @@ def iteration_dates(
     return start, end
 
 
-# The ideas service's own validators serve the releases too.
-check_id = domain.check_id
-
-
 def clean_text(v: Violations, raw: str, field: str, *, maximum: int) -> str:
     """A required text: trimmed, 1..maximum characters, kept exactly (no NUL)."""
     return domain.clean_name(v, raw, field, maximum=maximum, required=True)
