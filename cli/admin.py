@@ -23,7 +23,7 @@ DEAD_LETTER_COLUMNS = [
     ("consumer", "consumer"),
     ("event", "eventType"),
     ("deliveries", "deliveries"),
-    ("parked", "parkedAt"),
+    ("parked", "parkTime"),
     ("error", "error"),
 ]
 

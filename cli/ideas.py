@@ -137,7 +137,7 @@ def cmd_ideas_history(env: Env) -> int:
     items = collect(
         env, IDEAS + "ListIdeaHistory", {"ideaId": env.args.idea_id}, "entries", env.args.limit
     )
-    table = [("when", "occurredAt"), ("what", "kind"), ("who", "actorId"), ("note", "note")]
+    table = [("when", "eventTime"), ("what", "kind"), ("who", "actorId"), ("note", "note")]
     return show_list(env, items, table)
 
 

@@ -39,7 +39,7 @@ def cmd_policy_get(env: Env) -> int:
     )
     env.out.write(
         f"version {policy.get('version', '0')}, lowest tier {policy.get('lowestTier', '')}, "
-        f"updated {policy.get('updatedAt', '-')} by {policy.get('updatedBy', '-') or '-'}\n"
+        f"updated {policy.get('updateTime', '-')} by {policy.get('updatedBy', '-') or '-'}\n"
     )
     return errors.OK
 

@@ -26,7 +26,7 @@ from services.kit import idempotency
 from services.kit.auth import Caller, Role, current_caller, require_role
 from services.kit.errors import NotFound, Violations
 from services.kit.server import Runtime
-from services.kit.validation import check_update_mask, check_uuid
+from services.kit.validation import check_etag, check_update_mask, check_uuid
 
 STAFF = (Role.PM, Role.ADMIN)
 
@@ -121,6 +121,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
         description = domain.clean_body(
             v, request.description, "description", domain.PRODUCT_DESCRIPTION_MAX
         )
+        etag = check_etag(v, request.etag)
         v.raise_if_any()
 
         async def work(conn: asyncpg.Connection) -> pb.UpdateProductResponse:
@@ -129,6 +130,7 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
                 product_id,
                 name=name if "name" in paths else None,
                 description=description if "description" in paths else None,
+                etag=etag,
             )
             return pb.UpdateProductResponse(product=mappers.product(row))
 
@@ -181,13 +183,12 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
     ) -> pb.GetIdeaResponse:
         caller = current_caller()
         v = Violations()
-        by_number = request.number != 0 and not request.idea_id
+        by_number = request.WhichOneof("key") == "number"
         if by_number:
             v.check(request.number > 0, "number", "must be positive")
             idea_id = ""
         else:
             idea_id = check_uuid(v, request.idea_id, "idea_id")
-            v.check(request.number == 0, "number", "give either idea_id or number, not both")
         v.raise_if_any()
         async with self._rt.pool.acquire() as conn:
             if by_number:
@@ -257,11 +258,12 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
         title = domain.clean_title(v, request.title) if "title" in paths else None
         body = domain.clean_body(v, request.body) if "body" in paths else None
         tags = domain.clean_tags(v, request.tags) if "tags" in paths else None
+        etag = check_etag(v, request.etag)
         v.raise_if_any()
 
         async def work(conn: asyncpg.Connection) -> pb.UpdateIdeaResponse:
             await changes.edit_idea(
-                conn, self._rules, caller, idea_id, title=title, body=body, tags=tags
+                conn, self._rules, caller, idea_id, title=title, body=body, tags=tags, etag=etag
             )
             return pb.UpdateIdeaResponse(idea=await self._idea_reply(conn, idea_id, caller))
 
@@ -451,10 +453,11 @@ class IdeaServicer(pb_grpc.IdeaServiceServicer):
         v = Violations()
         comment_id = check_uuid(v, request.comment_id, "comment_id")
         body = domain.clean_comment_body(v, request.body)
+        etag = check_etag(v, request.etag)
         v.raise_if_any()
 
         async def work(conn: asyncpg.Connection) -> pb.UpdateCommentResponse:
-            row = await changes.edit_comment(conn, caller, comment_id, body)
+            row = await changes.edit_comment(conn, caller, comment_id, body, etag)
             return pb.UpdateCommentResponse(comment=mappers.comment(row))
 
         return await self._mutations.run(caller.member_id, request, work)

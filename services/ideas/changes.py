@@ -16,12 +16,18 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from cocreate.events.v1 import ideas_events_pb2 as events_pb
 
-from services.ideas import comment_store, domain, product_store, store
+from services.ideas import comment_store, domain, mappers, product_store, store
 from services.ideas.store import HistoryKind
 from services.kit import ratelimit
 from services.kit.auth import Caller, Role
 from services.kit.config import Config
-from services.kit.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
+from services.kit.errors import (
+    Aborted,
+    AlreadyExists,
+    FailedPrecondition,
+    NotFound,
+    PermissionDenied,
+)
 from services.kit.events import now_timestamp, timestamp
 from services.kit.outbox import Outbox
 
@@ -55,6 +61,17 @@ class Rules:
         await ratelimit.hit(conn, caller.member_id, action, limit=limit, window_seconds=window)
 
 
+def _check_etag(etag: str, row: asyncpg.Record, kind: str, key: str) -> None:
+    """An update that names the version it read applies only to that version."""
+    current = mappers.etag(row["version"])
+    if etag and etag != current:
+        raise Aborted(
+            f"the {kind} changed since it was read; read it again and redo the change",
+            reason="ETAG_MISMATCH",
+            metadata={f"{kind}_id": key, "etag": current},
+        )
+
+
 async def locked_idea(conn: asyncpg.Connection, idea_id: str, caller: Caller) -> asyncpg.Record:
     """The idea's row, locked; NOT_FOUND if unknown or hidden from the caller."""
     row = await store.lock_idea(conn, idea_id)
@@ -78,11 +95,18 @@ async def create_product(conn: asyncpg.Connection, name: str, description: str) 
 
 
 async def update_product(
-    conn: asyncpg.Connection, product_id: str, *, name: str | None, description: str | None
+    conn: asyncpg.Connection,
+    product_id: str,
+    *,
+    name: str | None,
+    description: str | None,
+    etag: str = "",
 ) -> asyncpg.Record:
     """The fields given (None: left as is); names stay unique, case-insensitively."""
-    if await product_store.product(conn, product_id, for_update=True) is None:
+    current = await product_store.product(conn, product_id, for_update=True)
+    if current is None:
         raise NotFound("product", product_id)
+    _check_etag(etag, current, "product", product_id)
     if name is not None and await product_store.name_taken(conn, name, product_id):
         raise _name_taken(name)
     try:
@@ -158,6 +182,7 @@ async def edit_idea(
     title: str | None,
     body: str | None,
     tags: list[str] | None,
+    etag: str = "",
 ) -> None:
     """The author's edit of the fields given (None: left as is), within the
     edit window; history records what each changed field was before."""
@@ -167,6 +192,7 @@ async def edit_idea(
     domain.check_may_edit(caller, row["author_id"] if row else None)
     if row is None or (row["hidden"] and not caller.is_staff):
         raise NotFound("idea", idea_id)
+    _check_etag(etag, row, "idea", idea_id)
     domain.check_can_edit(
         caller,
         domain.EditableIdea(row["author_id"], row["status"], row["created_at"]),
@@ -406,10 +432,11 @@ async def _own_comment(
 
 
 async def edit_comment(
-    conn: asyncpg.Connection, caller: Caller, comment_id: str, body: str
+    conn: asyncpg.Connection, caller: Caller, comment_id: str, body: str, etag: str = ""
 ) -> asyncpg.Record:
     """The author's new text for their comment."""
-    await _own_comment(conn, comment_id, caller, staff_may=False)
+    row = await _own_comment(conn, comment_id, caller, staff_may=False)
+    _check_etag(etag, row, "comment", comment_id)
     return await comment_store.update_comment(conn, comment_id, body=body)
 
 

@@ -46,7 +46,8 @@ async def update_comment(
         """
         update comments set body = coalesce($2, body),
             hidden = hidden or $3::text is not null,
-            hidden_reason = coalesce($3, hidden_reason), updated_at = now()
+            hidden_reason = coalesce($3, hidden_reason), updated_at = now(),
+            version = version + 1
         where id = $1 returning *
         """,
         uuid.UUID(comment_id),

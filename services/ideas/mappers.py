@@ -19,6 +19,12 @@ def voters_by_tier(stored: Mapping[str, int] | None) -> dict[str, int]:
     return dict(stored or {})
 
 
+def etag(version: int) -> str:
+    """The etag of a product, idea or comment at `version` (AIP-154); opaque to
+    clients, who give it back unchanged."""
+    return f'"{version}"'
+
+
 def product(row: asyncpg.Record) -> pb.Product:
     return pb.Product(
         id=str(row["id"]),
@@ -27,6 +33,7 @@ def product(row: asyncpg.Record) -> pb.Product:
         archived=row["archived"],
         create_time=timestamp(row["created_at"]),
         update_time=timestamp(row["updated_at"]),
+        etag=etag(row["version"]),
     )
 
 
@@ -40,6 +47,7 @@ def comment(row: asyncpg.Record, prefix: str = "") -> pb.Comment:
             official=True,
             create_time=timestamp(row[f"{prefix}created_at"]),
             update_time=timestamp(row[f"{prefix}updated_at"]),
+            etag=etag(row[f"{prefix}version"]),
         )
     return pb.Comment(
         id=str(row["id"]),
@@ -51,6 +59,7 @@ def comment(row: asyncpg.Record, prefix: str = "") -> pb.Comment:
         hidden_reason=row["hidden_reason"],
         create_time=timestamp(row["created_at"]),
         update_time=timestamp(row["updated_at"]),
+        etag=etag(row["version"]),
     )
 
 
@@ -74,6 +83,7 @@ def idea(row: asyncpg.Record, caller: Caller) -> pb.Idea:
         comment_count=row["comment_count"],
         merged_into_idea_id=str(row["merged_into"]) if row["merged_into"] else "",
         hidden=row["hidden"],
+        etag=etag(row["version"]),
     )
     if caller.is_staff:
         message.hidden_reason = row["hidden_reason"]
@@ -88,7 +98,7 @@ def history_entry(row: asyncpg.Record) -> pb.IdeaHistoryEntry:
         id=row["id"],
         kind=row["kind"],
         actor_id=row["actor_id"],
-        occurred_at=timestamp(row["occurred_at"]),
+        event_time=timestamp(row["occurred_at"]),
         old_status=row["old_status"],
         new_status=row["new_status"],
         note=row["note"],

@@ -58,7 +58,7 @@ async def update_product(
             name = coalesce($2, name),
             description = coalesce($3, description),
             archived = coalesce($4, archived),
-            updated_at = now()
+            updated_at = now(), version = version + 1
         where id = $1 returning *
         """,
         uuid.UUID(product_id),

@@ -128,13 +128,13 @@ def _escape_like(text: str) -> str:
 _IDEA_COLUMNS = """
     i.*, p.name as product_name,
     oc.id as oc_id, oc.author_id as oc_author_id, oc.body as oc_body,
-    oc.created_at as oc_created_at, oc.updated_at as oc_updated_at
+    oc.created_at as oc_created_at, oc.updated_at as oc_updated_at, oc.version as oc_version
 """
 _IDEA_FROM = """
     from ideas i
     join products p on p.id = i.product_id
     left join lateral (
-        select c.id, c.author_id, c.body, c.created_at, c.updated_at from comments c
+        select c.id, c.author_id, c.body, c.created_at, c.updated_at, c.version from comments c
         where c.idea_id = i.id and c.official and not c.hidden
         order by c.seq desc limit 1
     ) oc on true

@@ -35,7 +35,7 @@ def _to_proto(row: asyncpg.Record) -> pb.DeadLetter:
         deliveries=row["deliveries"],
         error=row["error"],
     )
-    letter.parked_at.FromDatetime(row["parked_at"])
+    letter.park_time.FromDatetime(row["parked_at"])
     return letter
 
 

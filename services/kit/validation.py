@@ -93,3 +93,17 @@ def check_key(v: Violations, raw: str, field: str, *, required: bool = True) -> 
     else:
         return raw
     return ""
+
+
+MAX_ETAG_LENGTH = 64
+
+
+def check_etag(v: Violations, raw: str, field: str = "etag") -> str:
+    """An etag given back on an update (AIP-154): optional, short and
+    printable; whether it is current is the change's to say."""
+    v.check(
+        len(raw) <= MAX_ETAG_LENGTH and raw.isprintable(),
+        field,
+        f"must be the etag as read (at most {MAX_ETAG_LENGTH} printable characters)",
+    )
+    return raw

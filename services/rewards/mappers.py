@@ -31,7 +31,7 @@ def account(row: asyncpg.Record, tiers: domain.TierThresholds) -> pb.Account:
         tier_version=row["tier_version"],
         entry_count=row["entry_count"],
     )
-    account.created_at.FromDatetime(row["created_at"])
+    account.create_time.FromDatetime(row["created_at"])
     return account
 
 
@@ -50,7 +50,7 @@ def entry(row: asyncpg.Record) -> pb.Entry:
         actor_id=row["actor_id"],
         hash=bytes(row["hash"]).hex(),
     )
-    entry.created_at.FromDatetime(row["created_at"])
+    entry.create_time.FromDatetime(row["created_at"])
     return entry
 
 
@@ -64,7 +64,7 @@ def rule(row: asyncpg.Record) -> pb.Rule:
         description=row["description"],
         updated_by=row["updated_by"],
     )
-    rule.updated_at.FromDatetime(row["updated_at"])
+    rule.update_time.FromDatetime(row["updated_at"])
     return rule
 
 
@@ -77,7 +77,7 @@ def tier_change(row: asyncpg.Record) -> pb.TierChange:
         reason=row["reason"],
         actor_id=row["actor_id"],
     )
-    change.changed_at.FromDatetime(row["changed_at"])
+    change.change_time.FromDatetime(row["changed_at"])
     return change
 
 
@@ -90,8 +90,8 @@ def catalogue_item(row: asyncpg.Record) -> pb.CatalogueItem:
         stock=row["stock"],
         available=row["available"],
     )
-    item.created_at.FromDatetime(row["created_at"])
-    item.updated_at.FromDatetime(row["updated_at"])
+    item.create_time.FromDatetime(row["created_at"])
+    item.update_time.FromDatetime(row["updated_at"])
     return item
 
 
@@ -104,7 +104,7 @@ def redemption(row: asyncpg.Record) -> pb.Redemption:
         entry_id=str(row["entry_id"]),
         item_name=row["item_name"],
     )
-    redemption.created_at.FromDatetime(row["created_at"])
+    redemption.create_time.FromDatetime(row["created_at"])
     return redemption
 
 

@@ -18,9 +18,9 @@ def vote(row: Mapping[str, Any]) -> pb.Vote:
         tier=row["tier"],
         active=row["active"],
     )
-    message.cast_at.FromDatetime(row["cast_at"])
+    message.cast_time.FromDatetime(row["cast_at"])
     if row["retracted_at"] is not None:
-        message.retracted_at.FromDatetime(row["retracted_at"])
+        message.retract_time.FromDatetime(row["retracted_at"])
     return message
 
 
@@ -34,7 +34,7 @@ def tally(row: store.Record) -> pb.Tally:
         open=row["open"],
     )
     message.voters_by_tier.update(store.tier_counts(row["voters_by_tier"]))
-    message.updated_at.FromDatetime(row["updated_at"] or row["idea_updated_at"])
+    message.update_time.FromDatetime(row["updated_at"] or row["idea_updated_at"])
     return message
 
 
@@ -51,7 +51,7 @@ def history_entry(row: store.Record) -> pb.VoteHistoryEntry:
         actor_id=row["actor_id"],
         note=row["note"],
     )
-    entry.occurred_at.FromDatetime(row["occurred_at"])
+    entry.event_time.FromDatetime(row["occurred_at"])
     return entry
 
 
@@ -62,5 +62,5 @@ def policy(stored: store.StoredPolicy) -> pb.WeightPolicy:
         updated_by=stored.updated_by,
     )
     message.weights.update(stored.policy.weights)
-    message.updated_at.FromDatetime(stored.updated_at)
+    message.update_time.FromDatetime(stored.updated_at)
     return message

@@ -18,7 +18,7 @@ async def test_votes_policy_get_and_set(platform: Platform, run_cli: RunCli) -> 
     changed = await run_cli("votes", "policy", "set", "newcomer=1", "member=4", "core=9", *flags)
     assert changed.code == 0, changed.err
     read = await run_cli("--output", "json", "votes", "policy", "get", *flags)
-    assert json.loads(read.out)["weights"] == {"newcomer": "1", "member": "4", "core": "9"}
+    assert json.loads(read.out)["weights"] == {"newcomer": 1, "member": 4, "core": 9}
 
     refused = await run_cli(
         "votes",

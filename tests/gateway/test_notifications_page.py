@@ -98,4 +98,4 @@ async def test_watch_through_the_stream_endpoint_delivers_a_notification_live(
     finally:
         response.close()
     marked = await gateway.call(MARK, {"all": True})
-    assert marked["result"] == {"markedCount": "2", "unreadCount": "0"}
+    assert marked["result"] == {"markedCount": 2, "unreadCount": 0}

@@ -135,7 +135,7 @@ async def test_votes_policy_round_trip_with_a_map_field(
 ) -> None:
     votes = await platform.start("votes")
     gateway = await start_gateway(targets={"votes": votes.address}, headers=bearer())
-    weights = {"newcomer": "1", "member": "2", "core": "4", "honorary": "8"}
+    weights = {"newcomer": 1, "member": 2, "core": 4, "honorary": 8}
     updated = await gateway.call(
         "cocreate.votes.v1.VoteService.UpdateWeightPolicy", {"weights": weights}
     )

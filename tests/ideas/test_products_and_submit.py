@@ -169,8 +169,10 @@ async def test_an_idea_is_found_by_its_link_able_number(platform: Platform) -> N
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await ideas.api.GetIdea(pb.GetIdeaRequest(number=second.number + 100), metadata=ALICE)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    # One key or the other (a oneof): neither is the caller's mistake.
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await ideas.api.GetIdea(
-            pb.GetIdeaRequest(idea_id=first.id, number=first.number), metadata=ALICE
-        )
+        await ideas.api.GetIdea(pb.GetIdeaRequest(), metadata=ALICE)
+    assert violated_fields(caught.value) == {"idea_id"}
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await ideas.api.GetIdea(pb.GetIdeaRequest(number=0), metadata=ALICE)
     assert violated_fields(caught.value) == {"number"}

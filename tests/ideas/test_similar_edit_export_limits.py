@@ -142,7 +142,7 @@ async def test_the_author_edits_while_open_and_every_edit_is_in_the_history(
     assert list(first_edit.changed_fields) == ["title", "tags"]
     assert first_edit.previous_title == "Typo in titel" and list(first_edit.previous_tags) == ["a"]
     assert pages[3].previous_body == "old body"
-    times = [e.occurred_at.ToDatetime() for e in pages]
+    times = [e.event_time.ToDatetime() for e in pages]
     assert times == sorted(times)
 
 

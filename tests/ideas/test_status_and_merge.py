@@ -65,7 +65,7 @@ async def test_the_workflow_runs_to_shipped_and_each_change_is_recorded_and_anno
         (IDEA_STATUS_IN_PROGRESS, IDEA_STATUS_SHIPPED),
     ]
     assert [e.actor_id for e in changes] == ["pm-1", "pm-1", "pm-1", "admin-1"]
-    assert changes[-1].note == "in 3.0" and changes[-1].occurred_at.seconds > 0
+    assert changes[-1].note == "in 3.0" and changes[-1].event_time.seconds > 0
 
     sent = await ideas.events(ideas_events_pb2.IdeaStatusChanged)
     assert [(m.old_status, m.new_status) for _, m in sent] == [

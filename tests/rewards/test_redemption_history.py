@@ -50,7 +50,7 @@ async def test_a_member_lists_their_own_redemptions_newest_first(rewards: Runnin
         (hoodie, "Hoodie", 30),
         (mug, "Mug", 10),
     ]
-    assert all(r.member_id == "m1" and r.created_at.seconds > 0 for r in answer.redemptions)
+    assert all(r.member_id == "m1" and r.create_time.seconds > 0 for r in answer.redemptions)
     spent = {
         str(e["id"]): -e["amount"]
         for e in await entries(rewards, "m1")

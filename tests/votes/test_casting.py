@@ -77,7 +77,7 @@ async def test_retract_then_cast_works_any_number_of_times(platform: Platform) -
         assert (await feed.cast(client, "m1", "idea-1")).active
         retracted = await feed.retract(client, "m1", "idea-1")
         assert not retracted.active
-        assert retracted.HasField("retracted_at")
+        assert retracted.HasField("retract_time")
     again = await feed.retract(client, "m1", "idea-1")
     assert again == retracted
     await feed.cast(client, "m1", "idea-1")

@@ -165,7 +165,7 @@ async def test_the_history_records_casts_retracts_and_reweights_in_order(
         (pb.VOTE_ACTION_CAST, pb.VOTE_CAUSE_MEMBER, 1, 0, "newcomer"),
         (pb.VOTE_ACTION_REWEIGHT, pb.VOTE_CAUSE_TIER_CHANGE, 2, 1, "member"),
     ]
-    assert all(e.member_id == "m1" and e.HasField("occurred_at") for e in answer.entries)
+    assert all(e.member_id == "m1" and e.HasField("event_time") for e in answer.entries)
 
 
 async def test_a_page_token_with_another_filter_is_invalid(platform: Platform) -> None:

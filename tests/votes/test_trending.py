@@ -81,7 +81,7 @@ async def test_the_service_stores_the_formula_over_the_active_votes(platform: Pl
         sum(
             s.weight
             * math.exp(
-                (s.cast_at.ToDatetime(tzinfo=domain.EPOCH.tzinfo) - domain.EPOCH)
+                (s.cast_time.ToDatetime(tzinfo=domain.EPOCH.tzinfo) - domain.EPOCH)
                 / timedelta(seconds=domain.TAU_SECONDS)
             )
             for s in answer.supporters

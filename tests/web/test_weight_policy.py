@@ -32,10 +32,10 @@ async def test_an_admin_changes_the_weights(stack: Stack, new_page: NewPage) -> 
     await expect(admin.get_by_role("status")).to_contain_text(f"Saved as version {version}")
     await expect(admin.get_by_label(tier, exact=True)).to_have_value("7")
     after = (await rpc(stack, f"{VOTES}.GetWeightPolicy", {}, "admin-1", "admin"))["policy"]
-    assert after["weights"][tier] == "7"
+    assert after["weights"][tier] == 7
 
     # Someone else changes it meanwhile: this page's save is refused, not applied.
-    changed = {**after["weights"], tier: "9"}
+    changed = {**after["weights"], tier: 9}
     await rpc(stack, f"{VOTES}.UpdateWeightPolicy", {"weights": changed}, "admin-2", "admin")
     await admin.get_by_label(tier, exact=True).fill("8")
     await admin.get_by_role("button", name="Save the weights").click()
@@ -43,7 +43,7 @@ async def test_an_admin_changes_the_weights(stack: Stack, new_page: NewPage) -> 
     await expect(alert).to_contain_text("A conflict, try again")
     await expect(alert).to_contain_text(f"not {version}")
     now = (await rpc(stack, f"{VOTES}.GetWeightPolicy", {}, "admin-1", "admin"))["policy"]
-    assert now["weights"][tier] == "9"
+    assert now["weights"][tier] == 9
 
     # Read again, a weight out of range is explained with the field it names.
     await admin.reload()

@@ -597,7 +597,7 @@ async function viewIdea(mine, ideaId) {
 
   const historyList = h("ol", {class: "history", id: "history"});
   for (const entry of history) {
-    historyList.append(h("li", {}, h("span", {class: "meta", text: when(entry.occurredAt) + " · "}),
+    historyList.append(h("li", {}, h("span", {class: "meta", text: when(entry.eventTime) + " · "}),
       t("history." + entry.kind, {actor: entry.actorId, old: statusName(entry.oldStatus),
         new: statusName(entry.newStatus)}), entry.note ? " — " + entry.note : ""));
   }
@@ -781,7 +781,7 @@ async function viewAccount(mine) {
   const statement = h("table", {id: "statement"}, h("thead", {}, h("tr", {},
     [t("account.when"), t("account.amount"), t("account.reason"), t("account.after")].map((x) => h("th", {scope: "col", text: x})))),
   h("tbody", {}, (entries.entries || []).map((e) => h("tr", {},
-    h("td", {text: when(e.createdAt)}),
+    h("td", {text: when(e.createTime)}),
     h("td", {class: big(e.amount) < 0n ? "minus" : "plus", text: (big(e.amount) > 0n ? "+" : "") + num(e.amount)}),
     h("td", {text: e.reason || e.ruleId || e.kind}), h("td", {text: num(e.balanceAfter)})))));
   const catalogue = h("ul", {class: "catalogue", id: "catalogue"}, (items.items || []).map((item) => {
@@ -806,7 +806,7 @@ async function viewAccount(mine) {
       (items.items || []).length ? catalogue : h("p", {class: "quiet", text: t("empty")})),
     h("section", {}, h("h2", {text: t("account.redemptions")}),
       h("ul", {id: "redemptions"}, (redemptions.redemptions || []).map((r) =>
-        h("li", {text: when(r.createdAt) + " · " + t("account.redeemed", {name: r.itemName}) + " · " + num(r.price)})))));
+        h("li", {text: when(r.createTime) + " · " + t("account.redeemed", {name: r.itemName}) + " · " + num(r.price)})))));
 }
 
 function notificationItem(n) {
@@ -1006,7 +1006,7 @@ async function viewWeights(mine) {
   });
   render(h("h1", {text: t("weights.title")}), h("p", {text: t("weights.explain")}),
     h("p", {class: "meta", id: "policy-version", text: t("weights.version", {version: num(policy.version),
-      lowest: policy.lowestTier || "", who: policy.updatedBy || "—", when: when(policy.updatedAt)})}),
+      lowest: policy.lowestTier || "", who: policy.updatedBy || "—", when: when(policy.updateTime)})}),
     form);
 }
 
