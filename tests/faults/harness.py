@@ -55,7 +55,11 @@ class CrashStack:
         }
         self.service_of = {i: name for name, group in self.instances.items() for i in group}
         self.listen = {instance: f"127.0.0.1:{free_port()}" for instance in self.service_of}
-        self.metrics = {instance: f"127.0.0.1:{free_port()}" for instance in self.service_of}
+        # Each replica's metrics, where the replica test reads them (else any free port).
+        self.metrics = {
+            instance: f"127.0.0.1:{free_port() if replicas > 1 else 0}"
+            for instance in self.service_of
+        }
         # What a client dials for each service: every replica's address.
         self.addresses = {
             name: ",".join(self.listen[i] for i in group) for name, group in self.instances.items()
