@@ -17,6 +17,7 @@ from google.protobuf import json_format, message
 from cli.errors import USAGE, CliError, from_rpc_error
 from services.gateway.methods import Method, Registry
 from services.gateway.settings import UPSTREAMS, upstream_target
+from services.kit import channels
 
 _registry: Registry | None = None
 
@@ -69,7 +70,7 @@ class Client:
 
     def _channel(self, service: str) -> grpc.Channel:
         if service not in self._channels:
-            self._channels[service] = grpc.insecure_channel(self.targets[service])
+            self._channels[service] = channels.channel(self.targets[service])
         return self._channels[service]
 
     def _request(self, method: Method, params: Mapping[str, Any]) -> message.Message:

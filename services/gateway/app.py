@@ -37,7 +37,7 @@ from services.gateway.methods import Method, Registry
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.settings import UPSTREAMS, Settings
 from services.gateway.web import WebApp
-from services.kit import log
+from services.kit import channels, log
 
 SERVICE_HEADER = "X-Cocreate-Service"
 NDJSON = "application/x-ndjson"
@@ -162,12 +162,8 @@ class Gateway:
     def _channel(self, target: str) -> grpc.aio.Channel:
         channel = self._channels.get(target)
         if channel is None:
-            # round_robin: a name resolving to several replicas (a headless
-            # Service, `dns:///votes-grpc:50052`) gets a connection to each
-            # and the calls spread over them; one address behaves as before.
-            channel = grpc.aio.insecure_channel(
-                target, options=[("grpc.lb_policy_name", "round_robin")]
-            )
+            # Spread over every replica the target names (kit/channels.py).
+            channel = channels.aio_channel(target)
             self._channels[target] = channel
         return channel
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +54,16 @@ class Config:
     consumer_backoff_seconds: tuple[float, ...] = (0.2, 1.0, 3.0, 10.0, 30.0)
     shutdown_grace_seconds: float = 10.0
     max_pending_calls: int = 10000
+    # Which replica this process is (recorded with each event it handles).
+    instance: str = ""
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def nats_servers(self) -> list[str]:
+        """COCREATE_NATS_URL as a list: one URL, or the nodes of a cluster
+        separated by commas. The client connects to any of them and, when
+        that node goes away, to another."""
+        return nats_servers(self.nats_url)
 
     def get_int(self, name: str, default: int) -> int:
         return _parse(self.env, name, default, int)
@@ -151,6 +161,16 @@ def _public_keys(path: str) -> jwt.PyJWKSet | None:
         ) from None
 
 
+def nats_servers(url: str) -> list[str]:
+    return [server.strip() for server in url.split(",") if server.strip()]
+
+
+def instance_name(env: Mapping[str, str]) -> str:
+    """`COCREATE_INSTANCE`: this replica's name; by default the host's name and
+    the process id (in Kubernetes the host name is the pod's)."""
+    return env.get("COCREATE_INSTANCE") or f"{socket.gethostname()}-{os.getpid()}"
+
+
 def load(service: str, env: Mapping[str, str] | None = None) -> Config:
     """Read the settings of one service (ideas, votes, rewards)."""
     env = dict(os.environ if env is None else env)
@@ -184,5 +204,6 @@ def load(service: str, env: Mapping[str, str] | None = None) -> Config:
         consumer_backoff_seconds=backoff_seconds(env),
         shutdown_grace_seconds=base.get_float("COCREATE_SHUTDOWN_GRACE_SECONDS", 10.0),
         max_pending_calls=base.get_int("COCREATE_MAX_PENDING_CALLS", 10000),
+        instance=instance_name(env),
         env=env,
     )

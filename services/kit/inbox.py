@@ -27,7 +27,7 @@ from google.protobuf import message as pb_message
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
-from services.kit import events, failpoints, log, tracing, worker
+from services.kit import events, failpoints, jetstream, log, tracing, worker
 from services.kit.errors import CONFLICT_ERRORS, INFRASTRUCTURE_ERRORS
 
 if TYPE_CHECKING:
@@ -105,6 +105,9 @@ class InboxConsumer:
         apply_together: bool = True,
     ) -> None:
         self.name = name
+        # The replica this consumer runs in (COCREATE_INSTANCE), recorded with
+        # each event it handles: replicas share the durable consumer.
+        self.handled_by = ""
         self._handlers = {cls.DESCRIPTOR.full_name: (cls, h) for cls, h in handlers.items()}
         self.subjects = list(subjects or [events.subject_for(cls) for cls in handlers])
         self.delivery = delivery
@@ -137,7 +140,18 @@ class InboxConsumer:
             ack_wait=self._ack_wait,
             max_ack_pending=1000,
         )
-        await js.add_consumer(stream, config=config)
+        # Replicas starting together add the same consumer: the same
+        # configuration twice is one consumer. In a cluster, wait out an election.
+        added = await _unless_stopped(
+            jetstream.while_electing(
+                f"create the consumer {self.name}",
+                lambda: js.add_consumer(stream, config=config),
+                within=float("inf"),
+            ),
+            stop,
+        )
+        if added is None:
+            return
         subscription = await js.pull_subscribe_bind(durable=self.name, stream=stream)
         try:
             while not stop.is_set():
@@ -244,10 +258,11 @@ class InboxConsumer:
         fresh = {
             row["event_id"]
             for row in await conn.fetch(
-                "insert into inbox (consumer, event_id) select $1, unnest($2::uuid[]) "
-                "on conflict do nothing returning event_id",
+                "insert into inbox (consumer, event_id, handled_by) "
+                "select $1, unnest($2::uuid[]), $3 on conflict do nothing returning event_id",
                 self.name,
                 [uuid.UUID(envelope.event_id) for envelope, _ in batch],
+                self.handled_by,
             )
         }
         runs: list[list[tuple[envelope_pb2.Envelope, str]]] = []
@@ -305,10 +320,11 @@ class InboxConsumer:
         """Run the handler inside the caller's transaction, unless this event was
         handled before. Returns whether the handler ran."""
         first_time = await conn.fetchval(
-            "insert into inbox (consumer, event_id) values ($1, $2) "
+            "insert into inbox (consumer, event_id, handled_by) values ($1, $2, $3) "
             "on conflict do nothing returning true",
             self.name,
             uuid.UUID(envelope.event_id),
+            self.handled_by,
         )
         if not first_time:
             return False

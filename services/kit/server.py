@@ -32,7 +32,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext, api
 
 from services.kit import config as config_module
-from services.kit import db, events, log
+from services.kit import db, events, jetstream, log
 from services.kit.deadletters import DeadLetterServicer
 from services.kit.errors import INFRASTRUCTURE_ERRORS
 from services.kit.inbox import Delivery, InboxConsumer
@@ -51,6 +51,8 @@ DUPLICATE_WINDOW_SECONDS = 600
 # How long a client connection lives before the server asks it to reconnect
 # (gRPC adds ±10% jitter); streams open on it are not cut.
 MAX_CONNECTION_AGE_SECONDS = 300
+# How long the NATS client waits before it tries a server again.
+RECONNECT_WAIT_SECONDS = 0.5
 
 
 BackgroundLoop = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
@@ -99,11 +101,15 @@ async def ensure_stream(js: JetStreamContext, name: str, replicas: int = 1) -> N
         retention=api.RetentionPolicy.LIMITS,
         duplicate_window=DUPLICATE_WINDOW_SECONDS,
     )
-    try:
-        await js.stream_info(name)
-    except nats.js.errors.NotFoundError:
-        with contextlib.suppress(nats.js.errors.BadRequestError):  # another replica won
-            await js.add_stream(stream)
+
+    async def create_unless_there() -> None:
+        try:
+            await js.stream_info(name)
+        except nats.js.errors.NotFoundError:
+            with contextlib.suppress(nats.js.errors.BadRequestError):  # another replica won
+                await js.add_stream(stream)
+
+    await jetstream.while_electing(f"create the stream {name}", create_unless_there)
 
 
 class RunningService:
@@ -209,7 +215,11 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
     nc = await _when_reachable(
         "NATS",
         lambda: nats.connect(
-            config.nats_url, name=f"cocreate-{definition.name}", max_reconnect_attempts=-1
+            servers=config.nats_servers,
+            name=f"cocreate-{definition.name}",
+            max_reconnect_attempts=-1,
+            # A cluster node gone: on to the next one soon, not after 2 s.
+            reconnect_time_wait=RECONNECT_WAIT_SECONDS,
         ),
         wait,
         definition.name,
@@ -227,8 +237,9 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
         metrics=ServiceMetrics(definition.name),
     )
     consumers = list(definition.consumers(runtime))
-    for consumer in consumers:  # one delivery rule for every consumer, as configured
+    for consumer in consumers:  # each: the configured delivery rule, and this replica's name
         consumer.delivery = Delivery(config.consumer_max_deliver, config.consumer_backoff_seconds)
+        consumer.handled_by = config.instance
     stop_background = asyncio.Event()
     relay = OutboxRelay(
         pool,
@@ -299,6 +310,7 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
         "serving",
         extra={
             "service": definition.name,
+            "instance": config.instance,
             "address": f"{config.listen_addr.rsplit(':', 1)[0]}:{port}",
         },
     )

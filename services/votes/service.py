@@ -40,6 +40,7 @@ def _background(runtime: Runtime) -> Sequence[BackgroundLoop]:
         runtime.pool,
         runtime.outbox,
         runtime.config.database_url,
+        instance=runtime.config.instance,
         poll_seconds=runtime.config.get_float(FOLD_POLL_SETTING, 0.5),
         gather_seconds=runtime.config.get_float(FOLD_GATHER_SETTING, 0.1),
     )

@@ -27,6 +27,16 @@ in. The cost is one scan of the idea's active votes per fold of that idea;
 an incremental fold of per-vote deltas would replace it if ideas ever carry
 millions of votes.
 
+Replicas: every replica runs this loop, and each fold elects its folder with
+a transaction-level advisory lock, so two folds never overlap and a replica
+killed mid-fold hands over at once (its transaction and lock die with its
+connection; the next wake-up of another replica folds). A session-level lock
+held for a process's life would leave the others idle, but would still need
+this per-fold lock: a holder whose lock connection broke may still be folding
+on its pool when another replica takes over. Each fold is recorded in
+`tally_folds` (its replica, its start and end), which is how the replica
+test shows that one folder was active at a time.
+
 The folder is one of the service's background loops (ServiceDefinition.background).
 Its lag, `cocreate_tally_lag_seconds`, is the age of the oldest mark not
 folded yet (0 when none waits), read when Prometheus scrapes.
@@ -61,6 +71,7 @@ class TallyFolder:
         outbox: Outbox,
         dsn: str,
         *,
+        instance: str = "",
         poll_seconds: float = 0.5,
         batch_size: int = 2000,
         gather_seconds: float = 0.1,
@@ -68,6 +79,7 @@ class TallyFolder:
         self._pool = pool
         self._outbox = outbox
         self._dsn = dsn
+        self._instance = instance  # recorded with each fold it makes
         self._poll_seconds = poll_seconds
         self._fold_batch = batch_size
         # A fold at most this often: the marks of many casts make one fold,
@@ -92,10 +104,12 @@ class TallyFolder:
         """Fold one batch of marks; how many ideas were folded (0 when another
         replica is folding or nothing was marked)."""
         async with pool.acquire() as conn, conn.transaction():
-            elected = await conn.fetchval(
-                "select pg_try_advisory_xact_lock(hashtextextended($1, 0))", _FOLDER_LOCK
+            election = await conn.fetchrow(
+                "select pg_try_advisory_xact_lock(hashtextextended($1, 0)) as elected, "
+                "clock_timestamp() as at",
+                _FOLDER_LOCK,
             )
-            if not elected:
+            if not election["elected"]:
                 return 0
             idea_ids = await store.take_dirty(conn, self._fold_batch)
             if not idea_ids:
@@ -114,6 +128,7 @@ class TallyFolder:
                     for chunk in _chunks(stored, TALLIES_PER_EVENT)
                 ],
             )
+            await store.record_fold(conn, self._instance, election["at"], len(idea_ids))
             return len(idea_ids)
 
 

@@ -69,6 +69,7 @@ async def test_replicas_starting_together_apply_each_migration_once(
     applied = [name for result in results for name in result]
     assert sorted(applied) == [
         "kit/0001_backbone.sql",
+        "kit/0002_inbox_handled_by.sql",
         "notes/0001_notes.sql",
         "notes/0002_notes_author.sql",
     ]

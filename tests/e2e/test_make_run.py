@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -17,10 +18,13 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+import nats
 
-from deploy.localstack import ROOT, SERVICES, free_port
+from deploy.localstack import REPLICA_PORT_STEP, ROOT, SERVICES, free_port
 
 BUF = str(Path(sys.executable).parent / "buf")
+# A read that needs no token, answered by the ideas service.
+PUBLIC_READ = "cocreate.ideas.v1.IdeaService.ListProducts"
 
 
 @asynccontextmanager
@@ -122,3 +126,67 @@ async def test_make_run_serves_every_service_and_keeps_data_across_runs(tmp_path
         second = await migrations_and_marker(ports["pg"])
     for service in SERVICES:
         assert second[service] == (first[service][0], ["kept"]), service
+
+
+def free_port_with(*offsets: int) -> int:
+    """A free port p with p + each offset free too (other replicas or nodes listen there)."""
+    while True:
+        port = free_port()
+        try:
+            for offset in offsets:
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port + offset))
+        except (OSError, OverflowError):  # taken, or beyond the last port
+            continue
+        return port
+
+
+async def test_make_run_starts_replicas_and_a_nats_cluster(tmp_path: Path) -> None:
+    """COCREATE_REPLICAS=2 COCREATE_NATS_CLUSTER=3: two replicas of each
+    service, a 3-node JetStream cluster holding the stream at 3 replicas, and
+    a gateway whose calls reach both replicas."""
+    ports = {s: free_port_with(REPLICA_PORT_STEP) for s in SERVICES}
+    metrics_ports = {s: free_port_with(REPLICA_PORT_STEP) for s in SERVICES}
+    gateway, pg = free_port(), free_port()
+    nats_port = free_port_with(1, 2)
+    env = {f"COCREATE_{s.upper()}_ADDR": f"127.0.0.1:{ports[s]}" for s in SERVICES}
+    env |= {f"COCREATE_{s.upper()}_METRICS_ADDR": f"127.0.0.1:{metrics_ports[s]}" for s in SERVICES}
+    env |= {
+        "COCREATE_GATEWAY_ADDR": f"127.0.0.1:{gateway}",
+        "COCREATE_PG_PORT": str(pg),
+        "COCREATE_NATS_PORT": str(nats_port),
+        "COCREATE_REPLICAS": "2",
+        "COCREATE_NATS_CLUSTER": "3",
+    }
+    for key in list(os.environ):
+        if key.endswith(("_DATABASE_URL", "_TARGET")) or key in (
+            "COCREATE_NATS_URL",
+            "COCREATE_STREAM_REPLICAS",
+        ):
+            env[key] = ""  # this test wants the stack's own servers and targets
+
+    async with running_stack(tmp_path / "dev", env) as printed:
+        nodes = [f"nats://127.0.0.1:{nats_port + n}" for n in range(3)]
+        assert f"nats      {','.join(nodes)}" in printed
+        nc = await nats.connect(servers=nodes)
+        try:
+            stream = await nc.jetstream().stream_info("COCREATE")
+        finally:
+            await nc.close()
+        assert stream.config.num_replicas == 3
+        for service in SERVICES:
+            for n in (0, 1):
+                address = f"127.0.0.1:{ports[service] + REPLICA_PORT_STEP * n}"
+                assert f"{f'{service}-{n + 1}':<9} grpc://{address}" in printed
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{gateway}/readyz") as ready:
+                assert ready.status == 200, await ready.text()
+            for n in range(20):
+                call = {"jsonrpc": "2.0", "id": n, "method": PUBLIC_READ, "params": {}}
+                async with session.post(f"http://127.0.0.1:{gateway}/rpc", json=call) as answer:
+                    assert "result" in await answer.json()
+        for n in (0, 1):
+            metrics = await get_text(
+                f"http://127.0.0.1:{metrics_ports['ideas'] + REPLICA_PORT_STEP * n}/metrics"
+            )
+            assert PUBLIC_READ.replace("Service.", "Service/") in metrics, n

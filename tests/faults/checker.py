@@ -5,6 +5,7 @@ function returns the violations it found, in words; none is the goal."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -15,7 +16,7 @@ from cocreate.ideas.v1 import idea_status_pb2 as status
 from cocreate.rewards.v1 import rewards_service_pb2 as rewards_pb
 from cocreate.votes.v1 import notification_service_pb2 as notification_pb
 
-from deploy.localstack import LocalNats
+from services.kit.config import nats_servers
 from tests.faults.harness import SERVICES
 from tests.faults.load import ADMIN, Clients, Record
 
@@ -23,12 +24,17 @@ STREAM = "COCREATE"
 SHIPPED = status.IDEA_STATUS_SHIPPED
 
 
+class Broker(Protocol):
+    @property
+    def url(self) -> str: ...  # one server, or a cluster's nodes separated by commas
+
+
 class Stack(Protocol):
     """What the checker needs of a running platform: its broker and databases
     (a CrashStack of processes, or services started in the test's loop)."""
 
     @property
-    def nats(self) -> LocalNats: ...
+    def nats(self) -> Broker: ...
 
     @property
     def database_urls(self) -> dict[str, str]: ...
@@ -50,6 +56,10 @@ class Databases:
             await conn.close()
 
 
+async def connect(stack: Stack) -> nats.NATS:
+    return await nats.connect(servers=nats_servers(stack.nats.url))
+
+
 async def pending_work(stack: Stack, dbs: Databases) -> list[str]:
     """What is still in flight: unpublished events, undelivered or unacked
     events, unfolded tally marks. Empty when the platform is quiet."""
@@ -61,7 +71,7 @@ async def pending_work(stack: Stack, dbs: Databases) -> list[str]:
     dirty = await dbs.votes.fetchval("select count(*) from tally_dirty")
     if dirty:
         left.append(f"votes: {dirty} tally marks not folded")
-    nc = await nats.connect(stack.nats.url)
+    nc = await connect(stack)
     try:
         js = nc.jetstream()
         for info in await js.consumers_info(STREAM):
@@ -314,7 +324,7 @@ async def events_delivered(stack: Stack, dbs: Databases) -> list[str]:
         outbox_rows += await conn.fetchval("select count(*) from outbox")
         parked = await conn.fetch("select consumer, event_type, error from dead_letters")
         found += [f"{name} parked {dict(r)}" for r in parked]
-    nc = await nats.connect(stack.nats.url)
+    nc = await connect(stack)
     try:
         info = await nc.jetstream().stream_info(STREAM)
     finally:
@@ -361,3 +371,103 @@ def summary(record: Record, seconds: float) -> dict[str, Any]:
         "kills": record.kills,
         "seconds": round(seconds, 1),
     }
+
+
+# --- replicas: two processes of each service share its database and consumers
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: `*` is one token, `>` the rest (one or more)."""
+    wanted, tokens = pattern.split("."), subject.split(".")
+    for n, token in enumerate(wanted):
+        if token == ">":
+            return len(tokens) > n
+        if n >= len(tokens) or token not in ("*", tokens[n]):
+            return False
+    return len(wanted) == len(tokens)
+
+
+async def handled_once(stack: Stack, dbs: Databases) -> list[str]:
+    """Each event was handled once per consumer: the inbox of each durable
+    consumer holds one row per event of the stream its subjects take (the
+    primary key forbids a second row; a missing one is an event never
+    handled), and only events some outbox published."""
+    found = []
+    nc = await connect(stack)
+    try:
+        js = nc.jetstream()
+        counts = (await js.stream_info(STREAM, subjects_filter=">")).state.subjects or {}
+        filters = {}
+        for info in await js.consumers_info(STREAM):
+            config = info.config
+            filters[info.name] = list(config.filter_subjects or [config.filter_subject or ">"])
+    finally:
+        await nc.close()
+    published: set[Any] = set()
+    for conn in dbs.all.values():
+        published |= {r["event_id"] for r in await conn.fetch("select event_id from outbox")}
+    handled: dict[str, int] = {}
+    for name, conn in dbs.all.items():
+        for row in await conn.fetch(
+            "select consumer, count(*) as n, count(*) filter "
+            "(where not (event_id = any($1::uuid[]))) as unknown from inbox group by consumer",
+            list(published),
+        ):
+            handled[row["consumer"]] = row["n"]
+            if row["unknown"]:
+                found.append(f"{name}'s {row['consumer']} handled {row['unknown']} unknown events")
+    for consumer, patterns in filters.items():
+        expected = sum(
+            n for subject, n in counts.items() if any(subject_matches(p, subject) for p in patterns)
+        )
+        if handled.get(consumer, 0) != expected:
+            found.append(
+                f"consumer {consumer} handled {handled.get(consumer, 0)} events "
+                f"of the {expected} its subjects took"
+            )
+    return found
+
+
+async def every_replica_consumed(dbs: Databases, instances: dict[str, list[str]]) -> list[str]:
+    """The replicas of a service share its durable consumers: each of them
+    handled some of the events."""
+    found = []
+    for name, conn in dbs.all.items():
+        by = {r["handled_by"] for r in await conn.fetch("select distinct handled_by from inbox")}
+        missing = sorted(set(instances[name]) - by)
+        if missing:
+            found.append(f"{name}: replicas {missing} handled no event (only {sorted(by)})")
+    return found
+
+
+async def one_folder_at_a_time(dbs: Databases) -> list[str]:
+    """No two folds of the tallies overlapped in time."""
+    overlaps = await dbs.votes.fetch(
+        "select a.id as a, a.folded_by as a_by, b.id as b, b.folded_by as b_by "
+        "from tally_folds a join tally_folds b on a.id < b.id "
+        "and a.started_at < b.finished_at and b.started_at < a.finished_at"
+    )
+    return [f"folds {r['a']} ({r['a_by']}) and {r['b']} ({r['b_by']}) overlapped" for r in overlaps]
+
+
+def migrations_applied_once(logs: dict[str, list[str]], applied: dict[str, set[str]]) -> list[str]:
+    """Each migration of a service was applied by exactly one of its replicas
+    (as their logs say), and every one is recorded. `logs`: service → the log
+    lines of its replicas; `applied`: service → the migrations it records."""
+    found = []
+    for service, lines in logs.items():
+        by_file: dict[str, int] = {}
+        for line in lines:
+            if '"applied migration"' in line:
+                migration = json.loads(line)["migration"]
+                by_file[migration] = by_file.get(migration, 0) + 1
+        found += [
+            f"{service}: {migration} was applied {n} times"
+            for migration, n in sorted(by_file.items())
+            if n != 1
+        ]
+        found += [
+            f"{service}: {migration} is recorded but no replica applied it"
+            for migration in sorted(applied[service] - set(by_file))
+        ]
+    return found

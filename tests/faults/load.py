@@ -40,6 +40,7 @@ from cocreate.rewards.v1 import rewards_service_pb2_grpc as rewards_grpc
 from cocreate.votes.v1 import votes_service_pb2 as votes_pb
 from cocreate.votes.v1 import votes_service_pb2_grpc as votes_grpc
 
+from services.kit import channels
 from tests.faults.harness import SERVICES, CrashStack
 from tests.support import metadata
 
@@ -89,12 +90,13 @@ class Record:
 
 class Clients:
     def __init__(self, stack: CrashStack, record: Record) -> None:
-        ideas_channel = grpc.aio.insecure_channel(stack.addresses["ideas"])
+        # A service's address may list its replicas: the calls spread over them.
+        ideas_channel = channels.aio_channel(stack.addresses["ideas"])
         self.ideas = ideas_grpc.IdeaServiceStub(ideas_channel)
         self.releases = release_grpc.ReleaseServiceStub(ideas_channel)
-        self.votes = votes_grpc.VoteServiceStub(grpc.aio.insecure_channel(stack.addresses["votes"]))
+        self.votes = votes_grpc.VoteServiceStub(channels.aio_channel(stack.addresses["votes"]))
         self.rewards = rewards_grpc.RewardsServiceStub(
-            grpc.aio.insecure_channel(stack.addresses["rewards"])
+            channels.aio_channel(stack.addresses["rewards"])
         )
         self.record = record
 

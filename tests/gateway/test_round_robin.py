@@ -12,6 +12,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from services.kit import channels
 from tests.gateway.conftest import StartGateway
 
 
@@ -47,12 +48,15 @@ async def replicas() -> AsyncIterator[tuple[list[int], Counter[str]]]:
         await server.stop(None)
 
 
+# What a headless Service's name resolves to: one address per replica; or
+# the replicas' addresses as COCREATE_<SVC>_TARGET lists them (make run, the
+# replica test).
+@pytest.mark.parametrize("scheme", ["ipv4:", ""])
 async def test_calls_spread_over_every_replica_of_a_service(
-    start_gateway: StartGateway, replicas: tuple[list[int], Counter[str]]
+    start_gateway: StartGateway, replicas: tuple[list[int], Counter[str]], scheme: str
 ) -> None:
     ports, counts = replicas
-    # What a headless Service's name resolves to: one address per replica.
-    both = "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in ports)
+    both = scheme + ",".join(f"127.0.0.1:{port}" for port in ports)
     gateway = await start_gateway(targets={"ideas": both, "votes": both, "rewards": both})
     for _ in range(10):
         answer = await gateway.request("GET", "/readyz")
@@ -61,3 +65,10 @@ async def test_calls_spread_over_every_replica_of_a_service(
     # round_robin alternates once both connections are up (the first call may
     # find only one ready); pick_first would send all thirty to one replica.
     assert counts["a"] >= 5 and counts["b"] >= 5, counts
+
+
+def test_a_target_names_every_replica() -> None:
+    assert channels.target("127.0.0.1:1,127.0.0.1:2") == "ipv4:127.0.0.1:1,127.0.0.1:2"
+    assert channels.target("[::1]:1, [::1]:2") == "ipv6:[::1]:1,[::1]:2"
+    for as_is in ("dns:///votes:50052", "ipv4:127.0.0.1:1,127.0.0.1:2", "127.0.0.1:1", "votes:1"):
+        assert channels.target(as_is) == as_is

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 
 import asyncpg
 
@@ -32,6 +33,20 @@ async def take_dirty(conn: asyncpg.Connection, limit: int) -> list[str]:
         limit,
     )
     return sorted({row["idea_id"] for row in rows})
+
+
+async def record_fold(
+    conn: asyncpg.Connection, folded_by: str, started_at: datetime, ideas: int
+) -> None:
+    """Note a fold, ending now (and forget folds older than a day)."""
+    await conn.execute(
+        "with forgotten as (delete from tally_folds where finished_at < now() - interval '1 day') "
+        "insert into tally_folds (folded_by, started_at, finished_at, ideas) "
+        "values ($1, $2, clock_timestamp(), $3)",
+        folded_by,
+        started_at,
+        ideas,
+    )
 
 
 async def oldest_mark_age_seconds(pool: asyncpg.Pool) -> float:
