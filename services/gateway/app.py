@@ -29,6 +29,7 @@ import grpc
 from aiohttp import web
 from google.protobuf import message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
 from services.gateway import jsonrpc
 from services.gateway.jsonrpc import Call, RpcError
@@ -36,8 +37,9 @@ from services.gateway.limits import Busy, Limits
 from services.gateway.methods import Method, Registry
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.settings import UPSTREAMS, Settings
+from services.gateway.traces import trace_requests
 from services.gateway.web import WebApp
-from services.kit import log
+from services.kit import log, tracing
 
 SERVICE_HEADER = "X-Cocreate-Service"
 NDJSON = "application/x-ndjson"
@@ -165,8 +167,12 @@ class Gateway:
             # round_robin: a name resolving to several replicas (a headless
             # Service, `dns:///votes-grpc:50052`) gets a connection to each
             # and the calls spread over them; one address behaves as before.
+            # OpenTelemetry's client interceptors: each call is a client span
+            # and sends its `traceparent` upstream.
             channel = grpc.aio.insecure_channel(
-                target, options=[("grpc.lb_policy_name", "round_robin")]
+                target,
+                options=[("grpc.lb_policy_name", "round_robin")],
+                interceptors=aio_client_interceptors(),
             )
             self._channels[target] = channel
         return channel
@@ -833,11 +839,12 @@ def _refused(response: web.Response, err: RpcError) -> web.Response:
 
 
 def build_app(settings: Settings, registry: Registry | None = None) -> web.Application:
+    tracing.setup("gateway")
     gateway = Gateway(settings, registry or Registry.load())
     metrics = GatewayMetrics()
     # One byte over the limit is enough to know it is exceeded.
     app = web.Application(
-        middlewares=[metrics.count_requests],
+        middlewares=[trace_requests, metrics.count_requests],
         client_max_size=settings.max_body_bytes,
         # After answering a request whose body did not all arrive (408, 413),
         # read what is left for at most this long, not aiohttp's 10 s.

@@ -32,7 +32,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext, api
 
 from services.kit import config as config_module
-from services.kit import db, events, log
+from services.kit import db, events, log, tracing
 from services.kit.deadletters import DeadLetterServicer
 from services.kit.errors import INFRASTRUCTURE_ERRORS
 from services.kit.inbox import InboxConsumer
@@ -199,6 +199,7 @@ async def _migrated_pool(
 
 
 async def start(definition: ServiceDefinition, config: config_module.Config) -> RunningService:
+    tracing.setup(definition.name)
     if config.environment != config_module.PRODUCTION:
         _log.warning(
             "development mode (COCREATE_ENV=development): development secrets are accepted",
