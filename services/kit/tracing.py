@@ -40,6 +40,8 @@ from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import Attributes
 
+from services.kit import log
+
 TRACEPARENT = "traceparent"
 _TRACE_CONTEXT = TraceContextTextMapPropagator()
 _NOT_WHILE_SILENT = ParentBased(ALWAYS_OFF)
@@ -98,6 +100,7 @@ class _WhileExporting(Sampler):
         return f"WhileExporting{{{self._configured.get_description()}}}"
 
 
+_log = log.get("tracing")
 _exports = _Exports()
 _provider: TracerProvider | None = None
 
@@ -115,8 +118,16 @@ def setup(service: str) -> None:
     provider.add_span_processor(_exports)
     trace.set_tracer_provider(provider)
     _provider = provider
-    for exporter in exporters_from_environment():
+    exporters = exporters_from_environment()
+    for exporter in exporters:
         export_to(BatchSpanProcessor(exporter))
+    _log.info(
+        "traces",
+        extra={
+            "exporters": [f"{type(e).__module__}.{type(e).__name__}" for e in exporters],
+            "sampler": provider.sampler.get_description(),
+        },
+    )
 
 
 def exporters_from_environment() -> list[SpanExporter]:
