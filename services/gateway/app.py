@@ -879,6 +879,7 @@ def run() -> None:
     log.setup()
     try:
         settings = settings_module.load()
+        tracing.setup("gateway")
     except ConfigError as exc:
         raise SystemExit(f"cocreate-gateway: {exc}") from None
     host, _, port = settings.listen_addr.rpartition(":")

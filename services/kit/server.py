@@ -319,6 +319,7 @@ def run(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> Non
     log.setup()
     try:
         config = config_module.load(definition.name)
+        tracing.setup(definition.name)
     except config_module.ConfigError as exc:
         raise SystemExit(f"cocreate-{definition.name}: {exc}") from None
     if args.migrate_only:

@@ -41,6 +41,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry.util.types import Attributes
 
 from services.kit import log
+from services.kit.config import ConfigError
 
 TRACEPARENT = "traceparent"
 _TRACE_CONTEXT = TraceContextTextMapPropagator()
@@ -108,7 +109,7 @@ _provider: TracerProvider | None = None
 def setup(service: str) -> None:
     """Set the process's TracerProvider from the OTEL_* variables, once: a
     process runs one service (tests run several in one process; the first
-    names the resource)."""
+    names the resource). ConfigError for an exporter that is not installed."""
     global _provider
     if _provider is not None:
         return
@@ -151,7 +152,9 @@ def _exporter(name: str) -> SpanExporter:
         name = "otlp_proto_http" if protocol == "http/protobuf" else "otlp_proto_grpc"
     found = entry_points(group="opentelemetry_traces_exporter", name=name)
     if not found:
-        raise ValueError(f"OTEL_TRACES_EXPORTER names {name!r}, which is not installed")
+        raise ConfigError(
+            f"OTEL_TRACES_EXPORTER names {name!r}, which is not an installed exporter"
+        )
     exporter: SpanExporter = next(iter(found)).load()()
     return exporter
 

@@ -374,3 +374,19 @@ async def test_nothing_is_exported_by_default_yet_logs_carry_trace_ids(
         assert started["exporters"] == []
     finally:
         await stopped(process)
+
+
+def test_an_exporter_that_is_not_installed_stops_the_service_with_the_variable_named() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "services.votes"],
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "COCREATE_ENV": "development",
+            "COCREATE_VOTES_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+            "OTEL_TRACES_EXPORTER": "nonesuch",
+        },
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "OTEL_TRACES_EXPORTER names 'nonesuch'" in result.stderr
+    assert "Traceback" not in result.stderr
