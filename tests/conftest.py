@@ -19,6 +19,10 @@ S = TypeVar("S", LocalPostgres, LocalNats)
 # The tests run the platform in development mode (development tokens), as
 # `make run` does; so do the CLI and the child processes they start.
 os.environ["COCREATE_ENV"] = "development"
+# Traces are not exported from the tests' process whatever the shell says;
+# the trace tests collect spans themselves (tests/gateway/test_traces.py).
+for _variable in [name for name in os.environ if name.startswith("OTEL_")]:
+    del os.environ[_variable]
 
 
 def start_on_a_free_port(make: Callable[[int], S], attempts: int = 3) -> S:

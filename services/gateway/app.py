@@ -29,6 +29,7 @@ import grpc
 from aiohttp import web
 from google.protobuf import message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
 from services.gateway import jsonrpc
 from services.gateway.jsonrpc import Call, RpcError
@@ -36,8 +37,9 @@ from services.gateway.limits import Busy, Limits
 from services.gateway.methods import Method, Registry
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.settings import UPSTREAMS, Settings
+from services.gateway.traces import trace_requests
 from services.gateway.web import WebApp
-from services.kit import channels, log
+from services.kit import channels, log, tracing
 
 SERVICE_HEADER = "X-Cocreate-Service"
 NDJSON = "application/x-ndjson"
@@ -162,8 +164,10 @@ class Gateway:
     def _channel(self, target: str) -> grpc.aio.Channel:
         channel = self._channels.get(target)
         if channel is None:
-            # Spread over every replica the target names (kit/channels.py).
-            channel = channels.aio_channel(target)
+            # Spread over every replica the target names (kit/channels.py);
+            # OpenTelemetry's client interceptors make each call a client span
+            # that sends its `traceparent` upstream.
+            channel = channels.aio_channel(target, interceptors=aio_client_interceptors())
             self._channels[target] = channel
         return channel
 
@@ -829,11 +833,12 @@ def _refused(response: web.Response, err: RpcError) -> web.Response:
 
 
 def build_app(settings: Settings, registry: Registry | None = None) -> web.Application:
+    tracing.setup("gateway")
     gateway = Gateway(settings, registry or Registry.load())
     metrics = GatewayMetrics()
     # One byte over the limit is enough to know it is exceeded.
     app = web.Application(
-        middlewares=[metrics.count_requests],
+        middlewares=[trace_requests, metrics.count_requests],
         client_max_size=settings.max_body_bytes,
         # After answering a request whose body did not all arrive (408, 413),
         # read what is left for at most this long, not aiohttp's 10 s.
@@ -868,6 +873,7 @@ def run() -> None:
     log.setup()
     try:
         settings = settings_module.load()
+        tracing.setup("gateway")
     except ConfigError as exc:
         raise SystemExit(f"cocreate-gateway: {exc}") from None
     host, _, port = settings.listen_addr.rpartition(":")

@@ -22,7 +22,7 @@ from services.kit.metrics import TEXT_FORMAT
 UNMATCHED = "unmatched"
 
 
-def _route(request: web.Request) -> str:
+def route_of(request: web.Request) -> str:
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else UNMATCHED
 
@@ -38,7 +38,7 @@ class GatewayMetrics:
         )
 
     def _count(self, request: web.Request, status: int) -> None:
-        self._requests.labels(_route(request), str(status)).inc()
+        self._requests.labels(route_of(request), str(status)).inc()
 
     @web.middleware
     async def count_requests(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -21,6 +21,8 @@ The gateway and the `cocreate` command build their channels here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
 
 OPTIONS: tuple[tuple[str, object], ...] = (
@@ -44,8 +46,10 @@ def target(spec: str) -> str:
     return f"{scheme}:{','.join(addresses)}"
 
 
-def aio_channel(spec: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(target(spec), options=list(OPTIONS))
+def aio_channel(
+    spec: str, interceptors: Sequence[grpc.aio.ClientInterceptor] | None = None
+) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(target(spec), options=list(OPTIONS), interceptors=interceptors)
 
 
 def channel(spec: str) -> grpc.Channel:

@@ -8,6 +8,11 @@ fails is retried with backoff (nak with delay); after its Delivery's
 every consumer it runs) the event is parked in `dead_letters` with its error,
 and acked so it no longer blocks. Infrastructure failures (the database away) are retried without
 counting towards parking.
+
+Tracing: handling an event is a span that continues the trace its envelope
+carries (the producer's), so the events a handler emits, and their handling
+by the next service, stay in the trace of the call that started it all. A
+transaction applying many events is a span linked to each of them.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from cocreate.events.v1 import envelope_pb2
 from google.protobuf import message as pb_message
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, SpanKind
 
 from services.kit import events, failpoints, jetstream, log, tracing, worker
 from services.kit.errors import CONFLICT_ERRORS, INFRASTRUCTURE_ERRORS
@@ -57,6 +65,7 @@ class Delivery:
 
 
 _log = log.get("inbox")
+_tracer = trace.get_tracer(__name__)
 
 # How long one fetch waits for events; a stop does not wait for it.
 FETCH_WAIT_SECONDS = 1.0
@@ -89,6 +98,11 @@ def _envelope(msg: Msg) -> envelope_pb2.Envelope | None:
     except Exception:
         return None
     return envelope
+
+
+def _links(applied: Sequence[envelope_pb2.Envelope]) -> list[Link]:
+    found = (tracing.span_context_of(envelope.traceparent) for envelope in applied)
+    return [Link(context) for context in found if context.is_valid]
 
 
 class InboxConsumer:
@@ -214,6 +228,7 @@ class InboxConsumer:
         try:
             async with (
                 self._in_progress([m for m, _ in readable]),
+                self._span(f"consume {self.name}", [e for _, e in readable]),
                 pool.acquire() as conn,
                 conn.transaction(),
             ):
@@ -248,6 +263,27 @@ class InboxConsumer:
             yield
         finally:
             task.cancel()
+
+    @contextlib.asynccontextmanager
+    async def _span(
+        self, name: str, applied: Sequence[envelope_pb2.Envelope]
+    ) -> AsyncIterator[None]:
+        """A consumer span for one transaction: in the trace of the event it
+        applies, or linked to each of the many it applies."""
+        links = [] if len(applied) == 1 else _links(applied)
+        parent = tracing.context_from(applied[0].traceparent) if len(applied) == 1 else None
+        with _tracer.start_as_current_span(
+            name,
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            links=links,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.consumer.group.name": self.name,
+                "messaging.batch.message_count": len(applied),
+            },
+        ):
+            yield
 
     async def apply_many(
         self, conn: asyncpg.Connection, batch: Sequence[tuple[envelope_pb2.Envelope, str]]
@@ -288,7 +324,11 @@ class InboxConsumer:
             await msg.ack()
             return
         try:
-            async with pool.acquire() as conn, conn.transaction():
+            async with (
+                self._span(f"consume {self.name}", [envelope]),
+                pool.acquire() as conn,
+                conn.transaction(),
+            ):
                 await self.apply(conn, envelope, msg.subject)
         except INFRASTRUCTURE_ERRORS + CONFLICT_ERRORS:
             _log.warning("consumer could not reach its database; will retry", exc_info=True)
@@ -351,16 +391,31 @@ class InboxConsumer:
             if not envelope.payload.Unpack(message):
                 raise ValueError(f"payload is not a {envelope.type}")
             received.append(events.Event(envelope=envelope, message=message, subject=subject))
-        # Events the handler emits continue the trace of the (first) event it handles.
-        trace = tracing.set_current(tracing.continue_from(run[0][0].traceparent))
-        try:
+        # The handling continues the trace of the (first) event it handles,
+        # linked to the others of a run; the events it emits continue it too.
+        first = run[0][0]
+        parent: Context | None = tracing.context_from(first.traceparent)
+        around = trace.get_current_span().get_span_context()
+        if around.trace_id == trace.get_current_span(parent).get_span_context().trace_id:
+            parent = None  # the delivery of this event alone: within its span
+        with _tracer.start_as_current_span(
+            f"process {run[0][1]}",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            links=_links([envelope for envelope, _ in run[1:]]),
+            attributes={
+                "messaging.system": "nats",
+                "messaging.destination.name": run[0][1],
+                "messaging.message.id": first.event_id,
+                "messaging.consumer.group.name": self.name,
+                "messaging.batch.message_count": len(run),
+            },
+        ):
             if isinstance(handler, Batched):
                 await handler.handle(conn, received)
             else:
                 for event in received:
                     await handler(conn, event)
-        finally:
-            tracing.reset(trace)
 
     async def park(
         self,

@@ -1,8 +1,17 @@
-"""The one server interceptor: authenticate, run with the caller set, map errors, log.
+"""The one server interceptor: trace, authenticate, run with the caller set, map
+errors, log.
 
 gRPC asyncio interceptors only see the call's metadata, not the handler's own
 task, so this interceptor wraps the method's behaviour instead: the wrapper runs
 in the handler's context, where the contextvar with the caller is visible.
+
+The RPC's server span starts here too, continuing the caller's `traceparent`
+metadata (or starting a trace), rather than in OpenTelemetry's gRPC server
+interceptor: that one wraps the handler in its own interceptor, whose span
+would end before this one maps the handler's exception to the status the
+caller gets, and would record an abort as an error whatever its code. Here
+the span covers the whole call, ends with the code actually answered, and
+is the current span while the caller's token is checked and the call logged.
 """
 
 from __future__ import annotations
@@ -17,6 +26,8 @@ import grpc
 from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 from grpc_status import rpc_status
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from services.kit import auth, errors, log, tracing
 
@@ -27,6 +38,19 @@ if TYPE_CHECKING:
 _OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 _log = log.get("requests")
+_tracer = trace.get_tracer(__name__)
+
+# Codes that say the service failed, not the caller: the span is an error.
+_SERVER_FAULTS = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.DATA_LOSS,
+        grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
 
 
 class _Undecodable:
@@ -146,9 +170,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             caller: auth.Caller | None = None
-            trace = tracing.set_current(self._traceparent(context))
+            metadata = dict(context.invocation_metadata() or ())
+            span, attached = self._start_span(method, metadata)
             try:
-                caller = self._authenticate(context, method)
+                caller = self._authenticate(metadata, method)
                 _refuse_undecodable(request)
                 token = auth.set_caller(caller)
                 try:
@@ -162,7 +187,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 await context.abort_with_status(rpc_status.to_status(status))
             finally:
                 self._log_call(method, code, started, caller)
-                tracing.reset(trace)
+                _end_span(span, code)
+                attached.detach()
 
         return wrapped
 
@@ -175,9 +201,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             caller: auth.Caller | None = None
-            trace = tracing.set_current(self._traceparent(context))
+            metadata = dict(context.invocation_metadata() or ())
+            span, attached = self._start_span(method, metadata)
             try:
-                caller = self._authenticate(context, method)
+                caller = self._authenticate(metadata, method)
                 _refuse_undecodable(request)
                 token = auth.set_caller(caller)
                 try:
@@ -197,16 +224,27 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 await context.abort_with_status(rpc_status.to_status(status))
             finally:
                 self._log_call(method, code, started, caller)
-                _reset_quietly(tracing.reset, trace)
+                _end_span(span, code)
+                attached.detach()
 
         return wrapped
 
-    def _traceparent(self, context: grpc.aio.ServicerContext) -> str:
-        metadata = dict(context.invocation_metadata() or ())
-        return tracing.continue_from(metadata.get("traceparent"))
+    def _start_span(
+        self, method: str, metadata: dict[str, Any]
+    ) -> tuple[trace.Span, tracing.Attached]:
+        """The call's server span, in the trace of the caller's `traceparent`
+        metadata (a new trace without it), made the current span."""
+        parent = propagate.extract(metadata)
+        service, _, name = method.lstrip("/").rpartition("/")
+        span = _tracer.start_span(
+            method.lstrip("/"),
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+        )
+        return span, tracing.Attached(trace.set_span_in_context(span, parent))
 
-    def _authenticate(self, context: grpc.aio.ServicerContext, method: str) -> auth.Caller:
-        metadata = dict(context.invocation_metadata() or ())
+    def _authenticate(self, metadata: dict[str, Any], method: str) -> auth.Caller:
         return auth.verify_token(
             metadata.get("authorization"), self._secret, self._token_policy, method=method
         )
@@ -244,6 +282,13 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 "ms": round(seconds * 1000, 2),
                 "caller": caller.member_id if caller and not caller.visitor else None,
                 "role": _role_of(caller),
-                "trace_id": tracing.trace_id(tracing.current()),
             },
         )
+
+
+def _end_span(span: trace.Span, code: grpc.StatusCode) -> None:
+    if span.is_recording():
+        span.set_attribute("rpc.grpc.status_code", code.value[0])
+        if code in _SERVER_FAULTS:
+            span.set_status(Status(StatusCode.ERROR, code.name))
+    span.end()

@@ -1,4 +1,9 @@
-"""Logs as JSON lines on stderr: one object per line, easy to grep and to ship."""
+"""Logs as JSON lines on stderr: one object per line, easy to grep and to ship.
+
+A line written inside a span carries its `trace_id` and `span_id` (as hex,
+as trace back ends show them), so a call's or an event's lines are found
+from its trace and the other way round.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import sys
 import traceback
 from datetime import UTC, datetime
 from typing import Any
+
+from opentelemetry import trace
 
 _RESERVED = set(vars(logging.makeLogRecord({})))
 
@@ -20,6 +27,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            line["trace_id"] = trace.format_trace_id(span.trace_id)
+            line["span_id"] = trace.format_span_id(span.span_id)
         line.update({k: v for k, v in vars(record).items() if k not in _RESERVED})
         if record.exc_info:
             line["exc"] = "".join(traceback.format_exception(*record.exc_info))

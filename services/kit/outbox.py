@@ -6,6 +6,11 @@ background task, publishes unpublished rows to JetStream with the event id as
 Nats-Msg-Id and stamps them published only after JetStream acknowledged them.
 It wakes on NOTIFY (sent at commit) and polls as a fallback, so an RPC never
 waits on the broker.
+
+Each event carries the trace context of what wrote it (`tracing.current()`
+then). The relay's publish of an event is a span in that trace, so a trace
+shows when its events left; the batch that publishes them together is a
+span of its own, linked to each.
 """
 
 from __future__ import annotations
@@ -19,10 +24,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import asyncpg
+from cocreate.events.v1 import envelope_pb2
 from google.protobuf import message as pb_message
 from nats.js import JetStreamContext
+from opentelemetry import trace
+from opentelemetry.trace import Link, SpanKind
 
 from services.kit import events, failpoints, tracing, worker
+
+_tracer = trace.get_tracer(__name__)
 
 NOTIFY_CHANNEL = "cocreate_outbox"
 PRUNE_EVERY_SECONDS = 3600.0
@@ -178,24 +188,59 @@ class OutboxRelay:
             )
             if not rows:
                 return 0
-            acks = []
-            try:
-                for row in rows:
-                    acks.append(
-                        await self._js.publish_async(
-                            row["subject"],
-                            row["envelope"],
-                            stream=self._stream,
-                            headers={"Nats-Msg-Id": str(row["event_id"])},
-                        )
-                    )
-                await asyncio.wait_for(asyncio.gather(*acks), timeout=ACK_WAIT_SECONDS)
-            finally:
-                for ack in acks:  # unanswered ones free their place in the client
-                    ack.cancel()
+            produced = [_trace_of(row["envelope"]) for row in rows]
+            with _tracer.start_as_current_span(
+                "outbox publish",
+                links=[Link(context) for context in produced if context.is_valid],
+                attributes={"messaging.batch.message_count": len(rows)},
+            ):
+                await self._publish(rows, produced)
             failpoints.hit("relay.after_publish")
             await conn.execute(
                 "update outbox set published_at = now() where id = any($1::bigint[])",
                 [row["id"] for row in rows],
             )
         return len(rows)
+
+    async def _publish(
+        self, rows: Sequence[asyncpg.Record], produced: Sequence[trace.SpanContext]
+    ) -> None:
+        """Send every row, then wait for all their acknowledgements. Each
+        publish is a span in the trace of the event's producer, ended when the
+        batch is acknowledged."""
+        acks = []
+        spans = []
+        try:
+            for row, producer in zip(rows, produced, strict=True):
+                span = _tracer.start_span(
+                    f"publish {row['subject']}",
+                    context=trace.set_span_in_context(trace.NonRecordingSpan(producer)),
+                    kind=SpanKind.PRODUCER,
+                    attributes={
+                        "messaging.system": "nats",
+                        "messaging.destination.name": row["subject"],
+                        "messaging.message.id": str(row["event_id"]),
+                    },
+                )
+                spans.append(span)
+                acks.append(
+                    await self._js.publish_async(
+                        row["subject"],
+                        row["envelope"],
+                        stream=self._stream,
+                        headers={"Nats-Msg-Id": str(row["event_id"])},
+                    )
+                )
+            await asyncio.wait_for(asyncio.gather(*acks), timeout=ACK_WAIT_SECONDS)
+        finally:
+            for ack in acks:  # unanswered ones free their place in the client
+                ack.cancel()
+            for span in spans:
+                span.end()
+
+
+def _trace_of(stored: bytes) -> trace.SpanContext:
+    """The trace context an outbox row's envelope carries (invalid if none)."""
+    envelope = envelope_pb2.Envelope()
+    envelope.ParseFromString(stored)
+    return tracing.span_context_of(envelope.traceparent)

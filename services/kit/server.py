@@ -32,7 +32,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext, api
 
 from services.kit import config as config_module
-from services.kit import db, events, jetstream, log
+from services.kit import db, events, jetstream, log, tracing
 from services.kit.deadletters import DeadLetterServicer
 from services.kit.errors import INFRASTRUCTURE_ERRORS
 from services.kit.inbox import Delivery, InboxConsumer
@@ -205,6 +205,7 @@ async def _migrated_pool(
 
 
 async def start(definition: ServiceDefinition, config: config_module.Config) -> RunningService:
+    tracing.setup(definition.name)
     if config.environment != config_module.PRODUCTION:
         _log.warning(
             "development mode (COCREATE_ENV=development): development secrets are accepted",
@@ -332,6 +333,7 @@ def run(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> Non
     log.setup()
     try:
         config = config_module.load(definition.name)
+        tracing.setup(definition.name)
     except config_module.ConfigError as exc:
         raise SystemExit(f"cocreate-{definition.name}: {exc}") from None
     if args.migrate_only:

@@ -42,6 +42,8 @@ from cocreate.events.v1 import votes_events_pb2 as events_pb
 from cocreate.ideas.v1 import idea_status_pb2
 from cocreate.votes.v1 import votes_service_pb2 as pb
 from google.protobuf import message as pb_message
+from opentelemetry import trace
+from opentelemetry.trace import Link
 
 from services.kit import idempotency, ratelimit, tracing
 from services.kit.errors import (
@@ -53,6 +55,8 @@ from services.kit.errors import (
 )
 from services.kit.outbox import Outbox, PendingEvent
 from services.votes import changes, domain, mappers, store
+
+_tracer = trace.get_tracer(__name__)
 
 CAST_ACTION = "cast_vote"
 CONFLICT_ATTEMPTS = 3
@@ -69,7 +73,8 @@ class _Change:
     idea_id: str
     member_id: str
     request_id: str
-    traceparent: str
+    # The span of the call that asked for the change.
+    caller_span: trace.SpanContext
     answer: asyncio.Future[pb_message.Message] = field(repr=False)
 
     def exclusive_keys(self) -> tuple[Hashable, ...]:
@@ -129,7 +134,7 @@ class VoteWriter:
             idea_id,
             member_id,
             request_id,
-            tracing.current(),
+            trace.get_current_span().get_span_context(),
             asyncio.get_running_loop().create_future(),
         )
         self._pending.append(change)
@@ -198,7 +203,25 @@ class VoteWriter:
         """Write the batch in one transaction. A deadlock or serialization
         failure (a concurrent writer that took its locks in another order) is
         the database's to resolve, not the callers': the batch is written again
-        a few times before its calls are answered ABORTED."""
+        a few times before its calls are answered ABORTED.
+
+        The write is a span in the trace of the batch's first call, linked to
+        every call it serves: a vote alone in its batch is followed in one
+        trace from the call to its event's handling, and under load each call's
+        trace links to the write that served it. The batch's event carries
+        this span's context."""
+        first = trace.set_span_in_context(trace.NonRecordingSpan(batch[0].caller_span))
+        with _tracer.start_as_current_span(
+            "votes write",
+            context=first,
+            links=[Link(change.caller_span) for change in batch[1:]],
+            attributes={"cocreate.batch.size": len(batch)},
+        ):
+            return await self._commit_attempts(batch)
+
+    async def _commit_attempts(
+        self, batch: list[_Change]
+    ) -> list[pb_message.Message | DomainError]:
         for attempt in range(1, CONFLICT_ATTEMPTS + 1):
             try:
                 async with self._pool.acquire() as conn, conn.transaction():
@@ -264,7 +287,6 @@ class VoteWriter:
 
         history: list[store.HistoryEntry] = []
         written = events_pb.VotesChanged()
-        traceparent = ""
         remembered: list[tuple[str, str, str, pb_message.Message]] = []
         for i in [*casts, *retracts]:
             change = batch[i]
@@ -275,7 +297,6 @@ class VoteWriter:
                     written.casts.append(changes.cast_event(vote, domain.CAUSE_MEMBER))
                 else:
                     written.retracts.append(changes.retract_event(vote, domain.CAUSE_MEMBER))
-                traceparent = traceparent or change.traceparent
             answer: pb_message.Message = (
                 pb.CastVoteResponse(vote=mappers.vote(vote))
                 if change.kind is Kind.CAST
@@ -289,7 +310,7 @@ class VoteWriter:
         if history:
             await self._outbox.emit_many(
                 conn,
-                [PendingEvent(written, aggregate_id="votes", traceparent=traceparent)],
+                [PendingEvent(written, aggregate_id="votes", traceparent=tracing.current())],
             )
         done = [answer for answer in answers if answer is not None]
         assert len(done) == len(batch), "every change of a batch is answered"

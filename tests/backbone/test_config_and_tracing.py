@@ -12,6 +12,7 @@ from cocreate.events.v1 import envelope_pb2
 from cocreate.ideas.v1 import ideas_service_pb2 as ideas
 from cocreate.ideas.v1 import ideas_service_pb2_grpc as ideas_grpc
 from google.protobuf import wrappers_pb2
+from opentelemetry import trace
 
 from services.kit import config, events, tracing
 from services.kit.inbox import InboxConsumer
@@ -84,15 +85,12 @@ async def test_events_a_handler_emits_continue_the_trace_of_the_event_it_handles
     )
     service = await platform.start("notes", definition=definition)
     pool = service.runtime.pool
-    token = tracing.set_current(TRACEPARENT)
-    try:
+    with trace.use_span(trace.NonRecordingSpan(tracing.span_context_of(TRACEPARENT))):
         async with pool.acquire() as conn, conn.transaction():
             await Outbox("notes").emit(
                 conn, wrappers_pb2.StringValue(value="first"), aggregate_id="n",
                 subject="cocreate.test.trace.first",
             )  # fmt: skip
-    finally:
-        tracing.reset(token)
 
     async def second_event() -> bytes | None:
         found: bytes | None = await pool.fetchval(
