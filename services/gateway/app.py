@@ -3,8 +3,7 @@
 GET /healthz (the gateway is up), GET /readyz (every upstream answers health),
 GET /metrics (Prometheus, see services/gateway/metrics.py), GET /methods (every
 callable method), GET / (the community web app, see services/gateway/web.py),
-GET /console (a small console for trying calls), GET /notifications (a
-member's notifications, live, for a browser).
+GET /console (a small console for trying calls; see pages.py).
 
 Routing: a method's proto package names its service (`cocreate.votes.v1` →
 votes). The `cocreate.ops.v1` methods (dead letters) are served by every
@@ -16,11 +15,8 @@ services decide what the caller may do.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import json
 import math
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,18 +24,18 @@ from typing import Any
 import grpc
 from aiohttp import web
 from google.protobuf import message
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
-from services.gateway import jsonrpc
+from services.gateway import jsonrpc, pages
+from services.gateway.cors import Cors
 from services.gateway.jsonrpc import Call, RpcError
 from services.gateway.limits import Busy, Limits
 from services.gateway.methods import Method, Registry
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.settings import UPSTREAMS, Settings
 from services.gateway.traces import trace_requests
+from services.gateway.upstreams import Upstreams
 from services.gateway.web import WebApp
-from services.kit import channels, log, tracing
+from services.kit import log, tracing
 
 SERVICE_HEADER = "X-Cocreate-Service"
 NDJSON = "application/x-ndjson"
@@ -47,8 +43,6 @@ NDJSON = "application/x-ndjson"
 DISCONNECT_CHECK_SECONDS = 1.0
 # How long a refused request's unread body is still drained before closing.
 LINGER_SECONDS = 0.5
-# Deeper JSON than this is refused before anything walks it recursively.
-MAX_NESTING = 64
 
 _log = log.get("gateway")
 
@@ -64,69 +58,6 @@ class Context:
     service_hint: str | None
     # Who the limits count against: the remote address.
     client: str = ""
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"the number {text[:40]} is beyond the range of a double")
-    return value
-
-
-def _too_deep() -> RpcError:
-    return RpcError(
-        jsonrpc.INVALID_REQUEST,
-        f"the request nests arrays and objects deeper than {MAX_NESTING} levels",
-        {"limit": MAX_NESTING},
-    )
-
-
-def _has_surrogate(text: str) -> bool:
-    return any("\ud800" <= ch <= "\udfff" for ch in text)
-
-
-def _check_document(document: Any) -> None:
-    """Refuses nesting beyond MAX_NESTING and strings holding a lone surrogate
-    (a `\\ud800` escape: valid JSON syntax, but not Unicode, so it could
-    neither go upstream nor be echoed back). Iterative: depth cannot hurt it."""
-    pending: list[tuple[Any, int]] = [(document, 1)]
-    while pending:
-        value, depth = pending.pop()
-        if isinstance(value, str):
-            if _has_surrogate(value):
-                raise RpcError(
-                    jsonrpc.PARSE_ERROR,
-                    "Parse error",
-                    {"reason": "a string holds a lone surrogate escape, which is not Unicode"},
-                )
-            continue
-        if not isinstance(value, dict | list):
-            continue
-        if depth > MAX_NESTING:
-            raise _too_deep()
-        items = list(value.items()) if isinstance(value, dict) else [(None, v) for v in value]
-        for key, item in items:
-            if key is not None:
-                pending.append((key, depth))
-            pending.append((item, depth + 1))
-
-
-def _parse_body(body: bytes) -> Any:
-    """The JSON document, or RpcError(-32700, or -32600 when nested too deep)."""
-    try:
-        document = json.loads(
-            body.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite
-        )
-    except RecursionError:
-        raise _too_deep() from None
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise RpcError(jsonrpc.PARSE_ERROR, "Parse error", {"reason": str(exc)}) from None
-    _check_document(document)
-    return document
 
 
 def _busy(busy: Busy, *, http_status: int = 200) -> RpcError:
@@ -151,7 +82,7 @@ class Gateway:
     def __init__(self, settings: Settings, registry: Registry) -> None:
         self.settings = settings
         self.registry = registry
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self.upstreams = Upstreams(settings.targets)
         self.limits = Limits(
             rate_per_second=settings.rate_limit_per_second,
             burst=settings.rate_limit_burst,
@@ -161,20 +92,8 @@ class Gateway:
             streams_total=settings.max_streams,
         )
 
-    def _channel(self, target: str) -> grpc.aio.Channel:
-        channel = self._channels.get(target)
-        if channel is None:
-            # Spread over every replica the target names (kit/channels.py);
-            # OpenTelemetry's client interceptors make each call a client span
-            # that sends its `traceparent` upstream.
-            channel = channels.aio_channel(target, interceptors=aio_client_interceptors())
-            self._channels[target] = channel
-        return channel
-
     async def close(self) -> None:
-        channels, self._channels = list(self._channels.values()), {}
-        for channel in channels:
-            await channel.close()
+        await self.upstreams.close()
 
     # --- one call ------------------------------------------------------------
 
@@ -244,7 +163,7 @@ class Gateway:
         (a live stream may send them long before its first message)."""
         try:
             with self.limits.stream(context.client):
-                call = self._channel(target).unary_stream(
+                call = self.upstreams.channel(target).unary_stream(
                     method.path,
                     request_serializer=_serialize,
                     response_deserializer=method.response_class.FromString,
@@ -269,7 +188,7 @@ class Gateway:
     ) -> Any:
         try:
             async with self.limits.call(context.client, self.settings.deadline_seconds):
-                response = await self._channel(target).unary_unary(
+                response = await self.upstreams.channel(target).unary_unary(
                     method.path,
                     request_serializer=_serialize,
                     response_deserializer=method.response_class.FromString,
@@ -365,7 +284,7 @@ class Gateway:
                 {"timeoutSeconds": timeout},
                 http_status=408,
             ) from None
-        return _parse_body(body)
+        return jsonrpc.parse_document(body)
 
     def _admit(self, context: Context, calls: int) -> None:
         """The client's rate limit: RpcError with HTTP 429 and when to retry."""
@@ -475,328 +394,21 @@ class Gateway:
 
     async def handle_methods(self, request: web.Request) -> web.Response:
         """Every method the gateway can call, for discovery."""
-        return _json_response(
-            [
-                {
-                    "method": m.full_name,
-                    "serverStreaming": m.server_streaming,
-                    "request": m.request_class.DESCRIPTOR.full_name,
-                    "response": m.response_class.DESCRIPTOR.full_name,
-                }
-                for m in self.registry.methods
-                if not m.client_streaming
-            ]
-        )
-
-    async def handle_console(self, request: web.Request) -> web.Response:
-        return _page(_PAGE)
-
-    async def handle_notifications_page(self, request: web.Request) -> web.Response:
-        return _page(_NOTIFICATIONS_PAGE)
+        return _json_response(self.registry.describe())
 
     async def handle_healthz(self, request: web.Request) -> web.Response:
         return _json_response({"status": "ok", "upstreams": dict(self.settings.targets)})
 
     async def handle_readyz(self, request: web.Request) -> web.Response:
-        async def probe(target: str) -> str:
-            stub = health_pb2_grpc.HealthStub(self._channel(target))
-            try:
-                answer = await stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
-            except grpc.aio.AioRpcError as err:
-                return str(err.code().name)
-            return str(health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status))
-
-        names = list(self.settings.targets)
-        states = await asyncio.gather(*(probe(self.settings.targets[n]) for n in names))
-        upstreams = dict(zip(names, states, strict=True))
-        ready = all(s == "SERVING" for s in states)
+        upstreams = await self.upstreams.health()
+        ready = all(state == "SERVING" for state in upstreams.values())
         return _json_response(
             {"status": "ready" if ready else "not ready", "upstreams": upstreams},
             200 if ready else 503,
         )
 
-    async def handle_preflight(self, request: web.Request) -> web.Response:
-        return web.Response(status=204)
-
-    async def add_cors_headers(self, request: web.Request, response: web.StreamResponse) -> None:
-        origin = request.headers.get("Origin")
-        allowed = self.settings.cors_origins
-        if not origin or not ("*" in allowed or origin in allowed):
-            return
-        response.headers["Access-Control-Allow-Origin"] = "*" if "*" in allowed else origin
-        if "*" not in allowed:
-            response.headers["Vary"] = "Origin"
-        if request.method == "OPTIONS":
-            response.headers["Access-Control-Allow-Methods"] = "POST, GET, OPTIONS"
-            response.headers["Access-Control-Allow-Headers"] = (
-                f"Authorization, Content-Type, {SERVICE_HEADER}"
-            )
-            response.headers["Access-Control-Max-Age"] = "600"
-
 
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
-
-
-# A small console for trying calls from a browser.
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>cocreate gateway</title>
-<style>body{font:14px system-ui;margin:2em;max-width:60em}textarea,input,select{width:100%;
-font:13px monospace;margin:.3em 0 1em}pre{background:#f4f4f4;padding:1em;overflow:auto}</style>
-</head><body>
-<h1>cocreate JSON-RPC 2.0 gateway</h1>
-<p>POST <code>/rpc</code> (single or batch), POST <code>/rpc/stream</code> (NDJSON),
-GET <code>/methods</code>, <code>/healthz</code>, <code>/readyz</code>.
-A member's notifications, live: <a href="notifications">/notifications</a>.
-The community web app: <a href="/">/</a>.</p>
-<label>method <select id="method"></select></label>
-<label>params (protobuf JSON mapping) <textarea id="params" rows="6">{}</textarea></label>
-<label>bearer token <input id="token" placeholder="cocreate token --member m1 --role pm"></label>
-<label>X-Cocreate-Service (for cocreate.ops.v1) <input id="service" placeholder="votes"></label>
-<button id="send">call</button>
-<pre id="answer"></pre>
-<script>
-const $ = (id) => document.getElementById(id);
-fetch("methods").then((r) => r.json()).then((methods) => {
-  for (const m of methods) {
-    const option = document.createElement("option");
-    option.textContent = m.method;
-    $("method").appendChild(option);
-  }
-});
-$("send").onclick = async () => {
-  const headers = {"Content-Type": "application/json"};
-  if ($("token").value) headers.Authorization = "Bearer " + $("token").value;
-  if ($("service").value) headers["X-Cocreate-Service"] = $("service").value;
-  let params;
-  try { params = JSON.parse($("params").value || "{}"); }
-  catch (e) { $("answer").textContent = "params: " + e; return; }
-  const body = JSON.stringify({jsonrpc: "2.0", method: $("method").value, params, id: 1});
-  const answer = await fetch("rpc", {method: "POST", headers, body});
-  const text = await answer.text();
-  try { $("answer").textContent = JSON.stringify(JSON.parse(text), null, 2); }
-  catch (e) { $("answer").textContent = text; }
-};
-</script>
-</body></html>
-"""
-
-
-# A member's notifications for a browser: the stored ones (unread first), then
-# the new ones live from WatchNotifications on /rpc/stream. When the stream ends
-# (the gateway's stream deadline, a restart, an error line) the page resumes
-# after the newest id it has, so nothing is missed and nothing shown twice.
-# Text from notifications only ever goes in through textContent.
-_NOTIFICATIONS_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>cocreate notifications</title>
-<style>body{font:14px system-ui;margin:2em;max-width:60em}input{width:100%;
-font:13px monospace;margin:.3em 0 1em}ul{list-style:none;padding:0}
-li{padding:.5em;border-bottom:1px solid #ddd}li.unread{background:#eef5ff;font-weight:600}
-li.unread::before{content:"\\25CF  ";color:#1a66d6}.meta{color:#666;font-size:12px;
-font-weight:normal;margin-left:.5em}#status{color:#666}</style>
-</head><body>
-<h1>Your notifications</h1>
-<p><a href="/">the web app</a> · <a href="console">console</a></p>
-<label>member token
-<input id="token" placeholder="cocreate token --member m1 --role member"></label>
-<button id="connect">connect</button>
-<button id="markAll" disabled>mark all read</button>
-<span id="unread"></span>
-<p id="status">not connected</p>
-<ul id="list"></ul>
-<script>
-const $ = (id) => document.getElementById(id);
-const LIST = "cocreate.votes.v1.NotificationService.ListNotifications";
-const MARK = "cocreate.votes.v1.NotificationService.MarkNotificationsRead";
-const WATCH = "cocreate.votes.v1.NotificationService.WatchNotifications";
-const STREAM = "rpc/stream";
-const KINDS = {
-  NOTIFICATION_KIND_IDEA_STATUS_CHANGED: "idea status",
-  NOTIFICATION_KIND_IDEA_MERGED: "idea merged",
-  NOTIFICATION_KIND_POINTS_AWARDED: "points",
-  NOTIFICATION_KIND_TIER_CHANGED: "tier",
-};
-// Errors a reconnect cannot fix: the page stops and says so.
-const FINAL = new Set(["UNAUTHENTICATED", "PERMISSION_DENIED", "INVALID_ARGUMENT"]);
-let session = null;
-
-const setStatus = (text) => { $("status").textContent = text; };
-const showUnread = (s) => { $("unread").textContent = s.unread + " unread"; };
-const pause = (ms, signal) => new Promise((resolve) => {
-  const timer = setTimeout(resolve, ms);
-  signal.addEventListener("abort", () => { clearTimeout(timer); resolve(); }, {once: true});
-});
-
-function request(s, method, params) {
-  return {
-    method: "POST",
-    headers: {"Content-Type": "application/json", Authorization: "Bearer " + s.token},
-    body: JSON.stringify({jsonrpc: "2.0", method, params, id: 1}),
-    signal: s.abort.signal,
-  };
-}
-
-async function rpc(s, method, params) {
-  const answer = await fetch("rpc", request(s, method, params));
-  const reply = await answer.json();
-  if (reply.error) throw new Error(reply.error.message);
-  return reply.result;
-}
-
-// Shows one notification once (by id); live ones go on top.
-function add(s, n, live) {
-  if (s.seen.has(n.id)) return;
-  const item = document.createElement("li");
-  if (!n.read) item.className = "unread";
-  const text = document.createElement("span");
-  text.textContent = n.text;
-  const meta = document.createElement("span");
-  meta.className = "meta";
-  const when = n.createTime ? new Date(n.createTime).toLocaleString() : "";
-  meta.textContent = (KINDS[n.kind] || n.kind) + " \\u00B7 " + when;
-  item.append(text, meta);
-  if (live) $("list").prepend(item); else $("list").append(item);
-  s.seen.set(n.id, item);
-  if (BigInt(n.id) > s.newest) s.newest = BigInt(n.id);
-  if (live && !n.read) { s.unread += 1; showUnread(s); }
-}
-
-async function load(s) {
-  let pageToken = "";
-  for (let pages = 0; pages < 10; pages++) {
-    const page = await rpc(s, LIST, {pageSize: 100, pageToken});
-    if (s !== session) return;
-    s.unread = Number(page.unreadCount);
-    showUnread(s);
-    for (const n of page.notifications) add(s, n, false);
-    pageToken = page.nextPageToken;
-    if (!pageToken) return;
-  }
-}
-
-// Reads NDJSON lines as they arrive; the last error line (if any) is returned.
-async function follow(s, answer) {
-  const reader = answer.body.getReader();
-  const decoder = new TextDecoder();
-  let buffered = "";
-  let failure = null;
-  for (;;) {
-    const {value, done} = await reader.read();
-    buffered += decoder.decode(value || new Uint8Array(), {stream: !done});
-    let end;
-    while ((end = buffered.indexOf("\\n")) >= 0) {
-      const line = buffered.slice(0, end).trim();
-      buffered = buffered.slice(end + 1);
-      if (!line) continue;
-      const reply = JSON.parse(line);
-      if (reply.error) failure = reply.error;
-      else add(s, reply.result.notification, true);
-    }
-    if (done) return failure;
-  }
-}
-
-async function watch(s) {
-  let backoff = 1000;
-  while (!s.abort.signal.aborted) {
-    let failure = null;
-    try {
-      // With nothing seen yet the watch starts from the newest stored one, so
-      // what landed since our list is read again once the stream is open.
-      const fromNewestStored = s.newest === 0n;
-      const answer = await fetch(STREAM, request(s, WATCH, {afterId: s.newest.toString()}));
-      if (!answer.ok || !answer.body) throw new Error("HTTP " + answer.status);
-      setStatus("live");
-      if (fromNewestStored) await load(s);
-      failure = await follow(s, answer);
-    } catch (e) {
-      if (s.abort.signal.aborted) return;
-      failure = {message: String(e)};
-    }
-    const grpcStatus = failure && failure.data ? failure.data.grpcStatus : "";
-    if (FINAL.has(grpcStatus)) { setStatus("stopped: " + failure.message); return; }
-    // The gateway's stream deadline is the stream's normal end, not a failure.
-    if (grpcStatus === "DEADLINE_EXCEEDED") failure = null;
-    if (!failure) backoff = 1000;
-    setStatus("reconnecting" + (failure ? " (" + failure.message + ")" : "") + " ...");
-    await pause(backoff + Math.random() * 500, s.abort.signal);
-    if (failure) backoff = Math.min(backoff * 2, 30000);
-  }
-}
-
-$("connect").onclick = async () => {
-  if (session) session.abort.abort();
-  const s = {token: $("token").value.trim(), abort: new AbortController(),
-             seen: new Map(), newest: 0n, unread: 0};
-  session = s;
-  $("list").replaceChildren();
-  $("unread").textContent = "";
-  $("markAll").disabled = true;
-  setStatus("loading ...");
-  try { await load(s); }
-  catch (e) { if (s === session) setStatus("could not list: " + e.message); return; }
-  if (s !== session) return;
-  $("markAll").disabled = false;
-  watch(s);
-};
-
-$("markAll").onclick = async () => {
-  const s = session;
-  if (!s) return;
-  try {
-    const marked = await rpc(s, MARK, {all: true});
-    for (const item of s.seen.values()) item.className = "";
-    s.unread = Number(marked.unreadCount);
-    showUnread(s);
-  } catch (e) { setStatus("could not mark read: " + e.message); }
-};
-</script>
-</body></html>
-"""
-
-
-_INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.DOTALL)
-
-
-def content_security_policy(html: str) -> str:
-    """A policy that lets the page run exactly its own inline script and style
-    (by their SHA-256) and talk only to this gateway: an injected script or
-    style does not run, and no other site may frame the page."""
-    hashes: dict[str, list[str]] = {"script": [], "style": []}
-    for kind, body in _INLINE.findall(html):
-        digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
-        hashes[kind].append(f"'sha256-{digest}'")
-    return "; ".join(
-        [
-            "default-src 'none'",
-            "script-src " + (" ".join(hashes["script"]) or "'none'"),
-            "style-src " + (" ".join(hashes["style"]) or "'none'"),
-            "connect-src 'self'",
-            "base-uri 'none'",
-            "form-action 'none'",
-            "frame-ancestors 'none'",
-        ]
-    )
-
-
-_PAGE_POLICIES: dict[str, str] = {}
-
-
-def _page(html: str) -> web.Response:
-    policy = _PAGE_POLICIES.get(html)
-    if policy is None:
-        policy = _PAGE_POLICIES[html] = content_security_policy(html)
-    return web.Response(
-        text=html,
-        content_type="text/html",
-        headers={
-            "Content-Security-Policy": policy,
-            "X-Frame-Options": "DENY",
-            # The page's URL (and anything in it) goes nowhere else.
-            "Referrer-Policy": "no-referrer",
-            "X-Content-Type-Options": "nosniff",
-            "Cache-Control": "no-store",
-        },
-    )
 
 
 async def _until_disconnected(request: web.Request) -> None:
@@ -847,16 +459,14 @@ def build_app(settings: Settings, registry: Registry | None = None) -> web.Appli
     app[GATEWAY_KEY] = gateway
     app.router.add_post("/rpc", gateway.handle_rpc)
     app.router.add_post("/rpc/stream", gateway.handle_stream)
-    app.router.add_route("OPTIONS", "/rpc", gateway.handle_preflight)
-    app.router.add_route("OPTIONS", "/rpc/stream", gateway.handle_preflight)
+    cors = Cors(settings.cors_origins, ["Authorization", "Content-Type", SERVICE_HEADER])
+    cors.add_routes(app, ["/rpc", "/rpc/stream"])
     WebApp(settings.dev_tokens, settings.sign_in_url).add_routes(app)
-    app.router.add_get("/console", gateway.handle_console)
-    app.router.add_get("/notifications", gateway.handle_notifications_page)
+    pages.add_routes(app)
     app.router.add_get("/methods", gateway.handle_methods)
     app.router.add_get("/healthz", gateway.handle_healthz)
     app.router.add_get("/readyz", gateway.handle_readyz)
     app.router.add_get("/metrics", metrics.handle_metrics)
-    app.on_response_prepare.append(gateway.add_cors_headers)
 
     async def close_channels(_app: web.Application) -> None:
         await gateway.close()

@@ -12,6 +12,8 @@ Error codes:
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +61,73 @@ class Call:
     is_notification: bool
     method: str
     params: Any  # a dict, a list or None
+
+
+# Deeper JSON than this is refused before anything walks it recursively.
+MAX_NESTING = 64
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is beyond the range of a double")
+    return value
+
+
+def _too_deep() -> RpcError:
+    return RpcError(
+        INVALID_REQUEST,
+        f"the request nests arrays and objects deeper than {MAX_NESTING} levels",
+        {"limit": MAX_NESTING},
+    )
+
+
+def _has_surrogate(text: str) -> bool:
+    return any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
+def _check_document(document: Any) -> None:
+    """Refuses nesting beyond MAX_NESTING and strings holding a lone surrogate
+    (a `\\ud800` escape: valid JSON syntax, but not Unicode, so it could
+    neither go upstream nor be echoed back). Iterative: depth cannot hurt it."""
+    pending: list[tuple[Any, int]] = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, str):
+            if _has_surrogate(value):
+                raise RpcError(
+                    PARSE_ERROR,
+                    "Parse error",
+                    {"reason": "a string holds a lone surrogate escape, which is not Unicode"},
+                )
+            continue
+        if not isinstance(value, dict | list):
+            continue
+        if depth > MAX_NESTING:
+            raise _too_deep()
+        items = list(value.items()) if isinstance(value, dict) else [(None, v) for v in value]
+        for key, item in items:
+            if key is not None:
+                pending.append((key, depth))
+            pending.append((item, depth + 1))
+
+
+def parse_document(body: bytes) -> Any:
+    """The JSON document, or RpcError(-32700, or -32600 when nested too deep)."""
+    try:
+        document = json.loads(
+            body.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite
+        )
+    except RecursionError:
+        raise _too_deep() from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RpcError(PARSE_ERROR, "Parse error", {"reason": str(exc)}) from None
+    _check_document(document)
+    return document
 
 
 def _valid_id(value: Any) -> bool:

@@ -75,6 +75,19 @@ class Registry:
             self._by_name[f"{service}/{short}"] = method
             self._by_name[method.path] = method
 
+    def describe(self) -> list[dict[str, object]]:
+        """Every method a JSON-RPC caller can call (GET /methods)."""
+        return [
+            {
+                "method": m.full_name,
+                "serverStreaming": m.server_streaming,
+                "request": m.request_class.DESCRIPTOR.full_name,
+                "response": m.response_class.DESCRIPTOR.full_name,
+            }
+            for m in self.methods
+            if not m.client_streaming
+        ]
+
     def find(self, name: str) -> Method | None:
         return self._by_name.get(name)
 

@@ -35,6 +35,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert "cocreate/ideas/v1/ideas_service_pb2_grpc.py" in names
     assert "services/votes/migrations/0001_init.sql" in names
     assert "services/gateway/web/index.html" in names
+    assert "services/gateway/html/console.html" in names
     target = work / "site"
     subprocess.run(
         [*pip, "install", "--no-deps", "--no-index", "--target", str(target), str(wheel)],

@@ -1,6 +1,7 @@
-"""The member's notifications page at GET /notifications, and the mechanism it
-relies on: WatchNotifications through POST /rpc/stream stays open and writes a
-line as soon as a notification arrives, against the real votes service."""
+"""A member's notifications in a browser: GET /notifications leads to the web
+app's view, and the mechanism that view relies on — WatchNotifications through
+POST /rpc/stream stays open and writes a line as soon as a notification
+arrives, against the real votes service."""
 
 from __future__ import annotations
 
@@ -35,21 +36,17 @@ def points(amount: int) -> rewards_events_pb2.PointsAwarded:
     )
 
 
-async def test_notifications_page_is_html_naming_the_methods_it_calls(
+async def test_the_old_notifications_page_leads_to_the_web_apps_view(
     start_gateway: StartGateway,
 ) -> None:
+    """One notifications page: the web app's (stored, then live), not a second
+    one inside the gateway; the old address still gets there."""
     gateway = await start_gateway()
-    page = await gateway.request("GET", "/notifications")
-    assert page.status == 200
-    assert page.headers["Content-Type"].startswith("text/html")
-    html = page.body.decode()
-    for name in (LIST, MARK, WATCH, "rpc/stream"):
-        assert name in html
-    # Notification text goes in as text, never as markup.
-    assert "textContent" in html
-    assert "innerHTML" not in html
+    async with gateway.session.get(gateway.url + "/notifications", allow_redirects=False) as moved:
+        assert moved.status == 302
+        assert moved.headers["Location"] == "/#/notifications"
     console = await gateway.request("GET", "/console")
-    assert 'href="notifications"' in console.body.decode()
+    assert 'href="/#/notifications"' in console.body.decode()
 
 
 async def test_watch_through_the_stream_endpoint_delivers_a_notification_live(
