@@ -167,28 +167,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self, method: str, behaviour: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
     ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            started = time.perf_counter()
-            code = grpc.StatusCode.OK
-            caller: auth.Caller | None = None
-            metadata = dict(context.invocation_metadata() or ())
-            span, attached = self._start_span(method, metadata)
-            try:
-                caller = self._authenticate(metadata, method)
-                _refuse_undecodable(request)
-                token = auth.set_caller(caller)
-                try:
-                    return await behaviour(request, context)
-                finally:
-                    auth.reset_caller(token)
-            except Exception as exc:
-                code, status = self._status_for(exc, method, context)
-                if status is None:
-                    raise
-                await context.abort_with_status(rpc_status.to_status(status))
-            finally:
-                self._log_call(method, code, started, caller)
-                _end_span(span, code)
-                attached.detach()
+            async with self._serving(method, request, context):
+                return await behaviour(request, context)
 
         return wrapped
 
@@ -198,36 +178,49 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         behaviour: Callable[[Any, grpc.aio.ServicerContext], AsyncGenerator[Any, None]],
     ) -> Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            started = time.perf_counter()
-            code = grpc.StatusCode.OK
-            caller: auth.Caller | None = None
-            metadata = dict(context.invocation_metadata() or ())
-            span, attached = self._start_span(method, metadata)
-            try:
-                caller = self._authenticate(metadata, method)
-                _refuse_undecodable(request)
-                token = auth.set_caller(caller)
-                try:
-                    async with contextlib.aclosing(behaviour(request, context)) as items:
-                        async for item in items:
-                            yield item
-                finally:
-                    _reset_quietly(auth.reset_caller, token)
-            except (GeneratorExit, asyncio.CancelledError):
-                # The client went away (cancelled, deadline, disconnect): normal.
-                code = grpc.StatusCode.CANCELLED
-                raise
-            except Exception as exc:
-                code, status = self._status_for(exc, method, context)
-                if status is None:
-                    raise
-                await context.abort_with_status(rpc_status.to_status(status))
-            finally:
-                self._log_call(method, code, started, caller)
-                _end_span(span, code)
-                attached.detach()
+            async with (
+                self._serving(method, request, context),
+                contextlib.aclosing(behaviour(request, context)) as items,
+            ):
+                async for item in items:
+                    yield item
 
         return wrapped
+
+    @contextlib.asynccontextmanager
+    async def _serving(
+        self, method: str, request: Any, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[None]:
+        """What every call gets around its handler, unary or streaming: its
+        server span, the caller's token checked and made the current caller,
+        an undecodable request refused, an error answered as its status with
+        details, and one log line and one metric."""
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        caller: auth.Caller | None = None
+        metadata = dict(context.invocation_metadata() or ())
+        span, attached = self._start_span(method, metadata)
+        try:
+            caller = self._authenticate(metadata, method)
+            _refuse_undecodable(request)
+            token = auth.set_caller(caller)
+            try:
+                yield
+            finally:
+                _reset_quietly(auth.reset_caller, token)
+        except (GeneratorExit, asyncio.CancelledError):
+            # The client went away (cancelled, deadline, disconnect): normal.
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception as exc:
+            code, status = self._status_for(exc, method, context)
+            if status is None:
+                raise
+            await context.abort_with_status(rpc_status.to_status(status))
+        finally:
+            self._log_call(method, code, started, caller)
+            _end_span(span, code)
+            attached.detach()
 
     def _start_span(
         self, method: str, metadata: dict[str, Any]
