@@ -75,3 +75,16 @@ async def platform(
         yield running
     finally:
         await running.stop_all()
+
+
+@pytest.fixture
+async def own_platform(
+    own_servers: tuple[LocalPostgres, LocalNats],
+) -> AsyncIterator[Platform]:
+    """A platform on a Postgres and a nats-server of the test's own (its
+    module's `own_servers` fixture), for tests that kill or stop them."""
+    platform = Platform(*own_servers)
+    try:
+        yield platform
+    finally:
+        await platform.stop_all()

@@ -8,7 +8,7 @@ data folder, as an operator's supervisor would.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -18,7 +18,8 @@ from cocreate.ideas.v1 import ideas_service_pb2_grpc as ideas_grpc
 from cocreate.votes.v1 import votes_service_pb2 as votes
 from cocreate.votes.v1 import votes_service_pb2_grpc as votes_grpc
 
-from deploy.localstack import LocalNats, LocalPostgres, free_port
+from deploy.localstack import LocalNats, LocalPostgres
+from tests.conftest import start_on_a_free_port
 from tests.support import Platform, cast_when_known, eventually, metadata, stub
 
 PM = metadata("pm-1", "pm")
@@ -27,22 +28,13 @@ RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND}
 
 @pytest.fixture
 def own_servers(tmp_path: Path) -> Iterator[tuple[LocalPostgres, LocalNats]]:
-    postgres = LocalPostgres(tmp_path / "pg", free_port()).start()
-    nats_server = LocalNats(tmp_path / "js", free_port(), sync_always=True).start()
+    postgres = start_on_a_free_port(lambda port: LocalPostgres(tmp_path / "pg", port))
+    nats_server = start_on_a_free_port(
+        lambda port: LocalNats(tmp_path / "js", port, sync_always=True)
+    )
     yield postgres, nats_server
     nats_server.stop()
     postgres.stop()
-
-
-@pytest.fixture
-async def own_platform(
-    own_servers: tuple[LocalPostgres, LocalNats],
-) -> AsyncIterator[Platform]:
-    platform = Platform(*own_servers)
-    try:
-        yield platform
-    finally:
-        await platform.stop_all()
 
 
 def restarted(server: LocalNats | LocalPostgres) -> None:

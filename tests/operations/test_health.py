@@ -12,7 +12,7 @@ port and data folder, as an operator's supervisor would.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -49,17 +49,6 @@ def own_servers(tmp_path: Path) -> Iterator[tuple[LocalPostgres, LocalNats]]:
     yield postgres, nats_server
     nats_server.stop()
     postgres.stop()
-
-
-@pytest.fixture
-async def own_platform(
-    own_servers: tuple[LocalPostgres, LocalNats],
-) -> AsyncIterator[Platform]:
-    platform = Platform(*own_servers)
-    try:
-        yield platform
-    finally:
-        await platform.stop_all()
 
 
 @pytest.mark.timeout(240)
