@@ -75,7 +75,7 @@ def wrap(
         source=source,
         aggregate_id=aggregate_id,
         aggregate_version=aggregate_version,
-        occurred_at=now_timestamp(),
+        event_time=now_timestamp(),
         traceparent=traceparent,
     )
     envelope.payload.Pack(message)
@@ -104,7 +104,7 @@ class Event(Generic[M]):
 
     @property
     def occurred_at(self) -> datetime:
-        return self.envelope.occurred_at.ToDatetime(tzinfo=UTC)
+        return self.envelope.event_time.ToDatetime(tzinfo=UTC)
 
     def carrying(self, item: N) -> Event[N]:
         """One item of a batch event (VotesChanged's casts, PointsAwardedTogether's

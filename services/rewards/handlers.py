@@ -88,7 +88,7 @@ class RewardHandlers:
         await store.ensure_account(conn, m.author_id)
         if idea["hidden_as_spam"]:
             return  # hidden before we heard of it: nothing to pay
-        occurred = _when(m, "submitted_at", event)
+        occurred = _when(m, "submit_time", event)
         await self._pay(
             conn,
             event,
@@ -108,7 +108,7 @@ class RewardHandlers:
         author = m.author_id or idea["author_id"]
         if not author or idea["hidden_as_spam"]:
             return
-        occurred = _when(m, "changed_at", event)
+        occurred = _when(m, "change_time", event)
         if m.new_status in domain.ACCEPTED_STATUSES:
             await self._pay(
                 conn,
@@ -126,7 +126,7 @@ class RewardHandlers:
         self, conn: asyncpg.Connection, event: Event[ideas_events_pb2.ReleasePublished]
     ) -> None:
         m = event.message
-        occurred = _when(m, "published_at", event)
+        occurred = _when(m, "publish_time", event)
         for idea_id in sorted(m.shipped_idea_ids):  # the ideas' locks in one order
             idea = await replica_store.note_idea(conn, idea_id, "")
             if idea["hidden_as_spam"]:
@@ -236,7 +236,9 @@ class RewardHandlers:
         supports what (the newest vote version wins), pay each member's own vote
         once per idea within the rule's daily cap, and pay a supporter whose
         vote was cast before the idea shipped but heard of after."""
-        casts = [(event, event.message, _when(event.message, "cast_at", event)) for event in batch]
+        casts = [
+            (event, event.message, _when(event.message, "cast_time", event)) for event in batch
+        ]
         await replica_store.lock_ideas(conn, [m.idea_id for _, m, _ in casts], exclusive=False)
         await store.ensure_accounts(conn, [m.member_id for _, m, _ in casts])
         newest = await replica_store.set_supports(
@@ -314,7 +316,7 @@ class RewardHandlers:
         self, conn: asyncpg.Connection, event: Event[votes_events_pb2.VoteRetracted]
     ) -> None:
         m = event.message
-        retracted_at = _when(m, "retracted_at", event)
+        retracted_at = _when(m, "retract_time", event)
         await replica_store.lock_ideas(conn, [m.idea_id], exclusive=False)
         newest = await replica_store.set_support(
             conn,

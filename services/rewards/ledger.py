@@ -74,7 +74,7 @@ def _points_awarded(fields: domain.EntryFields, lifetime: int) -> rewards_events
         lifetime_points=lifetime,
         rule_id=fields.rule_id,
     )
-    event.awarded_at.FromDatetime(fields.created_at)
+    event.award_time.FromDatetime(fields.created_at)
     return event
 
 
@@ -170,7 +170,7 @@ async def refresh_tier(
             version=version,
             reason=reason,
         )
-        event.changed_at.FromDatetime(changed_at)
+        event.change_time.FromDatetime(changed_at)
         await outbox.emit(conn, event, aggregate_id=account["member_id"], aggregate_version=version)
     return updated
 

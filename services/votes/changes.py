@@ -35,7 +35,7 @@ def cast_event(vote: store.Record, cause: int) -> events_pb.VoteCast:
         reason=_REASONS[cause],
         vote_version=vote["version"],
     )
-    event.cast_at.FromDatetime(vote["cast_at"])
+    event.cast_time.FromDatetime(vote["cast_at"])
     return event
 
 
@@ -50,7 +50,7 @@ def retract_event(retracted: store.Record, cause: int) -> events_pb.VoteRetracte
         tier=retracted["tier"],
         vote_version=retracted["version"],
     )
-    event.retracted_at.FromDatetime(retracted["retracted_at"])
+    event.retract_time.FromDatetime(retracted["retracted_at"])
     return event
 
 

@@ -155,7 +155,7 @@ def _changed(stored: store.Record) -> events_pb.TallyChanged:
         weighted_score=stored["weighted_score"],
         voter_count=stored["voter_count"],
         trending_score=stored["trending_score"],
-        changed_at=now_timestamp(),
+        change_time=now_timestamp(),
     )
     tally.voters_by_tier.update(store.tier_counts(stored["voters_by_tier"]))
     return tally

@@ -63,7 +63,7 @@ async def cast(
         idea_id=idea_id, member_id=member_id, weight=1, reason=reason, vote_version=version
     )
     if at is not None:
-        event.cast_at.FromDatetime(at)
+        event.cast_time.FromDatetime(at)
     return await emit(
         service,
         event,
@@ -86,7 +86,7 @@ async def retract(
         idea_id=idea_id, member_id=member_id, reason=reason, vote_version=version
     )
     if at is not None:
-        event.retracted_at.FromDatetime(at)
+        event.retract_time.FromDatetime(at)
     return await emit(
         service,
         event,

@@ -39,7 +39,7 @@ async def test_the_leaderboard_ranks_points_earned_and_ideas_shipped_per_period(
     long_ago.FromDatetime(datetime.now(UTC) - timedelta(days=40))
     old = await emit(
         rewards,
-        ideas_events_pb2.IdeaSubmitted(idea_id="old", author_id="veteran", submitted_at=long_ago),
+        ideas_events_pb2.IdeaSubmitted(idea_id="old", author_id="veteran", submit_time=long_ago),
         source="ideas",
         aggregate_id="old",
         aggregate_version=1,

@@ -384,7 +384,7 @@ class ReleaseServicer(pb_grpc.ReleaseServiceServicer):
                 version=version,
                 shipped_idea_ids=shipped,
                 rolled_over_idea_ids=plan.roll_over,
-                published_at=timestamp(datetime.now(UTC)),
+                publish_time=timestamp(datetime.now(UTC)),
             ),
             aggregate_id=release_id,
             aggregate_version=1,
