@@ -129,6 +129,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._metrics = metrics
         self._secret = jwt_secret
         self._token_policy = token_policy or auth.TokenPolicy()
+        self._tokens = auth.TokenCache()
         self._domain = f"{service}.cocreate"
 
     async def intercept_service(
@@ -239,7 +240,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def _authenticate(self, metadata: dict[str, Any], method: str) -> auth.Caller:
         return auth.verify_token(
-            metadata.get("authorization"), self._secret, self._token_policy, method=method
+            metadata.get("authorization"),
+            self._secret,
+            self._token_policy,
+            method=method,
+            cache=self._tokens,
         )
 
     def _status_for(

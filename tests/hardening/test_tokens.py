@@ -194,3 +194,52 @@ async def test_a_running_service_enforces_the_policy(platform: Platform) -> None
             await dead_letters.ListDeadLetters(request, metadata=(("authorization", bad),))
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
         assert error_reason(caught.value) == reason
+
+
+# The verified-token cache: a token is verified once per process, not on
+# every call, and the cache never answers for a token that would now fail.
+
+
+def test_a_verified_token_is_kept_and_answers_the_next_call() -> None:
+    cache = auth.TokenCache()
+    bearer = "Bearer " + auth.mint_token("alice", "pm", SECRET)
+    first = auth.verify_token(bearer, SECRET, cache=cache)
+    assert cache.get(bearer.split()[1]) == first
+    assert auth.verify_token(bearer, SECRET, cache=cache) == first
+
+
+def test_a_refused_token_is_never_kept() -> None:
+    cache = auth.TokenCache()
+    forged = "Bearer " + auth.mint_token("alice", "admin", "another-secret-of-more-than-32-bytes!")
+    for _ in range(2):
+        with pytest.raises(Unauthenticated):
+            auth.verify_token(forged, SECRET, cache=cache)
+    assert cache.get(forged.split()[1]) is None
+
+
+def test_a_kept_token_expires_when_its_exp_says() -> None:
+    cache = auth.TokenCache()
+    bearer = "Bearer " + auth.mint_token("alice", "member", SECRET, ttl_seconds=1)
+    auth.verify_token(bearer, SECRET, cache=cache)
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            auth.verify_token(bearer, SECRET, cache=cache)
+        except Unauthenticated as refused:
+            assert refused.reason == "TOKEN_EXPIRED"
+            break
+        assert time.monotonic() < deadline, "an expired token was still accepted"
+        time.sleep(0.05)
+    assert cache.get(bearer.split()[1]) is None
+
+
+def test_the_cache_is_bounded_least_recently_used_first() -> None:
+    cache = auth.TokenCache(size=2)
+    callers = {name: auth.Caller(member_id=name, role=auth.Role.MEMBER) for name in "abc"}
+    far = time.time() + 3600
+    cache.put("a", callers["a"], far)
+    cache.put("b", callers["b"], far)
+    assert cache.get("a") == callers["a"]  # now b is the least recently used
+    cache.put("c", callers["c"], far)
+    assert cache.get("b") is None
+    assert cache.get("a") == callers["a"] and cache.get("c") == callers["c"]
