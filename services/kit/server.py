@@ -70,9 +70,6 @@ class Runtime:
     js: JetStreamContext
     # This instance's Prometheus metrics (its own registry; see kit/metrics.py).
     metrics: ServiceMetrics
-    # Objects a service's own parts share within one running instance (for
-    # example a servicer and the background loop that feeds it).
-    shared: dict[str, object] = field(default_factory=dict)
     # Set when the service starts to shut down: long-lived streams end on it
     # instead of holding the shutdown for its whole grace period.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -83,8 +80,9 @@ class ServiceDefinition:
     name: str
     # Full names of the gRPC services, for health and reflection.
     service_names: Sequence[str]
-    # Adds the servicers to the server.
-    register: Callable[[grpc.aio.Server, Runtime], None]
+    # Adds the servicers to the server; returns the loops they need running
+    # beside them (a live feed's listener), if any.
+    register: Callable[[grpc.aio.Server, Runtime], Sequence[BackgroundLoop] | None]
     migrations: Path | None = None
     # The service's consumers of other services' events.
     consumers: Callable[[Runtime], Sequence[InboxConsumer]] = field(default=lambda _rt: ())
@@ -280,7 +278,8 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
             ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_SECONDS * 1000),
         ],
     )
-    definition.register(server, runtime)
+    for loop in definition.register(server, runtime) or ():
+        tasks.append(asyncio.create_task(loop(stop_background)))
     dead_letter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server(
         DeadLetterServicer(runtime, consumers), server
     )

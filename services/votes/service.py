@@ -16,7 +16,6 @@ from services.votes import handlers
 from services.votes.api import VoteServicer
 from services.votes.notifications import (
     NOTIFICATION_SERVICE_NAMES,
-    notification_background,
     notification_consumers,
     register_notification_service,
 )
@@ -26,9 +25,9 @@ FOLD_POLL_SETTING = "COCREATE_VOTES_FOLD_POLL_SECONDS"
 FOLD_GATHER_SETTING = "COCREATE_VOTES_FOLD_GATHER_SECONDS"
 
 
-def _register(server: grpc.aio.Server, runtime: Runtime) -> None:
+def _register(server: grpc.aio.Server, runtime: Runtime) -> Sequence[BackgroundLoop]:
     votes_service_pb2_grpc.add_VoteServiceServicer_to_server(VoteServicer(runtime), server)
-    register_notification_service(server, runtime)
+    return register_notification_service(server, runtime)
 
 
 def _consumers(runtime: Runtime) -> Sequence[InboxConsumer]:
@@ -45,7 +44,7 @@ def _background(runtime: Runtime) -> Sequence[BackgroundLoop]:
         gather_seconds=runtime.config.get_float(FOLD_GATHER_SETTING, 0.1),
     )
     watch_lag(runtime.metrics, runtime.pool)
-    return [folder.run, *notification_background(runtime)]
+    return [folder.run]
 
 
 DEFINITION = ServiceDefinition(

@@ -37,33 +37,25 @@ NOTIFICATION_SERVICE_NAMES = [
 ]
 
 
-def _hub_of(runtime: Runtime) -> NotificationHub:
-    """The process's one live fan-out, shared by the servicer and its loop."""
-    hub = runtime.shared.get("notification_hub")
-    if not isinstance(hub, NotificationHub):
-        hub = runtime.shared["notification_hub"] = NotificationHub(runtime.config.database_url)
-    return hub
-
-
 def notification_consumers(runtime: Runtime) -> list[InboxConsumer]:
     """The consumer that writes notifications."""
     return [handlers.consumer()]
 
 
-def notification_background(runtime: Runtime) -> list[BackgroundLoop]:
-    """The live fan-out's LISTEN loop."""
-    return [_hub_of(runtime).run]
-
-
-def register_notification_service(server: grpc.aio.Server, runtime: Runtime) -> None:
+def register_notification_service(
+    server: grpc.aio.Server, runtime: Runtime
+) -> list[BackgroundLoop]:
+    """The servicer, and the LISTEN loop of the live fan-out it reads from
+    (one per process)."""
+    hub = NotificationHub(runtime.config.database_url)
     notification_service_pb2_grpc.add_NotificationServiceServicer_to_server(
-        NotificationServicer(runtime, _hub_of(runtime)), server
+        NotificationServicer(runtime, hub), server
     )
+    return [hub.run]
 
 
 __all__ = [
     "NOTIFICATION_SERVICE_NAMES",
-    "notification_background",
     "notification_consumers",
     "register_notification_service",
 ]
