@@ -103,7 +103,7 @@ class Event(Generic[M]):
         return self.envelope.aggregate_version
 
     @property
-    def occurred_at(self) -> datetime:
+    def event_time(self) -> datetime:
         return self.envelope.event_time.ToDatetime(tzinfo=UTC)
 
     def carrying(self, item: N) -> Event[N]:

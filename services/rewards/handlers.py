@@ -33,7 +33,7 @@ def _when(message: pb_message.Message, field: str, event: Event[Any]) -> datetim
     if message.HasField(field):
         stamp: timestamp_pb2.Timestamp = getattr(message, field)
         return stamp.ToDatetime(tzinfo=UTC)
-    return event.occurred_at
+    return event.event_time
 
 
 @dataclass(frozen=True)
@@ -417,7 +417,7 @@ class RewardHandlers:
                 source=f"event:{event.event_id}",
                 actor_id=actor_id,
                 award_key=f"reversal:idea:{idea_id}",
-                occurred_at=event.occurred_at,
+                occurred_at=event.event_time,
                 rule_id=rule_id,
                 rule_version=paid["rule_version"],
             ),
