@@ -6,8 +6,8 @@ ack, or a re-publish) finds the inbox row and changes nothing. A handler that
 fails is retried with backoff (nak with delay); after its Delivery's
 `max_deliver` deliveries (COCREATE_CONSUMER_MAX_DELIVER, applied by the kit to
 every consumer it runs) the event is parked in `dead_letters` with its error,
-and acked so it no longer blocks. Infrastructure failures (the database away) are retried without
-counting towards parking.
+and acked so it no longer blocks. Infrastructure failures (the database away)
+are retried without counting towards parking.
 
 Tracing: handling an event is a span that continues the trace its envelope
 carries (the producer's), so the events a handler emits, and their handling

@@ -188,7 +188,9 @@ class OutboxRelay:
             )
             if not rows:
                 return 0
-            produced = [_trace_of(row["envelope"]) for row in rows]
+            # Reading each envelope's trace back is only worth it while spans
+            # are exported: unrecorded publish spans show nowhere.
+            produced = [_trace_of(row["envelope"]) for row in rows] if tracing.exporting() else []
             with _tracer.start_as_current_span(
                 "outbox publish",
                 links=[Link(context) for context in produced if context.is_valid],
@@ -206,23 +208,26 @@ class OutboxRelay:
         self, rows: Sequence[asyncpg.Record], produced: Sequence[trace.SpanContext]
     ) -> None:
         """Send every row, then wait for all their acknowledgements. Each
-        publish is a span in the trace of the event's producer, ended when the
-        batch is acknowledged."""
+        publish is a span in the trace of the event's producer (`produced`,
+        empty while spans are not exported), ended when the batch is
+        acknowledged."""
         acks = []
         spans = []
         try:
-            for row, producer in zip(rows, produced, strict=True):
-                span = _tracer.start_span(
-                    f"publish {row['subject']}",
-                    context=trace.set_span_in_context(trace.NonRecordingSpan(producer)),
-                    kind=SpanKind.PRODUCER,
-                    attributes={
-                        "messaging.system": "nats",
-                        "messaging.destination.name": row["subject"],
-                        "messaging.message.id": str(row["event_id"]),
-                    },
+            for row, producer in zip(rows, produced, strict=False):
+                spans.append(
+                    _tracer.start_span(
+                        f"publish {row['subject']}",
+                        context=trace.set_span_in_context(trace.NonRecordingSpan(producer)),
+                        kind=SpanKind.PRODUCER,
+                        attributes={
+                            "messaging.system": "nats",
+                            "messaging.destination.name": row["subject"],
+                            "messaging.message.id": str(row["event_id"]),
+                        },
+                    )
                 )
-                spans.append(span)
+            for row in rows:
                 acks.append(
                     await self._js.publish_async(
                         row["subject"],
