@@ -292,7 +292,7 @@ async def merge_ideas(
     """Merge the source into the idea the target's merges end at; returns that
     idea's id. Both ideas' history records it."""
     final_id = await _final_target(conn, target_id)
-    await store.lock_ideas(conn, [source_id, final_id])
+    await store.lock_merge(conn, source_id, final_id)
     source = await store.lock_idea(conn, source_id)
     if source is None:
         raise NotFound("idea", source_id)

@@ -197,10 +197,23 @@ async def merged_into(conn: asyncpg.Connection, idea_id: str) -> tuple[bool, str
 
 
 async def lock_ideas(conn: asyncpg.Connection, idea_ids: Sequence[str]) -> None:
-    """Lock several ideas in id order, so two merges cannot deadlock."""
+    """Lock several ideas in id order. Every transaction that writes more than
+    one idea row takes its locks in id order first, so two of them cannot
+    deadlock (a merge against the read model's tally batch, a release cut)."""
     await conn.execute(
         "select 1 from ideas where id = any($1::uuid[]) order by id for update",
         [uuid.UUID(i) for i in idea_ids],
+    )
+
+
+async def lock_merge(conn: asyncpg.Connection, source_id: str, target_id: str) -> None:
+    """Lock, in id order, every idea row a merge of source into target writes:
+    both ideas and the ideas merged into the source earlier (they are pointed
+    at the target)."""
+    await conn.execute(
+        "select 1 from ideas where id = any($1::uuid[]) or merged_into = $2 order by id for update",
+        [uuid.UUID(source_id), uuid.UUID(target_id)],
+        uuid.UUID(source_id),
     )
 
 
@@ -382,6 +395,8 @@ async def apply_tallies(conn: asyncpg.Connection, tallies: Sequence[TallyUpdate]
     statement; how many applied."""
     if not tallies:
         return 0
+    # The join below would lock rows in whatever order the plan reads them.
+    await lock_ideas(conn, [t.idea_id for t in tallies])
     applied = await conn.fetch(
         """
         update ideas i set weighted_score = t.score, voter_count = t.voters,
