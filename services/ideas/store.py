@@ -397,6 +397,8 @@ async def apply_tallies(conn: asyncpg.Connection, tallies: Sequence[TallyUpdate]
         return 0
     # The join below would lock rows in whatever order the plan reads them.
     await lock_ideas(conn, [t.idea_id for t in tallies])
+    # `id = any(...)` beside the join: the ideas are found by their key, not
+    # by a scan of the table, whatever the cached plan's statistics say.
     applied = await conn.fetch(
         """
         update ideas i set weighted_score = t.score, voter_count = t.voters,
@@ -404,7 +406,7 @@ async def apply_tallies(conn: asyncpg.Connection, tallies: Sequence[TallyUpdate]
             tally_version = t.version
         from unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[],
                     $6::float8[]) as t(id, version, score, voters, by_tier, trending)
-        where i.id = t.id and i.tally_version < t.version
+        where i.id = t.id and i.id = any($1::uuid[]) and i.tally_version < t.version
         returning i.id
         """,
         [uuid.UUID(t.idea_id) for t in tallies],

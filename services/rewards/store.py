@@ -421,6 +421,9 @@ async def update_balances(
 ) -> list[asyncpg.Record]:
     """`update_balance` for many accounts (each with its member_id, balance,
     lifetime_points, entry_count and last_hash) in one statement."""
+    # `member_id = any(...)` beside the join: the accounts are found by their
+    # key whatever the statistics of the cached plan say (joined alone, the
+    # plan hashed the whole table on every batch).
     return list(
         await conn.fetch(
             """
@@ -428,7 +431,7 @@ async def update_balances(
                 entry_count = t.entry_count, last_hash = t.last_hash
             from unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[])
                  as t(member_id, balance, lifetime, entry_count, last_hash)
-            where a.member_id = t.member_id
+            where a.member_id = t.member_id and a.member_id = any($1::text[])
             returning a.*
             """,
             [a["member_id"] for a in accounts],

@@ -61,12 +61,20 @@ async def oldest_mark_age_seconds(pool: asyncpg.Pool) -> float:
 async def tier_groups(
     conn: asyncpg.Connection, idea_ids: Sequence[str]
 ) -> dict[str, list[domain.TierGroup]]:
+    """Each idea's active votes summed per tier. The votes are read idea by
+    idea (a lateral subquery), whatever the statistics the cached plan was
+    made with say about the table's size."""
     rows = await conn.fetch(
         """
         with v as (
-            select idea_id, tier, weight,
-                   extract(epoch from cast_at - $2::timestamptz)::float8 / $3 as x
-            from votes where idea_id = any($1::text[]) and active
+            select v.idea_id, v.tier, v.weight,
+                   extract(epoch from v.cast_at - $2::timestamptz)::float8 / $3 as x
+            from unnest($1::text[]) as d(idea_id)
+            cross join lateral (
+                select idea_id, tier, weight, cast_at from votes
+                where idea_id = d.idea_id and active
+                offset 0  -- a fence: kept a per-idea lookup, not turned into a join
+            ) v
         ), top as (
             select idea_id, max(x) as top from v group by idea_id
         )
