@@ -34,8 +34,8 @@ WRITERS_SETTING = "COCREATE_VOTES_WRITERS"
 DEFAULT_WRITERS = 1
 MAX_BATCH_SETTING = "COCREATE_VOTES_MAX_BATCH"
 DEFAULT_MAX_BATCH = 128
-GATHER_SETTING = "COCREATE_VOTES_GATHER_MS"
-DEFAULT_GATHER_MS = 3.0
+WRITE_PAUSE_SETTING = "COCREATE_VOTES_WRITE_PAUSE_MS"
+DEFAULT_WRITE_PAUSE_MS = 40.0
 
 
 class VoteServicer(pb_grpc.VoteServiceServicer):
@@ -54,7 +54,8 @@ class VoteServicer(pb_grpc.VoteServiceServicer):
             ),
             writers=runtime.config.get_int(WRITERS_SETTING, DEFAULT_WRITERS),
             max_batch=runtime.config.get_int(MAX_BATCH_SETTING, DEFAULT_MAX_BATCH),
-            gather_seconds=runtime.config.get_float(GATHER_SETTING, DEFAULT_GATHER_MS) / 1000,
+            pause_seconds=runtime.config.get_float(WRITE_PAUSE_SETTING, DEFAULT_WRITE_PAUSE_MS)
+            / 1000,
         )
 
     async def CastVote(

@@ -127,3 +127,26 @@ async def test_the_cast_limit_holds_exactly_for_casts_arriving_together(
         assert error_reason(error) == "RATE_LIMITED"
     else:
         raise AssertionError("a fourth cast in the window was accepted")
+
+
+async def test_a_write_does_not_wait_its_pause_for_calls_that_are_not_coming(
+    platform: Platform,
+) -> None:
+    """Under load a write waits up to COCREATE_VOTES_WRITE_PAUSE_MS after the
+    last one for more calls to join it, but starts as soon as they stop
+    coming: one member casting again and again, with a pause of a minute, is
+    answered each time long before the minute is over."""
+    svc = await platform.start(
+        "votes", env={"COCREATE_VOTES_CAST_LIMIT": "0", "COCREATE_VOTES_WRITE_PAUSE_MS": "60000"}
+    )
+    client = feed.votes(svc)
+    ideas = [f"idea-{n}" for n in range(5)]
+    await feed.submit_ideas(svc, *ideas)
+
+    async def one_after_another() -> None:
+        for idea in ideas:
+            await client.CastVote(pb.CastVoteRequest(idea_id=idea), metadata=metadata("m1"))
+
+    await asyncio.wait_for(one_after_another(), timeout=30)
+    writes = await svc.runtime.pool.fetchval("select count(distinct xmin::text) from votes")
+    assert writes == len(ideas)
