@@ -56,8 +56,12 @@ def write(rows: list[Row], data: dict[str, Any], facts: dict[str, str], note: st
             lines += ["", f"## {section}", "", "| what | figure | baseline (same run) | ratio "
                       "| target | |", "|---|---|---|---|---|---|"]  # fmt: skip
         lines.append(
-            f"| {row.what} | {row.figure} | {row.baseline} | {row.ratio} | {row.target} "
-            f"| {row.verdict} |"
+            "| "
+            + " | ".join(
+                _cell(v)
+                for v in (row.what, row.figure, row.baseline, row.ratio, row.target, row.verdict)
+            )
+            + " |"
         )
     # What limits the figures that miss their targets, with the evidence: the
     # profile is read by a person, so it is written by one (bench/LIMITS.md)
@@ -70,3 +74,8 @@ def write(rows: list[Row], data: dict[str, Any], facts: dict[str, str], note: st
         json.dumps({"machine": facts, "rows": [asdict(r) for r in rows], "data": data},
                    indent=1, default=str) + "\n"
     )  # fmt: skip
+
+
+def _cell(text: str) -> str:
+    """A table cell: a `|` in a figure (SQL's `||`) would end the cell."""
+    return text.replace("|", "\\|")

@@ -120,6 +120,12 @@ async def set_up(run: Run, ideas: int) -> None:
     await channel.close()
     print(f"  {ideas} ideas submitted in {submitted:.1f}s ({ideas / submitted:.0f}/s)")
     # The submissions' events (points, read models) are handled before anything is measured.
+    await settle(run)
+    await StatementCounts(run).stop()  # counting off until the profile phase
+
+
+async def settle(run: Run) -> None:
+    """Until every event written so far is published and handled."""
     urls = {s: run.stack.database_url(s) for s in ("ideas", "votes", "rewards")}
 
     async def quiet() -> bool:
@@ -155,35 +161,47 @@ def cast_plan(
     )
 
 
+@dataclass
+class HealthBaseline:
+    """The health call measured right before and right after a cast phase:
+    a machine whose speed drifts (a shared host) moves both, so the casts
+    are compared with their mean, not with a figure from minutes earlier."""
+
+    before: loadgen.Outcome
+    after: loadgen.Outcome
+
+    @property
+    def rate(self) -> float:
+        return (self.before.rate + self.after.rate) / 2
+
+    def percentile(self, fraction: float) -> float:
+        return (self.before.percentile(fraction) + self.after.percentile(fraction)) / 2
+
+
+async def _health(run: Run, in_flight: int, seconds: float) -> loadgen.Outcome:
+    plan = loadgen.Plan(
+        address=run.stack.addr("votes"),
+        method=HEALTH,
+        payloads=[health_pb2.HealthCheckRequest().SerializeToString()],
+        tokens=[token("probe")],
+        in_flight=in_flight,
+        seconds=seconds,
+    )
+    return await asyncio.to_thread(loadgen.run, plan)
+
+
 async def throughput(run: Run, seconds: float) -> None:
-    """Baselines (the health call, pgbench) and CastVote at 16/64/256."""
-    health = {}
-    for in_flight in (16, 64, 256):
-        plan = loadgen.Plan(
-            address=run.stack.addr("votes"),
-            method=HEALTH,
-            payloads=[health_pb2.HealthCheckRequest().SerializeToString()],
-            tokens=[token("probe")],
-            in_flight=in_flight,
-            seconds=seconds,
-        )
-        health[in_flight] = await asyncio.to_thread(loadgen.run, plan)
-        out = health[in_flight]
-        run.add(
-            Row(
-                "baseline",
-                f"health call @{in_flight}",
-                f"{out.rate:.0f}/s",
-                f"p50 {out.percentile(0.5):.1f} ms, p99 {out.percentile(0.99):.1f} ms",
-            )
-        )
+    """Baselines (the health call, pgbench) and CastVote at 16/64/256, each
+    cast phase between two health phases at the same number in flight."""
     for clients in (16, 64):
         tps = pgbench(run.stack, clients, seconds)
         run.add(Row("baseline", f"pgbench single-row insert, {clients} clients", f"{tps:.0f} TPS"))
         run.data[f"pgbench_{clients}"] = tps
+    health: dict[int, HealthBaseline] = {}
     rates = {}
     idle = probes.rss_mib(run.stack.pids())
     for in_flight in (16, 64, 256):
+        before_casts = await _health(run, in_flight, seconds)
         pids = run.stack.pids()
         before = probes.cpu_seconds(pids)
         phase_started = datetime.now(UTC)
@@ -191,10 +209,23 @@ async def throughput(run: Run, seconds: float) -> None:
             run, run.ideas[:2000], in_flight, seconds=seconds, calls=int(seconds * 1500) + 1000
         )
         out = await asyncio.to_thread(loadgen.run, plan)
-        cpu = probes.cpu_used(before, probes.cpu_seconds(pids))
         if in_flight == 256:
             run.data["rss_under_load"] = probes.rss_mib(run.stack.pids())
-        base = health[in_flight]
+        await settle(run)  # the casts' events handled: the machine is as quiet as before
+        # The CPU of the casts and of handling their events, the catch-up included.
+        cpu = probes.cpu_used(before, probes.cpu_seconds(pids))
+        base = health[in_flight] = HealthBaseline(
+            before_casts, await _health(run, in_flight, seconds)
+        )
+        run.add(
+            Row(
+                "baseline",
+                f"health call @{in_flight}",
+                f"{base.rate:.0f}/s ({base.before.rate:.0f} before the casts, "
+                f"{base.after.rate:.0f} after)",
+                f"p50 {base.percentile(0.5):.1f} ms, p99 {base.percentile(0.99):.1f} ms",
+            )
+        )
         rates[in_flight] = out.rate
         ratio = out.rate / base.rate
         p99_ratio = out.percentile(0.99) / max(base.percentile(0.99), 0.001)
@@ -252,7 +283,8 @@ async def throughput(run: Run, seconds: float) -> None:
 
 async def _profile_casts(run: Run, seconds: float) -> None:
     """One more CastVote @64 phase, not counted above, while py-spy samples
-    the votes and rewards processes: where their CPU goes."""
+    the votes and rewards processes (where their CPU goes) and
+    pg_stat_statements counts the statements of every database."""
     pids = run.stack.pids()
     folder = Path(tempfile.mkdtemp(prefix="cocreate-profile-"))
     samplers = {
@@ -260,12 +292,91 @@ async def _profile_casts(run: Run, seconds: float) -> None:
         for name in ("votes", "rewards")
     }
     plan = cast_plan(run, run.ideas[:2000], 64, seconds=seconds, calls=int(seconds * 1500) + 1000)
-    await asyncio.to_thread(loadgen.run, plan)
+    async with StatementCounts(run) as counts:
+        out = await asyncio.to_thread(loadgen.run, plan)
+        await settle(run)
     for name, sampler in samplers.items():
         await asyncio.to_thread(sampler.wait, 60)
         shares = profile.summary(folder / f"{name}.raw")
         run.data[f"profile_{name}_64"] = shares
         run.add(Row("casts", f"py-spy: where {name} spends CastVote @64", json.dumps(shares)))
+    per_vote = counts.per_vote(out.calls)
+    run.data["statements_64"] = per_vote
+    total_calls = sum(s["calls_per_vote"] for s in per_vote)
+    total_us = sum(s["us_per_vote"] for s in per_vote)
+    run.add(
+        Row(
+            "casts",
+            "SQL per vote @64 (pg_stat_statements, every database, the events' handling included)",
+            f"{total_calls:.2f} statements, {total_us:.0f} µs of execution",
+        )
+    )
+    for statement in per_vote[:8]:
+        run.add(
+            Row(
+                "casts",
+                f"… {statement['database']}: `{statement['query'][:70]}`",
+                f"{statement['calls_per_vote']:.3f} a vote, "
+                f"{statement['us_per_vote']:.0f} µs a vote",
+            )
+        )
+
+
+class StatementCounts:
+    """pg_stat_statements counting only inside the block (the bench's
+    Postgres loads it; counting stays off elsewhere, so no other figure pays
+    for it)."""
+
+    def __init__(self, run: Run) -> None:
+        self._url = run.stack.database_url("votes").rsplit("/", 1)[0] + "/postgres"
+        self._rows: list[asyncpg.Record] = []
+
+    async def _track(self, conn: asyncpg.Connection, what: str) -> None:
+        await conn.execute(f"alter system set pg_stat_statements.track = '{what}'")
+        await conn.execute("select pg_reload_conf()")
+
+    async def stop(self) -> None:
+        conn = await asyncpg.connect(self._url)
+        try:
+            await conn.execute("create extension if not exists pg_stat_statements")
+            await self._track(conn, "none")
+        finally:
+            await conn.close()
+
+    async def __aenter__(self) -> StatementCounts:
+        conn = await asyncpg.connect(self._url)
+        try:
+            await conn.execute("create extension if not exists pg_stat_statements")
+            await self._track(conn, "top")
+            await conn.execute("select pg_stat_statements_reset()")
+        finally:
+            await conn.close()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        conn = await asyncpg.connect(self._url)
+        try:
+            self._rows = await conn.fetch(
+                "select d.datname, s.calls, s.total_exec_time, "
+                "regexp_replace(s.query, '\\s+', ' ', 'g') as query "
+                "from pg_stat_statements s join pg_database d on d.oid = s.dbid "
+                "where d.datname like 'cocreate_%' order by s.total_exec_time desc"
+            )
+            await self._track(conn, "none")
+        finally:
+            await conn.close()
+
+    def per_vote(self, votes: int) -> list[dict[str, Any]]:
+        """Each statement's calls and execution time per vote, costliest first."""
+        return [
+            {
+                "database": row["datname"].removeprefix("cocreate_"),
+                "query": row["query"].strip(),
+                "calls_per_vote": round(row["calls"] / max(votes, 1), 3),
+                "us_per_vote": round(row["total_exec_time"] * 1000 / max(votes, 1), 1),
+            }
+            for row in self._rows
+        ]
 
 
 async def _write_shape(run: Run, since: datetime) -> dict[str, float]:

@@ -31,6 +31,9 @@ class Stack:
             COCREATE_PG_PORT=str(free_port()),
             COCREATE_NATS_PORT=str(free_port()),
             COCREATE_NATS_SYNC_ALWAYS="1",
+            # Loaded, and counting only while the profile phase asks it to
+            # (sections.StatementCounts): which statements a vote costs.
+            COCREATE_PG_SETTINGS="shared_preload_libraries=pg_stat_statements",
             COCREATE_IDEAS_IDEAS_PER_HOUR="0",
             COCREATE_VOTES_CAST_LIMIT="0",
             # The bench sends as fast as it can; the gateway's per-client limit

