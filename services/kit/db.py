@@ -1,4 +1,5 @@
-"""The Postgres pool and the migrations runner.
+"""The Postgres pool, transactions run again on a conflict, and the
+migrations runner.
 
 Migrations are plain SQL files named NNNN_description.sql, forward-only, each
 applied in its own transaction and recorded in schema_migrations by
@@ -9,19 +10,30 @@ own. A session advisory lock makes replicas that start together take turns.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 
 from services.kit import log
+from services.kit.errors import CONFLICT_ERRORS
+
+T = TypeVar("T")
 
 KIT_MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 # Any fixed number works; it only has to be the same for every replica.
 _MIGRATION_LOCK = 0x636F637265617465  # "cocreate"
+
+# How many times a transaction Postgres rolled back for a conflict is run,
+# and the longest pause (times the attempt) before it runs again.
+CONFLICT_ATTEMPTS = 3
+CONFLICT_PAUSE_SECONDS = 0.02
 
 _log = log.get("migrations")
 
@@ -32,6 +44,25 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asy
     )
     assert pool is not None
     return pool
+
+
+async def in_transaction(
+    pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[T]]
+) -> T:
+    """`work(conn)` in a transaction. One that Postgres rolled back for
+    conflicting with another (a deadlock, a serialization failure) changed
+    nothing, so it is run again, up to CONFLICT_ATTEMPTS times, before the
+    conflict is raised: `work` must change nothing outside its connection."""
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                return await work(conn)
+        except CONFLICT_ERRORS:
+            if attempt == CONFLICT_ATTEMPTS:
+                raise
+            # Apart by a little chance, so two that conflicted do not meet again.
+            await asyncio.sleep(random.uniform(0, CONFLICT_PAUSE_SECONDS * attempt))
+    raise AssertionError("unreachable")  # the last attempt returns or raises
 
 
 async def _json_codec(conn: asyncpg.Connection) -> None:

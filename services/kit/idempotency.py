@@ -14,8 +14,6 @@ first's committed answer.
 
 from __future__ import annotations
 
-import asyncio
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -23,8 +21,8 @@ import asyncpg
 from google.protobuf import descriptor, message_factory
 from google.protobuf import message as pb_message
 
-from services.kit import log
-from services.kit.errors import CONFLICT_ERRORS, Violations
+from services.kit import db
+from services.kit.errors import Violations
 
 R = TypeVar("R", bound=pb_message.Message)
 
@@ -32,13 +30,6 @@ R = TypeVar("R", bound=pb_message.Message)
 Work = Callable[[asyncpg.Connection], Awaitable[R]]
 
 MAX_REQUEST_ID_LENGTH = 128
-
-# How many times a mutation Postgres rolled back for a conflict is run, and
-# the longest pause (times the attempt) before it runs again.
-CONFLICT_ATTEMPTS = 3
-CONFLICT_PAUSE_SECONDS = 0.02
-
-_log = log.get("idempotency")
 
 
 def check_request_id(request_id: str, violations: Violations | None = None) -> None:
@@ -150,26 +141,17 @@ class Mutations:
         request: Any,
         work: Work[R],
     ) -> R:
-        """`work(conn)` in a transaction, once per (caller, RPC, request_id).
-
-        A transaction Postgres rolls back for conflicting with another (a
-        deadlock, a serialization failure) changed nothing, so it is run again,
-        a few times, before the caller is asked to retry (ABORTED): `work` must
-        not change anything outside its connection."""
+        """`work(conn)` in a transaction, once per (caller, RPC, request_id);
+        run again when Postgres rolls it back for a conflict (db.in_transaction),
+        so `work` must change nothing outside its connection."""
         method, response_type = self._by_request[request.DESCRIPTOR.full_name]
-        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
-            try:
-                async with self._pool.acquire() as conn, conn.transaction():
-                    cached = await replay(conn, caller, method, request.request_id, response_type)
-                    if cached is not None:
-                        return cached  # type: ignore[return-value]  # the type work returns
-                    response = await work(conn)
-                    await remember(conn, caller, method, request.request_id, response)
-                    return response
-            except CONFLICT_ERRORS:
-                if attempt == CONFLICT_ATTEMPTS:
-                    raise
-                _log.info("mutation conflicted; running it again", extra={"method": method})
-                # Apart by a little chance, so two that conflicted do not meet again.
-                await asyncio.sleep(random.uniform(0, CONFLICT_PAUSE_SECONDS * attempt))
-        raise AssertionError("unreachable")  # the last attempt returns or raises
+
+        async def once(conn: asyncpg.Connection) -> R:
+            cached = await replay(conn, caller, method, request.request_id, response_type)
+            if cached is not None:
+                return cached  # type: ignore[return-value]  # the type work returns
+            response = await work(conn)
+            await remember(conn, caller, method, request.request_id, response)
+            return response
+
+        return await db.in_transaction(self._pool, once)

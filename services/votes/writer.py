@@ -54,9 +54,8 @@ from google.protobuf import message as pb_message
 from opentelemetry import trace
 from opentelemetry.trace import Link
 
-from services.kit import idempotency, ratelimit, tracing
+from services.kit import db, idempotency, ratelimit, tracing
 from services.kit.errors import (
-    CONFLICT_ERRORS,
     DomainError,
     FailedPrecondition,
     NotFound,
@@ -71,7 +70,6 @@ _tracer = trace.get_tracer(__name__)
 QUIET_SECONDS = 0.002
 
 CAST_ACTION = "cast_vote"
-CONFLICT_ATTEMPTS = 3
 
 
 class Kind(enum.Enum):
@@ -248,19 +246,7 @@ class VoteWriter:
             links=[Link(change.caller_span) for change in batch[1:]],
             attributes={"cocreate.batch.size": len(batch)},
         ):
-            return await self._commit_attempts(batch)
-
-    async def _commit_attempts(
-        self, batch: list[_Change]
-    ) -> list[pb_message.Message | DomainError]:
-        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
-            try:
-                async with self._pool.acquire() as conn, conn.transaction():
-                    return await self._apply(conn, batch)
-            except CONFLICT_ERRORS:
-                if attempt == CONFLICT_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
+            return await db.in_transaction(self._pool, lambda conn: self._apply(conn, batch))
 
     async def _apply(
         self, conn: asyncpg.Connection, batch: Sequence[_Change]

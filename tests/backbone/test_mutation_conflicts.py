@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 from cocreate.rewards.v1 import rewards_service_pb2 as pb
 
-from services.kit import idempotency
+from services.kit import db, idempotency
 from services.kit.db import KIT_MIGRATIONS, create_pool, migrate
 from tests.support import Platform
 
@@ -79,6 +79,6 @@ async def test_a_mutation_that_keeps_conflicting_is_given_up_after_the_last_atte
     with pytest.raises(asyncpg.SerializationError):
         await mutations.run("m-1", pb.GrantPointsRequest(request_id="r-1"), always_conflicts)
 
-    assert attempts == idempotency.CONFLICT_ATTEMPTS
+    assert attempts == db.CONFLICT_ATTEMPTS
     assert await pool.fetchval("select n from counters where id = 1") == 0
     assert await pool.fetchval("select count(*) from idempotent_requests") == 0
