@@ -331,26 +331,23 @@ class StatementCounts:
         self._url = run.stack.database_url("votes").rsplit("/", 1)[0] + "/postgres"
         self._rows: list[asyncpg.Record] = []
 
-    async def _track(self, conn: asyncpg.Connection, what: str) -> None:
-        await conn.execute(f"alter system set pg_stat_statements.track = '{what}'")
-        await conn.execute("select pg_reload_conf()")
+    async def _count(self, track: str) -> None:
+        """Counting on ('top', from zero) or off ('none')."""
+        conn = await asyncpg.connect(self._url)
+        try:
+            await conn.execute("create extension if not exists pg_stat_statements")
+            await conn.execute(f"alter system set pg_stat_statements.track = '{track}'")
+            await conn.execute("select pg_reload_conf()")
+            if track != "none":
+                await conn.execute("select pg_stat_statements_reset()")
+        finally:
+            await conn.close()
 
     async def stop(self) -> None:
-        conn = await asyncpg.connect(self._url)
-        try:
-            await conn.execute("create extension if not exists pg_stat_statements")
-            await self._track(conn, "none")
-        finally:
-            await conn.close()
+        await self._count("none")
 
     async def __aenter__(self) -> StatementCounts:
-        conn = await asyncpg.connect(self._url)
-        try:
-            await conn.execute("create extension if not exists pg_stat_statements")
-            await self._track(conn, "top")
-            await conn.execute("select pg_stat_statements_reset()")
-        finally:
-            await conn.close()
+        await self._count("top")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -362,9 +359,9 @@ class StatementCounts:
                 "from pg_stat_statements s join pg_database d on d.oid = s.dbid "
                 "where d.datname like 'cocreate_%' order by s.total_exec_time desc"
             )
-            await self._track(conn, "none")
         finally:
             await conn.close()
+        await self.stop()
 
     def per_vote(self, votes: int) -> list[dict[str, Any]]:
         """Each statement's calls and execution time per vote, costliest first."""

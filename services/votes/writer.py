@@ -18,7 +18,8 @@ pause gave about 27 votes a write and 1.3× the votes per second of a 3 ms
 one (about 10 a write), whose per-write costs were most of the machine's CPU;
 starting writes 20 ms apart (not after a pause) gave 15 a write. The pause
 ends early when calls stop arriving (see `_gather`), so at a few calls in
-flight a write does not wait for callers that are all already waiting.
+flight a write does not wait for callers that are all already waiting; the
+default, 40 ms ended early, gives about 45 a write (bench/RESULTS.md).
 
 What stays true:
 - OK means committed: a call is answered after its batch committed. When a
