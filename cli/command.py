@@ -33,6 +33,10 @@ class Env:
             self._client = Client(targets_from(flags), token, self.args.timeout)
         return self._client
 
+    def mutate(self, method: str, params: dict[str, Any]) -> Any:
+        """Call a mutation with a fresh request id (see `request_id`)."""
+        return self.client.call(method, {**params, "requestId": request_id()})
+
     @property
     def as_json(self) -> bool:
         return bool(self.args.output == "json")

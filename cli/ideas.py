@@ -17,7 +17,6 @@ from cli.command import (
     add_group,
     collect,
     enum_value,
-    request_id,
     show_list,
     show_record,
 )
@@ -142,39 +141,36 @@ def cmd_ideas_history(env: Env) -> int:
 
 
 def cmd_ideas_status(env: Env) -> int:
-    answer = env.client.call(
+    answer = env.mutate(
         IDEAS + "ChangeIdeaStatus",
         {
             "ideaId": env.args.idea_id,
             "status": enum_value("IDEA_STATUS_", env.args.status),
             "note": env.args.note or "",
-            "requestId": request_id(),
         },
     )
     return show_idea_change(env, answer)
 
 
 def cmd_ideas_merge(env: Env) -> int:
-    answer = env.client.call(
+    answer = env.mutate(
         IDEAS + "MergeIdeas",
         {
             "sourceIdeaId": env.args.source,
             "targetIdeaId": env.args.target,
             "note": env.args.note or "",
-            "requestId": request_id(),
         },
     )
     return show_idea_change(env, answer)
 
 
 def cmd_ideas_hide(env: Env) -> int:
-    answer = env.client.call(
+    answer = env.mutate(
         IDEAS + "HideIdea",
         {
             "ideaId": env.args.idea_id,
             "reason": env.args.reason,
             "spam": env.args.spam,
-            "requestId": request_id(),
         },
     )
     return show_idea_change(env, answer)

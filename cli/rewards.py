@@ -13,7 +13,6 @@ from cli.command import (
     add_command,
     add_group,
     collect,
-    request_id,
     show_list,
     show_record,
 )
@@ -40,7 +39,7 @@ def cmd_rules_list(env: Env) -> int:
 
 def cmd_rules_set(env: Env) -> int:
     args = env.args
-    params: dict[str, Any] = {"ruleId": args.rule_id, "requestId": request_id()}
+    params: dict[str, Any] = {"ruleId": args.rule_id}
     if args.points is not None:
         params["points"] = str(args.points)
     if args.daily_cap is not None:
@@ -49,40 +48,38 @@ def cmd_rules_set(env: Env) -> int:
         params["enabled"] = args.enabled
     if args.expected_version is not None:
         params["expectedVersion"] = str(args.expected_version)
-    answer = env.client.call(REWARDS + "UpdateRule", params)
+    answer = env.mutate(REWARDS + "UpdateRule", params)
     return show_record(env, answer.get("rule", answer))
 
 
 def cmd_grant_tier(env: Env) -> int:
-    answer = env.client.call(
+    answer = env.mutate(
         REWARDS + "GrantTier",
         {
             "memberId": env.args.member,
             "tier": env.args.tier,
             "reason": env.args.reason,
-            "requestId": request_id(),
         },
     )
     return show_record(env, answer.get("account", answer))
 
 
 def cmd_revoke_tier(env: Env) -> int:
-    answer = env.client.call(
+    answer = env.mutate(
         REWARDS + "RevokeTier",
-        {"memberId": env.args.member, "reason": env.args.reason, "requestId": request_id()},
+        {"memberId": env.args.member, "reason": env.args.reason},
     )
     return show_record(env, answer.get("account", answer))
 
 
 def _points(method: str) -> Handler:
     def run(env: Env) -> int:
-        answer = env.client.call(
+        answer = env.mutate(
             REWARDS + method,
             {
                 "memberId": env.args.member,
                 "amount": str(env.args.amount),
                 "reason": env.args.reason,
-                "requestId": request_id(),
             },
         )
         return show_record(env, answer)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cli import errors, output
-from cli.command import Env, add_command, add_group, request_id, show_record
+from cli.command import Env, add_command, add_group, show_record
 from cli.errors import CliError
 
 VOTES = "cocreate.votes.v1.VoteService."
@@ -45,33 +45,31 @@ def cmd_policy_get(env: Env) -> int:
 
 
 def cmd_policy_set(env: Env) -> int:
-    answer = env.client.call(
+    answer = env.mutate(
         VOTES + "UpdateWeightPolicy",
         {
             "weights": {k: str(v) for k, v in _pairs(env.args.weights).items()},
-            "requestId": request_id(),
         },
     )
     return show_record(env, answer)
 
 
 def cmd_votes_void(env: Env) -> int:
-    answer = env.client.call(
+    answer = env.mutate(
         VOTES + "VoidMemberVotes",
         {
             "memberId": env.args.member,
             "reason": env.args.reason,
             "ban": env.args.ban,
-            "requestId": request_id(),
         },
     )
     return show_record(env, answer)
 
 
 def cmd_votes_lift_ban(env: Env) -> int:
-    answer = env.client.call(
+    answer = env.mutate(
         VOTES + "LiftVoteBan",
-        {"memberId": env.args.member, "reason": env.args.reason, "requestId": request_id()},
+        {"memberId": env.args.member, "reason": env.args.reason},
     )
     return show_record(env, answer)
 
