@@ -131,16 +131,25 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._token_policy = token_policy or auth.TokenPolicy()
         self._tokens = auth.TokenCache()
         self._domain = f"{service}.cocreate"
+        # The wrapped handler of each method, built on its first call: a
+        # method's handler never changes once the server has started.
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
         method: str = details.method
-        if handler is None:
-            return handler
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            handler = await continuation(details)
+            if handler is None:
+                return handler  # no such method: gRPC answers UNIMPLEMENTED
+            wrapped = self._wrapped[method] = self._wrap(method, handler)
+        return wrapped
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         deserializer = _tolerant(handler.request_deserializer)
         if method.startswith(_OPEN_PREFIXES):
             if handler.unary_unary:  # a probe's Check: no token, but no traceback either
