@@ -82,6 +82,8 @@ class Stack:
             name = None
             if "-m services." in cmd:
                 name = cmd.split("-m services.")[1].split()[0]
+                if _role(entry) == "events":
+                    name += "-events"
             elif ("postgres" in cmd and str(self.folder) in cmd) or cmd.startswith("postgres:"):
                 name = "postgres"
             elif "nats-server" in cmd and str(self.folder) in cmd:
@@ -97,3 +99,15 @@ class Stack:
                 self.process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+
+def _role(process: Path) -> str:
+    """A service process's COCREATE_ROLE (its event work may run apart)."""
+    try:
+        variables = (process / "environ").read_bytes().split(b"\0")
+    except OSError:
+        return ""
+    for variable in variables:
+        if variable.startswith(b"COCREATE_ROLE="):
+            return variable.split(b"=", 1)[1].decode()
+    return ""

@@ -13,6 +13,10 @@ COCREATE_REPLICAS=2 two replicas of each service (the second 10 ports above
 the first: ideas on 50051 and 50061, its metrics on 9101 and 9111), against
 the same databases; the gateway spreads its calls over them.
 
+The votes service's event work (outbox relay, consumers, tally folder) runs
+in a process of its own, `votes-events`, beside the processes answering its
+calls (COCREATE_EVENTS_APART; see COCREATE_ROLE in the README).
+
 The test fixtures use the same LocalPostgres and LocalNats classes.
 """
 
@@ -357,6 +361,21 @@ def _count(env: dict[str, str], name: str) -> int:
     return value
 
 
+# The services whose event work (relay, consumers, tally folder) make run
+# starts in a process of its own, beside the processes that answer calls.
+EVENTS_APART_DEFAULT = "votes"
+
+
+def _services_apart(env: dict[str, str]) -> set[str]:
+    """COCREATE_EVENTS_APART: a comma-separated list of services, or "none"."""
+    value = env.get("COCREATE_EVENTS_APART", EVENTS_APART_DEFAULT).strip()
+    named = {s.strip() for s in value.split(",") if s.strip() and s.strip() != "none"}
+    unknown = named - set(SERVICES)
+    if unknown:
+        raise SystemExit(f"COCREATE_EVENTS_APART names no service: {', '.join(sorted(unknown))}")
+    return named
+
+
 def _shifted(address: str, by: int) -> str:
     host, _, port = address.rpartition(":")
     return address if int(port) == 0 else f"{host}:{int(port) + by}"  # :0 is any free port
@@ -426,6 +445,7 @@ def main() -> None:
         from services.kit.metrics import DEFAULT_METRICS_PORTS
 
         replicas = _count(env, "COCREATE_REPLICAS")
+        apart = _services_apart(env)
         services = [s for s in SERVICES if (ROOT / "services" / s / "__main__.py").exists()]
         # name → (gRPC or HTTP address, metrics address, its environment)
         programs: dict[str, tuple[str, str, dict[str, str]]] = {}
@@ -445,6 +465,22 @@ def main() -> None:
                     own["COCREATE_INSTANCE"] = name
                 programs[name] = (own[key + "ADDR"], own[key + "METRICS_ADDR"], {**env, **own})
                 targets.append(own[key + "ADDR"])
+            if service in apart:
+                # The event work in a process of its own, past the last replica's ports.
+                for program in (n for n in programs if n.split("-")[0] == service):
+                    programs[program][2]["COCREATE_ROLE"] = "calls"
+                own = {
+                    key + "ADDR": _shifted(address, REPLICA_PORT_STEP * replicas),
+                    key + "METRICS_ADDR": metrics
+                    and _shifted(metrics, REPLICA_PORT_STEP * replicas),
+                    "COCREATE_ROLE": "events",
+                    "COCREATE_INSTANCE": f"{service}-events",
+                }
+                programs[f"{service}-events"] = (
+                    own[key + "ADDR"],
+                    own[key + "METRICS_ADDR"],
+                    {**env, **own},
+                )
             if replicas > 1:
                 # The gateway spreads its calls over every replica (kit/channels.py).
                 env.setdefault(key + "TARGET", ",".join(targets))

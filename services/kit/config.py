@@ -56,6 +56,8 @@ class Config:
     max_pending_calls: int = 10000
     # Which replica this process is (recorded with each event it handles).
     instance: str = ""
+    # What this process runs (COCREATE_ROLE): ROLE_ALL, ROLE_CALLS or ROLE_EVENTS.
+    role: str = "all"
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -171,6 +173,28 @@ def instance_name(env: Mapping[str, str]) -> str:
     return env.get("COCREATE_INSTANCE") or f"{socket.gethostname()}-{os.getpid()}"
 
 
+ROLE_ALL = "all"
+ROLE_CALLS = "calls"
+ROLE_EVENTS = "events"
+ROLES = (ROLE_ALL, ROLE_CALLS, ROLE_EVENTS)
+
+
+def role(env: Mapping[str, str]) -> str:
+    """`COCREATE_ROLE`: what a process of the service runs.
+    - `all` (the default): the service's calls and its event work (the outbox
+      relay, the consumers, the background loops such as the tally folder);
+    - `calls`: only the calls, with the loops their servicers need (the votes
+      writer, the live notification streams). Another process of the service
+      must run `events`, or nothing is relayed, consumed or folded;
+    - `events`: only the event work; its gRPC port answers health, reflection
+      and the dead-letter service.
+    Splitting keeps the event work off the event loop that answers the calls."""
+    value = (env.get("COCREATE_ROLE") or ROLE_ALL).strip().lower()
+    if value not in ROLES:
+        raise ConfigError(f"COCREATE_ROLE={value!r} must be one of {', '.join(ROLES)}")
+    return value
+
+
 def load(service: str, env: Mapping[str, str] | None = None) -> Config:
     """Read the settings of one service (ideas, votes, rewards)."""
     env = dict(os.environ if env is None else env)
@@ -205,5 +229,6 @@ def load(service: str, env: Mapping[str, str] | None = None) -> Config:
         shutdown_grace_seconds=base.get_float("COCREATE_SHUTDOWN_GRACE_SECONDS", 10.0),
         max_pending_calls=base.get_int("COCREATE_MAX_PENDING_CALLS", 10000),
         instance=instance_name(env),
+        role=role(env),
         env=env,
     )

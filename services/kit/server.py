@@ -248,16 +248,20 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
         poll_seconds=config.relay_poll_seconds,
         keep_published_hours=config.get_float("COCREATE_OUTBOX_KEEP_HOURS", 168.0),
     )
-    tasks = [asyncio.create_task(relay.run(stop_background), name=f"{definition.name}-relay")]
-    for consumer in consumers:
+    tasks: list[asyncio.Task[None]] = []
+    if config.role != config_module.ROLE_CALLS:
         tasks.append(
-            asyncio.create_task(
-                consumer.run(pool, js, config.stream, stop_background, metrics=runtime.metrics),
-                name=consumer.name,
-            )
+            asyncio.create_task(relay.run(stop_background), name=f"{definition.name}-relay")
         )
-    for loop in definition.background(runtime):
-        tasks.append(asyncio.create_task(loop(stop_background)))
+        for consumer in consumers:
+            tasks.append(
+                asyncio.create_task(
+                    consumer.run(pool, js, config.stream, stop_background, metrics=runtime.metrics),
+                    name=consumer.name,
+                )
+            )
+        for loop in definition.background(runtime):
+            tasks.append(asyncio.create_task(loop(stop_background)))
 
     server = grpc.aio.server(
         interceptors=[
@@ -278,15 +282,17 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
             ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_SECONDS * 1000),
         ],
     )
-    for loop in definition.register(server, runtime) or ():
-        tasks.append(asyncio.create_task(loop(stop_background)))
+    serves_calls = config.role != config_module.ROLE_EVENTS
+    if serves_calls:
+        for loop in definition.register(server, runtime) or ():
+            tasks.append(asyncio.create_task(loop(stop_background)))
     dead_letter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server(
         DeadLetterServicer(runtime, consumers), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [
-        *definition.service_names,
+        *(definition.service_names if serves_calls else ()),
         dead_letter_service_pb2.DESCRIPTOR.services_by_name["DeadLetterService"].full_name,
     ]
     reflection.enable_server_reflection(
@@ -311,6 +317,7 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
         extra={
             "service": definition.name,
             "instance": config.instance,
+            "role": config.role,
             "address": f"{config.listen_addr.rsplit(':', 1)[0]}:{port}",
         },
     )

@@ -18,9 +18,14 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+import grpc
 import nats
+from cocreate.ideas.v1 import ideas_service_pb2 as ideas_pb
+from cocreate.ideas.v1 import ideas_service_pb2_grpc as ideas_grpc
+from cocreate.votes.v1 import votes_service_pb2_grpc as votes_grpc
 
 from deploy.localstack import REPLICA_PORT_STEP, ROOT, SERVICES, free_port
+from tests import support
 
 BUF = str(Path(sys.executable).parent / "buf")
 # A read that needs no token, answered by the ideas service.
@@ -87,6 +92,9 @@ async def migrations_and_marker(pg_port: int) -> dict[str, tuple[int, list[str]]
 async def test_make_run_serves_every_service_and_keeps_data_across_runs(tmp_path: Path) -> None:
     ports = {name: free_port() for name in (*SERVICES, "gateway", "pg", "nats")}
     metrics_ports = {name: free_port() for name in SERVICES}
+    # The votes events process listens 10 ports above the votes service.
+    ports["votes"] = free_port_with(REPLICA_PORT_STEP)
+    metrics_ports["votes"] = free_port_with(REPLICA_PORT_STEP)
     env = {f"COCREATE_{s.upper()}_ADDR": f"127.0.0.1:{ports[s]}" for s in (*SERVICES, "gateway")}
     env |= {f"COCREATE_{s.upper()}_METRICS_ADDR": f"127.0.0.1:{metrics_ports[s]}" for s in SERVICES}
     env |= {"COCREATE_PG_PORT": str(ports["pg"]), "COCREATE_NATS_PORT": str(ports["nats"])}
@@ -108,6 +116,10 @@ async def test_make_run_serves_every_service_and_keeps_data_across_runs(tmp_path
             metrics = f"http://127.0.0.1:{metrics_ports[service]}/metrics"
             assert f"metrics {metrics}" in printed
             assert f'cocreate_outbox_pending{{service="{service}"}}' in await get_text(metrics)
+        # The votes' event work runs in a process of its own (COCREATE_ROLE=events).
+        events_address = f"127.0.0.1:{ports['votes'] + REPLICA_PORT_STEP}"
+        assert f"votes-events grpc://{events_address}" in printed
+        await a_vote_reaches_the_ideas_read_model(ports["ideas"], ports["votes"])
         gateway_metrics = f"http://127.0.0.1:{ports['gateway']}/metrics"
         assert f"metrics {gateway_metrics}" in printed
         assert "cocreate_gateway_http_requests_total" in await get_text(gateway_metrics)
@@ -128,6 +140,28 @@ async def test_make_run_serves_every_service_and_keeps_data_across_runs(tmp_path
         assert second[service] == (first[service][0], ["kept"]), service
 
 
+async def a_vote_reaches_the_ideas_read_model(ideas_port: int, votes_port: int) -> None:
+    """An idea submitted, voted for and shown with its vote: the votes
+    process answering calls learns of the idea and writes the vote, and the
+    votes events process relays it and folds the tally."""
+    async with (
+        grpc.aio.insecure_channel(f"127.0.0.1:{ideas_port}") as ideas_channel,
+        grpc.aio.insecure_channel(f"127.0.0.1:{votes_port}") as votes_channel,
+    ):
+        ideas = ideas_grpc.IdeaServiceStub(ideas_channel)
+        product = await support.new_product(ideas, "make run")
+        idea = await support.submit_idea(ideas, product, "author-1", "Dark mode everywhere")
+        await support.cast_when_known(votes_grpc.VoteServiceStub(votes_channel), idea.id, "fan-1")
+
+        async def counted() -> bool:
+            answer = await ideas.GetIdea(
+                ideas_pb.GetIdeaRequest(idea_id=idea.id), metadata=support.metadata("fan-1")
+            )
+            return bool(answer.idea.voter_count == 1)
+
+        await support.eventually(counted)
+
+
 def free_port_with(*offsets: int) -> int:
     """A free port p with p + each offset free too (other replicas or nodes listen there)."""
     while True:
@@ -145,8 +179,9 @@ async def test_make_run_starts_replicas_and_a_nats_cluster(tmp_path: Path) -> No
     """COCREATE_REPLICAS=2 COCREATE_NATS_CLUSTER=3: two replicas of each
     service, a 3-node JetStream cluster holding the stream at 3 replicas, and
     a gateway whose calls reach both replicas."""
-    ports = {s: free_port_with(REPLICA_PORT_STEP) for s in SERVICES}
-    metrics_ports = {s: free_port_with(REPLICA_PORT_STEP) for s in SERVICES}
+    # The second replica 10 ports up; the votes events process 10 above it.
+    ports = {s: free_port_with(REPLICA_PORT_STEP, 2 * REPLICA_PORT_STEP) for s in SERVICES}
+    metrics_ports = {s: free_port_with(REPLICA_PORT_STEP, 2 * REPLICA_PORT_STEP) for s in SERVICES}
     gateway, pg = free_port(), free_port()
     nats_port = free_port_with(1, 2)
     env = {f"COCREATE_{s.upper()}_ADDR": f"127.0.0.1:{ports[s]}" for s in SERVICES}
@@ -178,6 +213,8 @@ async def test_make_run_starts_replicas_and_a_nats_cluster(tmp_path: Path) -> No
             for n in (0, 1):
                 address = f"127.0.0.1:{ports[service] + REPLICA_PORT_STEP * n}"
                 assert f"{f'{service}-{n + 1}':<9} grpc://{address}" in printed
+        events_address = f"127.0.0.1:{ports['votes'] + 2 * REPLICA_PORT_STEP}"
+        assert f"votes-events grpc://{events_address}" in printed
         async with aiohttp.ClientSession() as session:
             async with session.get(f"http://127.0.0.1:{gateway}/readyz") as ready:
                 assert ready.status == 200, await ready.text()
