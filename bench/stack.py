@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.localstack import ROOT, free_port
+from services.kit.config import ROLE_EVENTS
 
 SERVICES = ("ideas", "votes", "rewards", "gateway")
 
@@ -82,7 +83,7 @@ class Stack:
             name = None
             if "-m services." in cmd:
                 name = cmd.split("-m services.")[1].split()[0]
-                if _role(entry) == "events":
+                if _role(entry) == ROLE_EVENTS:
                     name += "-events"
             elif ("postgres" in cmd and str(self.folder) in cmd) or cmd.startswith("postgres:"):
                 name = "postgres"

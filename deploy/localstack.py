@@ -368,12 +368,26 @@ EVENTS_APART_DEFAULT = "votes"
 
 def _services_apart(env: dict[str, str]) -> set[str]:
     """COCREATE_EVENTS_APART: a comma-separated list of services, or "none"."""
-    value = env.get("COCREATE_EVENTS_APART", EVENTS_APART_DEFAULT).strip()
-    named = {s.strip() for s in value.split(",") if s.strip() and s.strip() != "none"}
+    named = {s.strip() for s in env.get("COCREATE_EVENTS_APART", EVENTS_APART_DEFAULT).split(",")}
+    named -= {"", "none"}
     unknown = named - set(SERVICES)
     if unknown:
         raise SystemExit(f"COCREATE_EVENTS_APART names no service: {', '.join(sorted(unknown))}")
     return named
+
+
+def _program(
+    env: dict[str, str], key: str, address: str, metrics: str, n: int, settings: dict[str, str]
+) -> tuple[str, str, dict[str, str]]:
+    """A program of a service (its settings prefixed `key`), listening
+    REPLICA_PORT_STEP·n ports above the first: its gRPC and metrics addresses
+    and its environment."""
+    own = {
+        key + "ADDR": _shifted(address, REPLICA_PORT_STEP * n),
+        key + "METRICS_ADDR": metrics and _shifted(metrics, REPLICA_PORT_STEP * n),
+        **settings,
+    }
+    return own[key + "ADDR"], own[key + "METRICS_ADDR"], {**env, **own}
 
 
 def _shifted(address: str, by: int) -> str:
@@ -441,7 +455,7 @@ def main() -> None:
             started.append(nats_server.start())
             env["COCREATE_NATS_URL"] = nats_server.url
             print(f"nats      {nats_server.url}  (JetStream in {store})")
-        from services.kit.config import DEFAULT_PORTS
+        from services.kit.config import DEFAULT_PORTS, ROLE_CALLS, ROLE_EVENTS
         from services.kit.metrics import DEFAULT_METRICS_PORTS
 
         replicas = _count(env, "COCREATE_REPLICAS")
@@ -455,32 +469,17 @@ def main() -> None:
             metrics = env.get(key + "METRICS_ADDR", f"127.0.0.1:{DEFAULT_METRICS_PORTS[service]}")
             targets = []
             for n in range(replicas):
-                # Replica n listens REPLICA_PORT_STEP·n ports above the first.
                 name = service if replicas == 1 else f"{service}-{n + 1}"
-                own = {
-                    key + "ADDR": _shifted(address, REPLICA_PORT_STEP * n),
-                    key + "METRICS_ADDR": metrics and _shifted(metrics, REPLICA_PORT_STEP * n),
-                }
-                if replicas > 1:
-                    own["COCREATE_INSTANCE"] = name
-                programs[name] = (own[key + "ADDR"], own[key + "METRICS_ADDR"], {**env, **own})
-                targets.append(own[key + "ADDR"])
+                settings = {"COCREATE_INSTANCE": name} if replicas > 1 else {}
+                if service in apart:
+                    settings["COCREATE_ROLE"] = ROLE_CALLS
+                programs[name] = _program(env, key, address, metrics, n, settings)
+                targets.append(programs[name][0])
             if service in apart:
                 # The event work in a process of its own, past the last replica's ports.
-                for program in (n for n in programs if n.split("-")[0] == service):
-                    programs[program][2]["COCREATE_ROLE"] = "calls"
-                own = {
-                    key + "ADDR": _shifted(address, REPLICA_PORT_STEP * replicas),
-                    key + "METRICS_ADDR": metrics
-                    and _shifted(metrics, REPLICA_PORT_STEP * replicas),
-                    "COCREATE_ROLE": "events",
-                    "COCREATE_INSTANCE": f"{service}-events",
-                }
-                programs[f"{service}-events"] = (
-                    own[key + "ADDR"],
-                    own[key + "METRICS_ADDR"],
-                    {**env, **own},
-                )
+                name = f"{service}-events"
+                settings = {"COCREATE_ROLE": ROLE_EVENTS, "COCREATE_INSTANCE": name}
+                programs[name] = _program(env, key, address, metrics, replicas, settings)
             if replicas > 1:
                 # The gateway spreads its calls over every replica (kit/channels.py).
                 env.setdefault(key + "TARGET", ",".join(targets))

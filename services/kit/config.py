@@ -61,6 +61,16 @@ class Config:
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
+    def serves_calls(self) -> bool:
+        """Whether this process answers the service's calls (COCREATE_ROLE)."""
+        return self.role != ROLE_EVENTS
+
+    @property
+    def does_event_work(self) -> bool:
+        """Whether this process relays, consumes and runs the background loops."""
+        return self.role != ROLE_CALLS
+
+    @property
     def nats_servers(self) -> list[str]:
         """COCREATE_NATS_URL as a list: one URL, or the nodes of a cluster
         separated by commas. The client connects to any of them and, when

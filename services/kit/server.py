@@ -240,16 +240,16 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
         consumer.delivery = Delivery(config.consumer_max_deliver, config.consumer_backoff_seconds)
         consumer.handled_by = config.instance
     stop_background = asyncio.Event()
-    relay = OutboxRelay(
-        pool,
-        js,
-        dsn=config.database_url,
-        stream=config.stream,
-        poll_seconds=config.relay_poll_seconds,
-        keep_published_hours=config.get_float("COCREATE_OUTBOX_KEEP_HOURS", 168.0),
-    )
     tasks: list[asyncio.Task[None]] = []
-    if config.role != config_module.ROLE_CALLS:
+    if config.does_event_work:
+        relay = OutboxRelay(
+            pool,
+            js,
+            dsn=config.database_url,
+            stream=config.stream,
+            poll_seconds=config.relay_poll_seconds,
+            keep_published_hours=config.get_float("COCREATE_OUTBOX_KEEP_HOURS", 168.0),
+        )
         tasks.append(
             asyncio.create_task(relay.run(stop_background), name=f"{definition.name}-relay")
         )
@@ -282,8 +282,7 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
             ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_SECONDS * 1000),
         ],
     )
-    serves_calls = config.role != config_module.ROLE_EVENTS
-    if serves_calls:
+    if config.serves_calls:
         for loop in definition.register(server, runtime) or ():
             tasks.append(asyncio.create_task(loop(stop_background)))
     dead_letter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server(
@@ -292,7 +291,7 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [
-        *(definition.service_names if serves_calls else ()),
+        *(definition.service_names if config.serves_calls else ()),
         dead_letter_service_pb2.DESCRIPTOR.services_by_name["DeadLetterService"].full_name,
     ]
     reflection.enable_server_reflection(
