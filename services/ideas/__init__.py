@@ -11,6 +11,10 @@ Decisions worth knowing:
   finds its near-duplicate (tested); no bigram fallback is needed.
 - Lists page by keyset on (sort column, id) — newest on the unique `number` —
   with an index per order, so equal scores never skip or repeat an idea.
+- The tallies' read model is a table of its own (idea_tallies, one row per
+  idea, written with the idea): a tally changes with every vote, and on the
+  idea's row each change rewrote the row and added entries to every index of
+  it, the trigram indexes of the title and body among them (migration 0103).
 - Settings: COCREATE_IDEAS_EDIT_WINDOW_SECONDS (3600),
   COCREATE_IDEAS_IDEAS_PER_HOUR (10), COCREATE_IDEAS_COMMENTS_PER_MINUTE (5),
   COCREATE_IDEAS_SIMILARITY_THRESHOLD (0.15). Rate limits apply to members;

@@ -40,11 +40,13 @@ class Order(IntEnum):
     MOST_DISCUSSED = 4
 
 
-# The sort column of each order (besides NEWEST, which sorts on the unique number).
+# The sort column of each order (besides NEWEST, which sorts on the unique
+# number) and the id that breaks its ties: the scores are in the tally read
+# model (`t`, idea_tallies), whose indexes hold them with its idea_id.
 _SORT_COLUMN = {
-    Order.TOP: ("i.weighted_score", "bigint"),
-    Order.TRENDING: ("i.trending_score", "float8"),
-    Order.MOST_DISCUSSED: ("i.comment_count", "int"),
+    Order.TOP: ("t.weighted_score", "bigint", "t.idea_id"),
+    Order.TRENDING: ("t.trending_score", "float8", "t.idea_id"),
+    Order.MOST_DISCUSSED: ("i.comment_count", "int", "i.id"),
 }
 
 
@@ -68,7 +70,10 @@ class IdeaQuery:
     def where(self) -> list[str]:
         clauses: list[str] = []
         if self.product_id:
-            clauses.append(f"i.product_id = {self._param(uuid.UUID(self.product_id))}")
+            product = self._param(uuid.UUID(self.product_id))
+            # Both copies of the product, so the planner may read a product's
+            # ideas in the order of either table's index.
+            clauses.append(f"i.product_id = {product} and t.product_id = {product}")
         if self.statuses:
             clauses.append(f"i.status = any({self._param(list(self.statuses))}::smallint[])")
         else:
@@ -92,22 +97,23 @@ class IdeaQuery:
         """The keyset condition for the rows after `position` (a page token's)."""
         if self.order == Order.NEWEST:
             return f"i.number < {self._param(int(position['n']))}"
-        column, kind = _SORT_COLUMN[self.order]
+        column, kind, tie = _SORT_COLUMN[self.order]
         value = self._param(position["k"])
         last_id = self._param(uuid.UUID(position["id"]))
-        return f"({column}, i.id) < ({value}::{kind}, {last_id}::uuid)"
+        return f"({column}, {tie}) < ({value}::{kind}, {last_id}::uuid)"
 
     def order_by(self) -> str:
         if self.order == Order.NEWEST:
             return "i.number desc"
-        column, _ = _SORT_COLUMN[self.order]
-        return f"{column} desc, i.id desc"
+        column, _, tie = _SORT_COLUMN[self.order]
+        return f"{column} desc, {tie} desc"
 
     def export_sql(self, columns: str, limit: int) -> str:
-        """Every matching idea, joined to its product, in order (the first
-        `limit`, when positive)."""
+        """Every matching idea, joined to its product and its tally, in order
+        (the first `limit`, when positive)."""
         sql = (
             f"select {columns} from ideas i join products p on p.id = i.product_id "
+            f"join idea_tallies t on t.idea_id = i.id "
             f"where {' and '.join(self.where())} order by {self.order_by()}"
         )
         if limit > 0:
@@ -117,7 +123,7 @@ class IdeaQuery:
     def position_of(self, row: asyncpg.Record) -> dict[str, Any]:
         if self.order == Order.NEWEST:
             return {"n": row["number"]}
-        column = _SORT_COLUMN[self.order][0].removeprefix("i.")
+        column = _SORT_COLUMN[self.order][0].partition(".")[2]
         return {"k": row[column], "id": str(row["id"])}
 
 
@@ -125,14 +131,20 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-_IDEA_COLUMNS = """
-    i.*, p.name as product_name,
+# The tally read model's columns, from idea_tallies `t`.
+TALLY_COLUMNS = (
+    "t.weighted_score, t.voter_count, t.voters_by_tier, t.trending_score, t.tally_version"
+)
+
+_IDEA_COLUMNS = f"""
+    i.*, p.name as product_name, {TALLY_COLUMNS},
     oc.id as oc_id, oc.author_id as oc_author_id, oc.body as oc_body,
     oc.created_at as oc_created_at, oc.updated_at as oc_updated_at, oc.version as oc_version
 """
 _IDEA_FROM = """
     from ideas i
     join products p on p.id = i.product_id
+    join idea_tallies t on t.idea_id = i.id
     left join lateral (
         select c.id, c.author_id, c.body, c.created_at, c.updated_at, c.version from comments c
         where c.idea_id = i.id and c.official and not c.hidden
@@ -154,9 +166,12 @@ async def insert_idea(
     author_id: str,
 ) -> str:
     idea_id = uuid.uuid4()
+    # The idea's tally row comes with it: every idea has one (the lists join it).
     await conn.execute(
-        "insert into ideas (id, product_id, title, body, tags, status, author_id) "
-        "values ($1, $2, $3, $4, $5, $6, $7)",
+        "with idea as ("
+        "    insert into ideas (id, product_id, title, body, tags, status, author_id)"
+        "    values ($1, $2, $3, $4, $5, $6, $7) returning id, product_id"
+        ") insert into idea_tallies (idea_id, product_id) select id, product_id from idea",
         idea_id,
         uuid.UUID(product_id),
         title,
@@ -194,16 +209,6 @@ async def merged_into(conn: asyncpg.Connection, idea_id: str) -> tuple[bool, str
     if row is None:
         return False, None
     return True, str(row["merged_into"]) if row["merged_into"] else None
-
-
-async def lock_ideas(conn: asyncpg.Connection, idea_ids: Sequence[str]) -> None:
-    """Lock several ideas in id order. Every transaction that writes more than
-    one idea row takes its locks in id order first, so two of them cannot
-    deadlock (a merge against the read model's tally batch, a release cut)."""
-    await conn.execute(
-        "select 1 from ideas where id = any($1::uuid[]) order by id for update",
-        [uuid.UUID(i) for i in idea_ids],
-    )
 
 
 async def lock_merge(conn: asyncpg.Connection, source_id: str, target_id: str) -> None:
@@ -392,24 +397,31 @@ async def list_reported_ideas(
 
 async def apply_tallies(conn: asyncpg.Connection, tallies: Sequence[TallyUpdate]) -> int:
     """Apply each tally only if it is newer than the stored one, in one
-    statement; how many applied."""
+    statement; how many applied. Only the tally read model is written: the
+    ideas' own rows are not touched, so nothing that writes them (an edit, a
+    merge, a release cut) waits for a tally or makes one wait."""
     if not tallies:
         return 0
-    # The join below would lock rows in whatever order the plan reads them.
-    await lock_ideas(conn, [t.idea_id for t in tallies])
-    # `id = any(...)` beside the join: the ideas are found by their key, not
-    # by a scan of the table, whatever the cached plan's statistics say.
+    ids = [uuid.UUID(t.idea_id) for t in tallies]
+    # The join below would lock rows in whatever order the plan reads them;
+    # two batches lock theirs in id order first, so they cannot deadlock.
+    await conn.execute(
+        "select 1 from idea_tallies where idea_id = any($1::uuid[]) order by idea_id for update",
+        ids,
+    )
+    # `idea_id = any(...)` beside the join: the rows are found by their key,
+    # not by a scan of the table, whatever the cached plan's statistics say.
     applied = await conn.fetch(
         """
-        update ideas i set weighted_score = t.score, voter_count = t.voters,
+        update idea_tallies s set weighted_score = t.score, voter_count = t.voters,
             voters_by_tier = t.by_tier::jsonb, trending_score = t.trending,
             tally_version = t.version
         from unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[],
                     $6::float8[]) as t(id, version, score, voters, by_tier, trending)
-        where i.id = t.id and i.id = any($1::uuid[]) and i.tally_version < t.version
-        returning i.id
+        where s.idea_id = t.id and s.idea_id = any($1::uuid[]) and s.tally_version < t.version
+        returning s.idea_id
         """,
-        [uuid.UUID(t.idea_id) for t in tallies],
+        ids,
         [t.version for t in tallies],
         [t.weighted_score for t in tallies],
         [t.voter_count for t in tallies],

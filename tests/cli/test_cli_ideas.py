@@ -57,12 +57,17 @@ async def bulk_insert(service: RunningService, product_id: str, count: int) -> N
     distinct scores 1..count so the `top` order is known."""
     await service.runtime.pool.execute(
         """
-        insert into ideas (id, product_id, title, body, tags, status, author_id,
-                           weighted_score, voter_count, voters_by_tier, trending_score)
-        select gen_random_uuid(), $1::uuid, 'Bulk idea ' || g, 'body', array['bulk', 't' || g % 5],
-               1, 'author-' || g % 100, g, g % 50,
-               jsonb_build_object('member', g % 50), g / 10.0
-        from generate_series(1, $2::int) as g
+        with idea as (
+            insert into ideas (id, product_id, title, body, tags, status, author_id)
+            select gen_random_uuid(), $1::uuid, 'Bulk idea ' || g, 'body',
+                   array['bulk', 't' || g % 5], 1, 'author-' || g % 100
+            from generate_series(1, $2::int) as g
+            returning id, product_id, title
+        )
+        insert into idea_tallies (idea_id, product_id, weighted_score, voter_count,
+                                  voters_by_tier, trending_score)
+        select id, product_id, g, g % 50, jsonb_build_object('member', g % 50), g / 10.0
+        from idea, lateral (select substr(title, 11)::int as g) bulk
         """,
         product_id,
         count,
@@ -135,16 +140,19 @@ async def test_the_csv_postgres_renders_is_the_csv_the_cli_writes_from_rows(
     pool = ideas_service.runtime.pool
     await pool.execute(
         """
-        update ideas set
-            status = 1 + number % 6,
+        with idea as (
+            update ideas set status = 1 + number % 6, comment_count = number % 4
+            where product_id = $1::uuid
+            returning id, number
+        )
+        update idea_tallies t set
             weighted_score = number * 3, voter_count = number,
             voters_by_tier = case number % 3
                 when 0 then '{}'::jsonb
                 when 1 then '{"member": 2, "core": 1, "Zed": 0, "ägypt": 4}'::jsonb
                 else '{"member": 12}'::jsonb end,
-            trending_score = (array[0, 2.5, 1.0 / 3, 0.00001, 123456.0, 7])[1 + number % 6],
-            comment_count = number % 4
-        where product_id = $1::uuid
+            trending_score = (array[0, 2.5, 1.0 / 3, 0.00001, 123456.0, 7])[1 + number % 6]
+        from idea where t.idea_id = idea.id
         """,
         product_id,
     )

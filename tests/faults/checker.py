@@ -206,8 +206,10 @@ async def votes_and_tallies(dbs: Databases) -> list[str]:
     )
     found += [f"vote {dict(r)} does not weigh its member's tier" for r in wrong]
     read_model = {
-        str(r["id"]): (r["weighted_score"], r["voter_count"])
-        for r in await dbs.ideas.fetch("select id, weighted_score, voter_count from ideas")
+        str(r["idea_id"]): (r["weighted_score"], r["voter_count"])
+        for r in await dbs.ideas.fetch(
+            "select idea_id, weighted_score, voter_count from idea_tallies"
+        )
     }
     for idea_id, model in read_model.items():
         if model != tallies.get(idea_id, (0, 0)):

@@ -25,9 +25,10 @@ async def test_a_cancelled_export_logs_no_error_and_stops_its_query(
     # gRPC's flow-control window, even grown, so the
     # server waits for the client to read, and the client cancels instead.
     await ideas.service.runtime.pool.execute(
-        "insert into ideas (id, product_id, title, status, author_id) "
-        "select gen_random_uuid(), $1::uuid, 'Filler idea ' || n, 1, 'filler' "
-        "from generate_series(1, 30000) n",
+        "with idea as (insert into ideas (id, product_id, title, status, author_id) "
+        "    select gen_random_uuid(), $1::uuid, 'Filler idea ' || n, 1, 'filler' "
+        "    from generate_series(1, 30000) n returning id, product_id) "
+        "insert into idea_tallies (idea_id, product_id) select id, product_id from idea",
         product.id,
     )
     with caplog.at_level(logging.INFO):

@@ -88,10 +88,14 @@ async def test_a_thousand_equal_scores_page_with_each_idea_exactly_once(
     async with ideas.service.runtime.pool.acquire() as conn:
         await conn.execute(
             """
-            insert into ideas (id, product_id, title, status, author_id, weighted_score,
-                               trending_score, comment_count)
-            select gen_random_uuid(), $1::uuid, 'Same idea ' || n, 1, 'm' || (n % 7), 5, 1.25, 2
-            from generate_series(1, 1000) n
+            with idea as (
+                insert into ideas (id, product_id, title, status, author_id, comment_count)
+                select gen_random_uuid(), $1::uuid, 'Same idea ' || n, 1, 'm' || (n % 7), 2
+                from generate_series(1, 1000) n
+                returning id, product_id
+            )
+            insert into idea_tallies (idea_id, product_id, weighted_score, trending_score)
+            select id, product_id, 5, 1.25 from idea
             """,
             product.id,
         )

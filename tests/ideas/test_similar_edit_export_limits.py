@@ -177,9 +177,10 @@ async def test_export_streams_every_matching_row_with_its_columns(platform: Plat
     await eventually(tallied)
     async with ideas.service.runtime.pool.acquire() as conn:
         await conn.execute(
-            "insert into ideas (id, product_id, title, status, author_id) "
-            "select gen_random_uuid(), $1::uuid, 'Bulk ' || n, 1, 'm' "
-            "from generate_series(1, 1500) n",
+            "with idea as (insert into ideas (id, product_id, title, status, author_id) "
+            "    select gen_random_uuid(), $1::uuid, 'Bulk ' || n, 1, 'm' "
+            "    from generate_series(1, 1500) n returning id, product_id) "
+            "insert into idea_tallies (idea_id, product_id) select id, product_id from idea",
             product.id,
         )
 

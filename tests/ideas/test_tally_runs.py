@@ -1,6 +1,7 @@
-"""The read model applies a run of tally events in one statement: rows are
-locked in id order, as a merge and a release cut lock them (so none of them
-deadlock with it), and an idea twice in a run ends at its newest tally."""
+"""The read model applies a run of tally events in one statement: its rows
+(idea_tallies) are locked in id order, so two runs cannot deadlock; the
+ideas' own rows are not touched, so a merge or a release cut holding an idea
+does not hold up a tally; and an idea twice in a run ends at its newest tally."""
 
 from __future__ import annotations
 
@@ -33,10 +34,15 @@ async def test_a_tally_batch_locks_its_ideas_in_id_order(platform: Platform) -> 
     lower, higher = sorted([first, second], key=uuid.UUID)
     pool = ideas.service.runtime.pool
     # The lower idea's row rewritten, so a scan of the table meets the higher first.
-    await pool.execute("update ideas set title = title where id = $1", uuid.UUID(lower))
+    await pool.execute(
+        "update idea_tallies set tally_version = tally_version where idea_id = $1",
+        uuid.UUID(lower),
+    )
 
     async with pool.acquire() as holder, holder.transaction():
-        await holder.execute("select 1 from ideas where id = $1 for update", uuid.UUID(lower))
+        await holder.execute(
+            "select 1 from idea_tallies where idea_id = $1 for update", uuid.UUID(lower)
+        )
 
         async def apply_higher_first() -> None:
             async with pool.acquire() as conn, conn.transaction():
@@ -52,11 +58,12 @@ async def test_a_tally_batch_locks_its_ideas_in_id_order(platform: Platform) -> 
             return waiting == 1
 
         await eventually(waiting_for_a_row_lock)
-        # Blocked on the lower id, the batch holds nothing above it: a merge
-        # that holds the lower idea can still lock the higher one.
-        async with pool.acquire() as merger, merger.transaction():
-            locked = await merger.fetchval(
-                "select count(*) from (select 1 from ideas where id = $1 for update nowait) x",
+        # Blocked on the lower id, the batch holds nothing above it: another
+        # batch that holds the lower idea can still lock the higher one.
+        async with pool.acquire() as other, other.transaction():
+            locked = await other.fetchval(
+                "select count(*) from "
+                "(select 1 from idea_tallies where idea_id = $1 for update nowait) x",
                 uuid.UUID(higher),
             )
         assert locked == 1
@@ -65,6 +72,22 @@ async def test_a_tally_batch_locks_its_ideas_in_id_order(platform: Platform) -> 
         7,
         5,
     )
+
+
+async def test_a_tally_batch_does_not_wait_for_an_idea_held_by_a_merge(
+    platform: Platform,
+) -> None:
+    ideas = await start_ideas(platform)
+    product = await ideas.product()
+    idea = (await ideas.submit(product.id, "Held idea")).id
+    pool = ideas.service.runtime.pool
+    async with pool.acquire() as holder, holder.transaction():
+        # What a merge, an edit or a release cut takes on the idea's own row.
+        await holder.execute("select 1 from ideas where id = $1 for update", uuid.UUID(idea))
+        async with pool.acquire() as conn, conn.transaction():
+            applied = await asyncio.wait_for(store.apply_tallies(conn, [_tally(idea, 1, 9)]), 10)
+    assert applied == 1
+    assert (await ideas.get(idea)).weighted_score == 9
 
 
 async def test_an_idea_twice_in_a_run_ends_at_its_newest_tally(platform: Platform) -> None:

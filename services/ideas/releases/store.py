@@ -124,15 +124,18 @@ async def list_iterations(
 
 _ITEM_COLUMNS = """
     x.iteration_id, x.idea_id, x.outcome, x.done, x.planned_by, x.planned_at,
-    i.number, i.title, i.status, i.author_id, i.product_id, i.weighted_score,
-    i.voter_count, i.voters_by_tier, i.hidden
+    i.number, i.title, i.status, i.author_id, i.product_id, t.weighted_score,
+    t.voter_count, t.voters_by_tier, i.hidden
+"""
+_ITEM_FROM = """
+    from iteration_ideas x join ideas i on i.id = x.idea_id
+    join idea_tallies t on t.idea_id = x.idea_id
 """
 
 
 async def item(conn: asyncpg.Connection, iteration_id: str, idea_id: str) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await conn.fetchrow(
-        f"select {_ITEM_COLUMNS} from iteration_ideas x join ideas i on i.id = x.idea_id "
-        "where x.iteration_id = $1 and x.idea_id = $2",
+        f"select {_ITEM_COLUMNS} {_ITEM_FROM} where x.iteration_id = $1 and x.idea_id = $2",
         uuid.UUID(iteration_id),
         uuid.UUID(idea_id),
     )
@@ -194,10 +197,10 @@ async def list_items(
     """Highest score first, ties by idea id."""
     rows: list[asyncpg.Record] = await conn.fetch(
         f"""
-        select {_ITEM_COLUMNS} from iteration_ideas x join ideas i on i.id = x.idea_id
+        select {_ITEM_COLUMNS} {_ITEM_FROM}
         where x.iteration_id = $1
-          and ($2::bigint is null or (i.weighted_score, i.id) < ($2, $3::uuid))
-        order by i.weighted_score desc, i.id desc
+          and ($2::bigint is null or (t.weighted_score, i.id) < ($2, $3::uuid))
+        order by t.weighted_score desc, i.id desc
         limit $4
         """,
         uuid.UUID(iteration_id),
@@ -307,9 +310,9 @@ async def snapshot_shipped(
         """
         insert into release_ideas (release_id, idea_id, number, title, author_id,
             weighted_score, voter_count, voters_by_tier)
-        select $1, i.id, i.number, i.title, i.author_id, i.weighted_score, i.voter_count,
-               i.voters_by_tier
-        from ideas i where i.id = any($2::uuid[])
+        select $1, i.id, i.number, i.title, i.author_id, t.weighted_score, t.voter_count,
+               t.voters_by_tier
+        from ideas i join idea_tallies t on t.idea_id = i.id where i.id = any($2::uuid[])
         """,
         uuid.UUID(release_id),
         [uuid.UUID(i) for i in idea_ids],
