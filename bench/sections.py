@@ -100,7 +100,9 @@ async def set_up(run: Run, ideas: int) -> None:
     async def submit(n: int) -> str:
         async with gate:
             answer = await stub.SubmitIdea(
-                ideas_pb.SubmitIdeaRequest(product_id=run.product_id, title=f"Bench idea {n}"),
+                ideas_pb.SubmitIdeaRequest(
+                    product_id=run.product_id, title=f"Bench idea {n}", body=idea_body(n)
+                ),
                 metadata=meta(f"author-{n % 500}"),
             )
             return str(answer.idea.id)
@@ -132,6 +134,20 @@ async def settle(run: Run) -> None:
         return await probes.backlog(urls, run.stack.nats_url) == (0, 0)
 
     await until(quiet, 300, 0.5)
+
+
+_WORDS = (
+    "battery camera screen widget notification dark mode gesture keyboard charging "
+    "wallpaper lock fingerprint volume speaker bluetooth wifi hotspot update storage "
+    "backup cloud photo gallery album video editor night sound vibration"
+).split()
+
+
+def idea_body(n: int) -> str:
+    """A body the length of a real idea's (about 650 characters): what an idea
+    costs to store and to index depends on its text."""
+    rng = random.Random(n)
+    return " ".join(rng.choice(_WORDS) for _ in range(90))
 
 
 def cast_plan(
@@ -618,7 +634,7 @@ async def _read_model_matches(run: Run) -> bool:
         model = {
             str(k): v
             for k, v in await ideas_db.fetch(
-                "select id, voter_count from ideas where voter_count > 0"
+                "select idea_id, voter_count from idea_tallies where voter_count > 0"
             )
         }
     finally:
@@ -761,37 +777,36 @@ async def ranking_and_export(run: Run, count: int, work: Path) -> None:
         chunk = 100_000
         for offset in range(0, count, chunk):
             records = []
+            tallies = []
             for n in range(offset, min(count, offset + chunk)):
+                idea_id = uuid.UUID(int=rng.getrandbits(128))
                 voters = rng.randint(0, 20)
                 records.append(
-                    (
-                        uuid.UUID(int=rng.getrandbits(128)),
-                        uuid.UUID(product_id),
-                        f"Scale idea {n}",
-                        1,
-                        f"author-{n % 5000}",
-                        voters * 2,
-                        voters,
-                        rng.random() * 20,
-                        1,
-                    )
+                    (idea_id, uuid.UUID(product_id), f"Scale idea {n}", 1, f"author-{n % 5000}")
                 )
-            await db.copy_records_to_table(
-                "ideas",
-                records=records,
-                columns=[
-                    "id",
-                    "product_id",
-                    "title",
-                    "status",
-                    "author_id",
-                    "weighted_score",
-                    "voter_count",
-                    "trending_score",
-                    "tally_version",
-                ],
-            )
+                tallies.append(
+                    (idea_id, uuid.UUID(product_id), voters * 2, voters, rng.random() * 20, 1)
+                )
+            async with db.transaction():
+                await db.copy_records_to_table(
+                    "ideas",
+                    records=records,
+                    columns=["id", "product_id", "title", "status", "author_id"],
+                )
+                await db.copy_records_to_table(
+                    "idea_tallies",
+                    records=tallies,
+                    columns=[
+                        "idea_id",
+                        "product_id",
+                        "weighted_score",
+                        "voter_count",
+                        "trending_score",
+                        "tally_version",
+                    ],
+                )
         await db.execute("analyze ideas")
+        await db.execute("analyze idea_tallies")
         loaded = time.monotonic() - started
         run.add(Row("ranking", f"{count} ideas loaded with COPY", f"{loaded:.1f}s"))
         orders = (
