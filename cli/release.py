@@ -128,23 +128,21 @@ def cmd_plan(env: Env) -> int:
             params["startDate"] = args.start
         if args.end:
             params["endDate"] = args.end
-        iteration = env.client.call(RELEASES + "CreateIteration", params)["iteration"]
+        iteration = env.mutate(RELEASES + "CreateIteration", params)["iteration"]
         sys.stderr.write(f"created iteration {args.iteration}\n")
     iteration_id = iteration["id"]
     for idea_id in args.unplan or []:
         try:
-            env.client.call(
-                RELEASES + "UnplanIdea", {"iterationId": iteration_id, "ideaId": idea_id}
-            )
+            env.mutate(RELEASES + "UnplanIdea", {"iterationId": iteration_id, "ideaId": idea_id})
         except CliError as exc:
             if exc.exit_code != errors.NOT_FOUND:
                 raise  # not planned there: already done
     for idea_id in [*args.idea_ids, *(args.done or [])]:
-        env.client.call(RELEASES + "PlanIdea", {"iterationId": iteration_id, "ideaId": idea_id})
+        env.mutate(RELEASES + "PlanIdea", {"iterationId": iteration_id, "ideaId": idea_id})
     for idea_id in args.done or []:
-        env.client.call(RELEASES + "MarkIdeaDone", {"iterationId": iteration_id, "ideaId": idea_id})
+        env.mutate(RELEASES + "MarkIdeaDone", {"iterationId": iteration_id, "ideaId": idea_id})
     if args.freeze:
-        env.client.call(RELEASES + "FreezeIteration", {"iterationId": iteration_id})
+        env.mutate(RELEASES + "FreezeIteration", {"iterationId": iteration_id})
     refreshed = env.client.call(RELEASES + "GetIteration", {"iterationId": iteration_id})
     return _show_iteration(env, refreshed["iteration"])
 

@@ -110,6 +110,33 @@ async def test_plan_cut_and_notes_from_a_weekly_job(
     assert json.loads(out)["products"][0]["shippedIdeas"][0]["ideaId"] == shipped
 
 
+async def test_plan_sends_every_change_with_a_request_id(
+    ideas: IdeasClients, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each change the plan command makes is remembered under its request id,
+    so a call answered but lost on the way back is not applied twice."""
+    run = Cli(ideas, capsys)
+    product = await new_product(ideas)
+    dropped = await submit(ideas, product, "author-1", "Idea planned, then unplanned")
+    done = await submit(ideas, product, "author-2", "Idea planned and done")
+    where = ("--product", product, "--iteration", "2026-W49")
+    assert (await run("release", "plan", *where, dropped))[0] == 0
+    code, _, err = await run("release", "plan", *where, "--unplan", dropped, "--done", done, "--freeze")
+    assert code == 0, err
+
+    remembered = await ideas.service.runtime.pool.fetch(
+        "select method, count(*) as n from idempotent_requests "
+        "where caller = 'release-bot' group by method"
+    )
+    assert {r["method"]: r["n"] for r in remembered} == {
+        "ReleaseService.CreateIteration": 1,
+        "ReleaseService.PlanIdea": 2,
+        "ReleaseService.UnplanIdea": 1,
+        "ReleaseService.MarkIdeaDone": 1,
+        "ReleaseService.FreezeIteration": 1,
+    }
+
+
 async def test_exit_codes_say_what_went_wrong(
     ideas: IdeasClients, capsys: pytest.CaptureFixture[str]
 ) -> None:
