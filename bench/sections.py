@@ -136,11 +136,38 @@ async def settle(run: Run) -> None:
     await until(quiet, 300, 0.5)
 
 
-_WORDS = (
-    "battery camera screen widget notification dark mode gesture keyboard charging "
-    "wallpaper lock fingerprint volume speaker bluetooth wifi hotspot update storage "
-    "backup cloud photo gallery album video editor night sound vibration"
-).split()
+_WORDS = [
+    "battery",
+    "camera",
+    "screen",
+    "widget",
+    "notification",
+    "dark",
+    "mode",
+    "gesture",
+    "keyboard",
+    "charging",
+    "wallpaper",
+    "lock",
+    "fingerprint",
+    "volume",
+    "speaker",
+    "bluetooth",
+    "wifi",
+    "hotspot",
+    "update",
+    "storage",
+    "backup",
+    "cloud",
+    "photo",
+    "gallery",
+    "album",
+    "video",
+    "editor",
+    "night",
+    "sound",
+    "vibration",
+]
 
 
 def idea_body(n: int) -> str:

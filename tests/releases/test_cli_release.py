@@ -121,7 +121,8 @@ async def test_plan_sends_every_change_with_a_request_id(
     done = await submit(ideas, product, "author-2", "Idea planned and done")
     where = ("--product", product, "--iteration", "2026-W49")
     assert (await run("release", "plan", *where, dropped))[0] == 0
-    code, _, err = await run("release", "plan", *where, "--unplan", dropped, "--done", done, "--freeze")
+    changes = ("--unplan", dropped, "--done", done, "--freeze")
+    code, _, err = await run("release", "plan", *where, *changes)
     assert code == 0, err
 
     remembered = await ideas.service.runtime.pool.fetch(
