@@ -202,6 +202,38 @@ def test_services_answer_their_probes_and_serve_metrics(overlay: str) -> None:
     assert annotations["prometheus.io/path"] == "/metrics"
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_votes_answers_calls_in_one_deployment_and_does_its_event_work_in_another(
+    overlay: str,
+) -> None:
+    """As make run starts it: the pods behind the votes Service answer calls
+    only, the votes-events pods do the relay, consumers and tally folder."""
+    resources = render(overlay)
+
+    def role(name: str) -> str:
+        [value] = [e["value"] for e in container(resources, "Deployment", name)["env"]
+                   if e["name"] == "COCREATE_ROLE"]  # fmt: skip
+        return str(value)
+
+    assert (role("votes"), role("votes-events")) == (config.ROLE_CALLS, config.ROLE_EVENTS)
+    calls, events = (
+        container(resources, "Deployment", "votes"),
+        container(resources, "Deployment", "votes-events"),
+    )
+    for same in ("image", "command", "ports", "envFrom", "readinessProbe", "livenessProbe"):
+        assert calls[same] == events[same], same
+    # Only the calls pods are behind the Service the gateway resolves.
+    service = one(resources, "Service", "votes")
+    events_labels = one(resources, "Deployment", "votes-events")["spec"]["template"]["metadata"]
+    assert not service["spec"]["selector"].items() <= events_labels["labels"].items()
+    # Every other service's pods do both.
+    assert settings(resources)["COCREATE_ROLE"] == config.ROLE_ALL
+    for other in ("ideas", "rewards"):
+        assert "COCREATE_ROLE" not in {
+            e["name"] for e in container(resources, "Deployment", other)["env"]
+        }
+
+
 def _settings_read_by_the_programs() -> set[str]:
     names = set()
     for path in (ROOT / "services").rglob("*.py"):
@@ -294,15 +326,20 @@ def test_each_service_uses_its_own_cloudnativepg_database(overlay: str) -> None:
             reference = env[f"COCREATE_{service.upper()}_DATABASE_URL"]["valueFrom"]
             # The secret CloudNativePG makes for the cluster's application user.
             assert reference == {"secretKeyRef": {"name": f"{service}-db-app", "key": "uri"}}
-    # Every pod of a service holds a pool; the most pods the autoscaler makes fit.
+    # Every pod of a service holds a pool (the votes and votes-events pods
+    # alike); the most pods the autoscalers make fit.
     pool = inspect.signature(db.create_pool).parameters["max_size"].default
+    most = dict.fromkeys(SERVICES, 0)
     for hpa in (r for r in resources if r["kind"] == "HorizontalPodAutoscaler"):
         target = hpa["spec"]["scaleTargetRef"]["name"]
-        if target in SERVICES:
-            limit = int(
-                clusters[f"{target}-db"]["spec"]["postgresql"]["parameters"]["max_connections"]
-            )
-            assert hpa["spec"]["maxReplicas"] * (pool + 5) <= limit
+        given = {e["name"] for e in container(resources, "Deployment", target).get("env", [])}
+        for service in SERVICES:
+            if f"COCREATE_{service.upper()}_DATABASE_URL" in given:
+                most[service] += hpa["spec"]["maxReplicas"]
+    for service, pods_at_most in most.items():
+        cluster = clusters[f"{service}-db"]["spec"]
+        limit = int(cluster["postgresql"]["parameters"]["max_connections"])
+        assert pods_at_most * (pool + 5) <= limit, service
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -419,7 +456,7 @@ def test_nats_server_refuses_a_planted_fault(tmp_path: Path) -> None:
 
 def test_prod_scales_and_dev_stays_small() -> None:
     prod, dev = render("prod"), render("dev")
-    workloads = [*SERVICES, "gateway"]
+    workloads = [*SERVICES, "votes-events", "gateway"]
     autoscalers = {
         r["spec"]["scaleTargetRef"]["name"]: r
         for r in prod
