@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from deploy.localstack import ROOT, SERVICES
-from services.kit.config import DEFAULT_PORTS
+from services.kit.config import DEFAULT_PORTS, ROLE_CALLS, ROLE_EVENTS
 
 DEPLOY = ROOT / "deploy"
 
@@ -35,6 +35,18 @@ def test_compose_runs_every_program_with_its_database_and_the_broker() -> None:
         assert compose["gateway"]["environment"][f"COCREATE_{service.upper()}_TARGET"] == (
             f"{service}:{DEFAULT_PORTS[service]}"
         )
+
+
+def test_compose_splits_the_votes_calls_from_its_event_work() -> None:
+    compose = documents(DEPLOY / "compose.yaml")[0]["services"]
+    calls, events = compose["votes"], compose["votes-events"]
+    assert calls["environment"]["COCREATE_ROLE"] == ROLE_CALLS
+    assert events["environment"]["COCREATE_ROLE"] == ROLE_EVENTS
+    assert events["command"] == calls["command"]
+    for setting in ("COCREATE_VOTES_DATABASE_URL", "COCREATE_NATS_URL", "COCREATE_ENV"):
+        assert events["environment"][setting] == calls["environment"][setting]
+    # The gateway calls the process that answers calls.
+    assert compose["gateway"]["environment"]["COCREATE_VOTES_TARGET"].startswith("votes:")
 
 
 def test_compose_runs_in_production_mode_with_a_secret_it_must_be_given() -> None:
