@@ -23,7 +23,6 @@ The test fixtures use the same LocalPostgres and LocalNats classes.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import pwd
 import signal
@@ -390,6 +389,43 @@ def _program(
     return own[key + "ADDR"], own[key + "METRICS_ADDR"], {**env, **own}
 
 
+# How often make run starts a program that exits before it serves. Its ports
+# lie in the kernel's ephemeral range (32768-60999 on Linux), so another
+# process's outgoing connection can hold one for a moment; the next start
+# binds it.
+START_ATTEMPTS = 3
+
+
+def _launch(name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    program = name.split("-")[0]
+    return subprocess.Popen([sys.executable, "-m", f"services.{program}"], env=env, cwd=ROOT)
+
+
+def _wait_serving(
+    name: str, child: subprocess.Popen[bytes], address: str, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """The program once it serves on `address`: started again (up to
+    START_ATTEMPTS in all) when it exits first; a TimeoutError after 60 s."""
+    deadline = time.monotonic() + 60
+    attempt = 1
+    while not _serving(address):
+        if child.poll() is not None:
+            if attempt == START_ATTEMPTS:
+                raise RuntimeError(f"{name} exited with {child.returncode} {attempt} times")
+            attempt += 1
+            print(
+                f"{name} exited with {child.returncode} while starting; starting it again",
+                file=sys.stderr,
+                flush=True,
+            )
+            time.sleep(1)
+            child = _launch(name, env)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the {name} service did not become ready within 60s")
+        time.sleep(0.05)
+    return child
+
+
 def _shifted(address: str, by: int) -> str:
     host, _, port = address.rpartition(":")
     return address if int(port) == 0 else f"{host}:{int(port) + by}"  # :0 is any free port
@@ -487,14 +523,11 @@ def main() -> None:
             gateway = env.get("COCREATE_GATEWAY_ADDR", f"127.0.0.1:{DEFAULT_PORTS['gateway']}")
             programs["gateway"] = (gateway, f"{gateway}", env)
         for name, (_address, _metrics, child_env) in programs.items():
-            program = name.split("-")[0]
-            child = subprocess.Popen(
-                [sys.executable, "-m", f"services.{program}"], env=child_env, cwd=ROOT
-            )
-            children.append((name, child))
-        for name, (address, metrics, _env) in programs.items():
+            children.append((name, _launch(name, child_env)))
+        for index, (name, (address, metrics, child_env)) in enumerate(programs.items()):
             if name != "gateway":
-                _wait_until(functools.partial(_serving, address), f"the {name} service", 60)
+                child = _wait_serving(name, children[index][1], address, child_env)
+                children[index] = (name, child)
             kind = "http" if name == "gateway" else "grpc"
             print(f"{name:<9} {kind}://{address:<21} metrics http://{metrics}/metrics")
         print("cocreate is running; Ctrl-C stops everything.", flush=True)

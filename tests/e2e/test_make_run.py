@@ -227,3 +227,52 @@ async def test_make_run_starts_replicas_and_a_nats_cluster(tmp_path: Path) -> No
                 f"http://127.0.0.1:{metrics_ports['ideas'] + REPLICA_PORT_STEP * n}/metrics"
             )
             assert PUBLIC_READ.replace("Service.", "Service/") in metrics, n
+
+
+async def test_make_run_starts_again_a_program_that_could_not_bind_its_port(
+    tmp_path: Path,
+) -> None:
+    """make run's ports lie in the kernel's ephemeral range, so another
+    process's connection can hold one for a moment: the program that could not
+    bind it exits, and make run starts it again once the port is free."""
+    ports = {name: free_port() for name in (*SERVICES, "gateway", "pg", "nats")}
+    ports["votes"] = free_port_with(REPLICA_PORT_STEP)
+    metrics = {s: free_port_with(REPLICA_PORT_STEP) for s in SERVICES}
+    env = {f"COCREATE_{s.upper()}_ADDR": f"127.0.0.1:{ports[s]}" for s in (*SERVICES, "gateway")}
+    env |= {f"COCREATE_{s.upper()}_METRICS_ADDR": f"127.0.0.1:{metrics[s]}" for s in SERVICES}
+    env |= {"COCREATE_PG_PORT": str(ports["pg"]), "COCREATE_NATS_PORT": str(ports["nats"])}
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", ports["votes"] + REPLICA_PORT_STEP))  # votes-events' port
+    holder.listen()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "deploy.localstack",
+        cwd=ROOT, env={**os.environ, **env, "COCREATE_DEV_DIR": str(tmp_path / "dev")},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    logs: asyncio.Future[bytes] | None = None
+    try:
+        async with asyncio.timeout(120):
+            while True:
+                line = (await process.stderr.readline()).decode()
+                assert line, "make run ended before it started votes-events again"
+                if "votes-events exited" in line and "starting it again" in line:
+                    break
+            holder.close()
+            # The services' logs go on coming on stderr: read them, or a full
+            # pipe would stop them.
+            logs = asyncio.ensure_future(process.stderr.read())
+            printed = ""
+            while "cocreate is running" not in printed:
+                line = (await process.stdout.readline()).decode()
+                assert line, f"the stack exited early; it printed:\n{printed}"
+                printed += line
+        assert f"votes-events grpc://127.0.0.1:{ports['votes'] + REPLICA_PORT_STEP}" in printed
+    finally:
+        holder.close()
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(60):
+            # Read what is left, or a full pipe would keep the stack from stopping.
+            await asyncio.gather(process.stdout.read(), logs or process.stderr.read())
+            code = await process.wait()
+    assert code == 0, f"the stack exited with {code}"
