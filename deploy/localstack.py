@@ -406,24 +406,21 @@ def _wait_serving(
 ) -> subprocess.Popen[bytes]:
     """The program once it serves on `address`: started again (up to
     START_ATTEMPTS in all) when it exits first; a TimeoutError after 60 s."""
-    deadline = time.monotonic() + 60
-    attempt = 1
-    while not _serving(address):
-        if child.poll() is not None:
-            if attempt == START_ATTEMPTS:
-                raise RuntimeError(f"{name} exited with {child.returncode} {attempt} times")
-            attempt += 1
-            print(
-                f"{name} exited with {child.returncode} while starting; starting it again",
-                file=sys.stderr,
-                flush=True,
-            )
+    starts = [child]
+
+    def serving() -> bool:
+        if starts[-1].poll() is not None:
+            code = starts[-1].returncode
+            if len(starts) == START_ATTEMPTS:
+                raise RuntimeError(f"{name} exited with {code} {len(starts)} times")
+            print(f"{name} exited with {code} while starting; starting it again", file=sys.stderr)
             time.sleep(1)
-            child = _launch(name, env)
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the {name} service did not become ready within 60s")
-        time.sleep(0.05)
-    return child
+            starts.append(_launch(name, env))
+            return False
+        return _serving(address)
+
+    _wait_until(serving, f"the {name} service", 60)
+    return starts[-1]
 
 
 def _shifted(address: str, by: int) -> str:
