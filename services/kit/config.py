@@ -33,6 +33,12 @@ PRODUCTION_MAX_TTL_SECONDS = 86400
 
 DEFAULT_PORTS = {"ideas": 50051, "votes": 50052, "rewards": 50053, "gateway": 8080}
 
+# What a process of a service runs (COCREATE_ROLE; see `role`).
+ROLE_ALL = "all"
+ROLE_CALLS = "calls"
+ROLE_EVENTS = "events"
+ROLES = (ROLE_ALL, ROLE_CALLS, ROLE_EVENTS)
+
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message names it."""
@@ -57,7 +63,7 @@ class Config:
     # Which replica this process is (recorded with each event it handles).
     instance: str = ""
     # What this process runs (COCREATE_ROLE): ROLE_ALL, ROLE_CALLS or ROLE_EVENTS.
-    role: str = "all"
+    role: str = ROLE_ALL
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -181,12 +187,6 @@ def instance_name(env: Mapping[str, str]) -> str:
     """`COCREATE_INSTANCE`: this replica's name; by default the host's name and
     the process id (in Kubernetes the host name is the pod's)."""
     return env.get("COCREATE_INSTANCE") or f"{socket.gethostname()}-{os.getpid()}"
-
-
-ROLE_ALL = "all"
-ROLE_CALLS = "calls"
-ROLE_EVENTS = "events"
-ROLES = (ROLE_ALL, ROLE_CALLS, ROLE_EVENTS)
 
 
 def role(env: Mapping[str, str]) -> str:
