@@ -89,10 +89,12 @@ async def migrations_and_marker(pg_port: int) -> dict[str, tuple[int, list[str]]
     return seen
 
 
-async def test_make_run_serves_every_service_and_keeps_data_across_runs(tmp_path: Path) -> None:
+def one_of_each() -> tuple[dict[str, int], dict[str, int], dict[str, str]]:
+    """Free ports for a stack of one process a service (the votes events
+    process 10 ports above votes) and its own Postgres and NATS: the gRPC and
+    HTTP ports, the metrics ports, and make run's environment for them."""
     ports = {name: free_port() for name in (*SERVICES, "gateway", "pg", "nats")}
     metrics_ports = {name: free_port() for name in SERVICES}
-    # The votes events process listens 10 ports above the votes service.
     ports["votes"] = free_port_with(REPLICA_PORT_STEP)
     metrics_ports["votes"] = free_port_with(REPLICA_PORT_STEP)
     env = {f"COCREATE_{s.upper()}_ADDR": f"127.0.0.1:{ports[s]}" for s in (*SERVICES, "gateway")}
@@ -100,7 +102,12 @@ async def test_make_run_serves_every_service_and_keeps_data_across_runs(tmp_path
     env |= {"COCREATE_PG_PORT": str(ports["pg"]), "COCREATE_NATS_PORT": str(ports["nats"])}
     for key in list(os.environ):
         if key.endswith("_DATABASE_URL") or key == "COCREATE_NATS_URL":
-            env[key] = ""  # this test wants the stack's own servers
+            env[key] = ""  # the stack's own servers
+    return ports, metrics_ports, env
+
+
+async def test_make_run_serves_every_service_and_keeps_data_across_runs(tmp_path: Path) -> None:
+    ports, metrics_ports, env = one_of_each()
 
     async with running_stack(tmp_path / "dev", env) as printed:
         for service in SERVICES:
@@ -235,12 +242,7 @@ async def test_make_run_starts_again_a_program_that_could_not_bind_its_port(
     """make run's ports lie in the kernel's ephemeral range, so another
     process's connection can hold one for a moment: the program that could not
     bind it exits, and make run starts it again once the port is free."""
-    ports = {name: free_port() for name in (*SERVICES, "gateway", "pg", "nats")}
-    ports["votes"] = free_port_with(REPLICA_PORT_STEP)
-    metrics = {s: free_port_with(REPLICA_PORT_STEP) for s in SERVICES}
-    env = {f"COCREATE_{s.upper()}_ADDR": f"127.0.0.1:{ports[s]}" for s in (*SERVICES, "gateway")}
-    env |= {f"COCREATE_{s.upper()}_METRICS_ADDR": f"127.0.0.1:{metrics[s]}" for s in SERVICES}
-    env |= {"COCREATE_PG_PORT": str(ports["pg"]), "COCREATE_NATS_PORT": str(ports["nats"])}
+    ports, _metrics_ports, env = one_of_each()
     holder = socket.socket()
     holder.bind(("127.0.0.1", ports["votes"] + REPLICA_PORT_STEP))  # votes-events' port
     holder.listen()
