@@ -802,18 +802,15 @@ async def ranking_and_export(run: Run, count: int, work: Path) -> None:
     started = time.monotonic()
     try:
         chunk = 100_000
+        product_uuid = uuid.UUID(product_id)
         for offset in range(0, count, chunk):
             records = []
             tallies = []
             for n in range(offset, min(count, offset + chunk)):
                 idea_id = uuid.UUID(int=rng.getrandbits(128))
                 voters = rng.randint(0, 20)
-                records.append(
-                    (idea_id, uuid.UUID(product_id), f"Scale idea {n}", 1, f"author-{n % 5000}")
-                )
-                tallies.append(
-                    (idea_id, uuid.UUID(product_id), voters * 2, voters, rng.random() * 20, 1)
-                )
+                records.append((idea_id, product_uuid, f"Scale idea {n}", 1, f"author-{n % 5000}"))
+                tallies.append((idea_id, product_uuid, voters * 2, voters, rng.random() * 20, 1))
             async with db.transaction():
                 await db.copy_records_to_table(
                     "ideas",
