@@ -527,16 +527,16 @@ def main() -> None:
                 children[index] = (name, child)
             kind = "http" if name == "gateway" else "grpc"
             print(f"{name:<9} {kind}://{address:<21} metrics http://{metrics}/metrics")
-        print("cocreate is running; Ctrl-C stops everything.", flush=True)
-
         stopping = False
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             nonlocal stopping
             stopping = True
 
+        # Before saying it runs: a Ctrl-C right after the line stops it cleanly.
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
+        print("cocreate is running; Ctrl-C stops everything.", flush=True)
         while not stopping:
             for name, child in children:
                 if child.poll() is not None:
