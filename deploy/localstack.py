@@ -40,11 +40,19 @@ SERVICES = ("ideas", "votes", "rewards")
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Ports make run's own programs will listen on once its servers are up; a port
+# picked for a server started before them (a NATS monitor or cluster port) is
+# never one of these.
+_KEEP_CLEAR: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _KEEP_CLEAR:
+            return port
 
 
 def _wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
@@ -423,6 +431,28 @@ def _wait_serving(
     return starts[-1]
 
 
+def _programs_ports(env: dict[str, str], replicas: int) -> set[int]:
+    """Every port the services' programs and the gateway may listen on: each
+    configured or default address, and the replicas' and events processes'
+    ports above it."""
+    from services.kit.config import DEFAULT_PORTS
+    from services.kit.metrics import DEFAULT_METRICS_PORTS
+
+    addresses = [env.get("COCREATE_GATEWAY_ADDR", f"127.0.0.1:{DEFAULT_PORTS['gateway']}")]
+    for service in SERVICES:
+        key = f"COCREATE_{service.upper()}_"
+        addresses.append(env.get(key + "ADDR", f"127.0.0.1:{DEFAULT_PORTS[service]}"))
+        addresses.append(
+            env.get(key + "METRICS_ADDR", f"127.0.0.1:{DEFAULT_METRICS_PORTS[service]}")
+        )
+    ports: set[int] = set()
+    for address in filter(None, addresses):
+        first = int(address.rpartition(":")[2])
+        if first:
+            ports.update(first + REPLICA_PORT_STEP * n for n in range(replicas + 1))
+    return ports
+
+
 def _shifted(address: str, by: int) -> str:
     host, _, port = address.rpartition(":")
     return address if int(port) == 0 else f"{host}:{int(port) + by}"  # :0 is any free port
@@ -437,6 +467,8 @@ def main() -> None:
     env["COCREATE_ENV"] = env.get("COCREATE_ENV") or "development"
     started: list[LocalPostgres | LocalNats | LocalNatsCluster] = []
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    replicas = _count(env, "COCREATE_REPLICAS")
+    _KEEP_CLEAR.update(_programs_ports(env, replicas))
 
     def stop_all() -> list[str]:
         """Stop the services (SIGTERM: graceful), then the servers; name any
@@ -491,7 +523,6 @@ def main() -> None:
         from services.kit.config import DEFAULT_PORTS, ROLE_CALLS, ROLE_EVENTS
         from services.kit.metrics import DEFAULT_METRICS_PORTS
 
-        replicas = _count(env, "COCREATE_REPLICAS")
         apart = _services_apart(env)
         services = [s for s in SERVICES if (ROOT / "services" / s / "__main__.py").exists()]
         # name → (gRPC or HTTP address, metrics address, its environment)

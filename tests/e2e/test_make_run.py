@@ -89,14 +89,40 @@ async def migrations_and_marker(pg_port: int) -> dict[str, tuple[int, list[str]]
     return seen
 
 
+class DistinctPorts:
+    """Free ports for one stack, none handed out twice. Each probe closes its
+    socket, so the kernel may offer the same port again to the next probe; two
+    programs given one port would leave the later one unable to bind."""
+
+    def __init__(self) -> None:
+        self.given: set[int] = set()
+
+    def take(self, *offsets: int) -> int:
+        """A free port p, with p + each offset free too (other replicas, nodes or
+        the votes events process listen there)."""
+        while True:
+            port = free_port()
+            block = {port, *(port + offset for offset in offsets)}
+            if block & self.given:
+                continue
+            try:
+                for offset in offsets:
+                    with socket.socket() as sock:
+                        sock.bind(("127.0.0.1", port + offset))
+            except (OSError, OverflowError):  # taken, or beyond the last port
+                continue
+            self.given |= block
+            return port
+
+
 def one_of_each() -> tuple[dict[str, int], dict[str, int], dict[str, str]]:
     """Free ports for a stack of one process a service (the votes events
     process 10 ports above votes) and its own Postgres and NATS: the gRPC and
     HTTP ports, the metrics ports, and make run's environment for them."""
-    ports = {name: free_port() for name in (*SERVICES, "gateway", "pg", "nats")}
-    metrics_ports = {name: free_port() for name in SERVICES}
-    ports["votes"] = free_port_with(REPLICA_PORT_STEP)
-    metrics_ports["votes"] = free_port_with(REPLICA_PORT_STEP)
+    free = DistinctPorts()
+    room = {"votes": (REPLICA_PORT_STEP,)}  # for the votes events process
+    ports = {name: free.take(*room.get(name, ())) for name in (*SERVICES, "gateway", "pg", "nats")}
+    metrics_ports = {name: free.take(*room.get(name, ())) for name in SERVICES}
     env = {f"COCREATE_{s.upper()}_ADDR": f"127.0.0.1:{ports[s]}" for s in (*SERVICES, "gateway")}
     env |= {f"COCREATE_{s.upper()}_METRICS_ADDR": f"127.0.0.1:{metrics_ports[s]}" for s in SERVICES}
     env |= {"COCREATE_PG_PORT": str(ports["pg"]), "COCREATE_NATS_PORT": str(ports["nats"])}
@@ -169,28 +195,16 @@ async def a_vote_reaches_the_ideas_read_model(ideas_port: int, votes_port: int) 
         await support.eventually(counted)
 
 
-def free_port_with(*offsets: int) -> int:
-    """A free port p with p + each offset free too (other replicas or nodes listen there)."""
-    while True:
-        port = free_port()
-        try:
-            for offset in offsets:
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port + offset))
-        except (OSError, OverflowError):  # taken, or beyond the last port
-            continue
-        return port
-
-
 async def test_make_run_starts_replicas_and_a_nats_cluster(tmp_path: Path) -> None:
     """COCREATE_REPLICAS=2 COCREATE_NATS_CLUSTER=3: two replicas of each
     service, a 3-node JetStream cluster holding the stream at 3 replicas, and
     a gateway whose calls reach both replicas."""
     # The second replica 10 ports up; the votes events process 10 above it.
-    ports = {s: free_port_with(REPLICA_PORT_STEP, 2 * REPLICA_PORT_STEP) for s in SERVICES}
-    metrics_ports = {s: free_port_with(REPLICA_PORT_STEP, 2 * REPLICA_PORT_STEP) for s in SERVICES}
-    gateway, pg = free_port(), free_port()
-    nats_port = free_port_with(1, 2)
+    free = DistinctPorts()
+    ports = {s: free.take(REPLICA_PORT_STEP, 2 * REPLICA_PORT_STEP) for s in SERVICES}
+    metrics_ports = {s: free.take(REPLICA_PORT_STEP, 2 * REPLICA_PORT_STEP) for s in SERVICES}
+    gateway, pg = free.take(), free.take()
+    nats_port = free.take(1, 2)
     env = {f"COCREATE_{s.upper()}_ADDR": f"127.0.0.1:{ports[s]}" for s in SERVICES}
     env |= {f"COCREATE_{s.upper()}_METRICS_ADDR": f"127.0.0.1:{metrics_ports[s]}" for s in SERVICES}
     env |= {
