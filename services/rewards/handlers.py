@@ -225,7 +225,7 @@ class RewardHandlers:
         ideas = [c.idea_id for c in m.casts] + [r.idea_id for r in m.retracts]
         await replica_store.lock_ideas(conn, ideas, exclusive=False)
         if m.casts:
-            await self.votes_cast(conn, [event.carrying(cast) for cast in m.casts])
+            await self._record_casts(conn, [event.carrying(cast) for cast in m.casts])
         for retract in m.retracts:
             await self.vote_retracted(conn, event.carrying(retract))
 
@@ -236,10 +236,16 @@ class RewardHandlers:
         supports what (the newest vote version wins), pay each member's own vote
         once per idea within the rule's daily cap, and pay a supporter whose
         vote was cast before the idea shipped but heard of after."""
+        await replica_store.lock_ideas(conn, [e.message.idea_id for e in batch], exclusive=False)
+        await self._record_casts(conn, batch)
+
+    async def _record_casts(
+        self, conn: asyncpg.Connection, batch: list[Event[votes_events_pb2.VoteCast]]
+    ) -> None:
+        """`votes_cast` once the ideas' locks are held."""
         casts = [
             (event, event.message, _when(event.message, "cast_time", event)) for event in batch
         ]
-        await replica_store.lock_ideas(conn, [m.idea_id for _, m, _ in casts], exclusive=False)
         await store.ensure_accounts(conn, [m.member_id for _, m, _ in casts])
         newest = await replica_store.set_supports(
             conn,
