@@ -87,8 +87,11 @@ def claims(
     if len(segments) != 3 or not _pyjwt_takes(secret):
         return None
     header_segment, payload_segment, signature_segment = segments
+    header_data, payload_data = _decoded(header_segment), _decoded(payload_segment)
     signature = _decoded(signature_segment)
-    if signature is None or len(signature) != _SIGNATURE_BYTES:
+    if header_data is None or payload_data is None or signature is None:
+        return None  # not base64url: PyJWT says what is wrong
+    if len(signature) != _SIGNATURE_BYTES:
         return None
     expected = hmac.new(
         secret.encode("utf-8"),
@@ -96,9 +99,6 @@ def claims(
         hashlib.sha256,
     ).digest()
     if not hmac.compare_digest(expected, signature):
-        return None
-    header_data, payload_data = _decoded(header_segment), _decoded(payload_segment)
-    if header_data is None or payload_data is None:
         return None
     if _json_object(header_data) not in _PLAIN_HEADERS:
         return None

@@ -146,7 +146,7 @@ def tokens(draw: st.DrawFn) -> str:
     token = f"{signed}.{signature}" + ("=" if padded else "")
     if mutation == "flip":
         at = draw(st.integers(0, len(token) - 1))
-        token = token[:at] + draw(st.sampled_from("AQgw_-.=!+/")) + token[at + 1 :]
+        token = token[:at] + draw(st.sampled_from("AQgw_-.=!+/é\x00")) + token[at + 1 :]
     elif mutation == "cut":
         token = token[: draw(st.integers(0, len(token) - 1))]
     elif mutation == "extra":
@@ -196,6 +196,19 @@ def test_a_refused_token_is_refused_with_pyjwts_reason() -> None:
     with pytest.raises(Unauthenticated) as refused:
         auth.verify_token(f"Bearer {forged}", SECRET)
     assert refused.value.reason == "TOKEN_INVALID"
+
+
+def test_characters_outside_base64url_anywhere_are_left_to_pyjwt() -> None:
+    token = auth.mint_token("m1", "member", SECRET)
+    first, second, third = token.split(".")
+    for odd in (
+        f"{first}é.{second}.{third}",
+        f"{first}.{second}\x00.{third}",
+        f"{first}.{second}.{third}é",
+    ):
+        assert hs256.claims(odd, SECRET) is None
+        with pytest.raises(Unauthenticated):
+            auth.verify_token(f"Bearer {odd}", SECRET)
 
 
 def test_a_secret_pyjwt_will_not_use_is_not_used_here_either() -> None:
