@@ -130,6 +130,44 @@ class TierGroup:
     scaled: float
 
 
+@dataclass(frozen=True)
+class AddedVote:
+    """What a cast adds to its idea's tally: its weight, in its tier, and its
+    trending term ln(weight) + (cast_at − EPOCH) / TAU."""
+
+    weight: int
+    tier: str
+    trend: float
+
+
+def added_vote(weight: int, tier: str, cast_at: datetime) -> AddedVote:
+    exponent = (cast_at - EPOCH).total_seconds() / TAU_SECONDS
+    return AddedVote(weight, tier, math.log(weight) + exponent)
+
+
+def add_votes(stored: Tally, added: Iterable[AddedVote]) -> Tally:
+    """The tally after votes were added to `stored` (an idea's tally as the
+    last fold left it): the sums add exactly, and the trending sum adds in log
+    space (the largest term shifted out, as the recount does)."""
+    tally = Tally(
+        stored.idea_id,
+        stored.weighted_score,
+        stored.voter_count,
+        dict(stored.voters_by_tier),
+        stored.trending_score,
+    )
+    terms = [tally.trending_score] if tally.voter_count > 0 else []
+    for vote in added:
+        tally.weighted_score += vote.weight
+        tally.voter_count += 1
+        tally.voters_by_tier[vote.tier] = tally.voters_by_tier.get(vote.tier, 0) + 1
+        terms.append(vote.trend)
+    if terms:
+        top = max(terms)
+        tally.trending_score = top + math.log(math.fsum(math.exp(t - top) for t in terms))
+    return tally
+
+
 def fold(idea_id: str, groups: Iterable[TierGroup]) -> Tally:
     """The tally of an idea from its per-tier sums."""
     tally = Tally(idea_id)

@@ -12,20 +12,30 @@ Instead a cast writes only rows nobody else writes: the member's own vote row
 (keyed by idea and member), its history entry, its event and an append-only
 `tally_dirty` mark. It commits and answers. This background folder — one per
 database, elected by an advisory lock, woken by NOTIFY at commit and polling
-as a fallback — takes the committed marks, recounts each marked idea from
-its active votes (one grouped aggregate: score, voters, voters per tier and
-the log-space trending sum), stores the tally with the next version, and
-emits the changed tallies in one TalliesChanged event in the same transaction.
-Many casts that land between two folds make one tally change, whose version
-still grows by one.
+as a fallback — takes the committed marks, computes each marked idea's new
+tally, stores it with the next version, and emits the changed tallies in one
+TalliesChanged event in the same transaction. Many casts that land between
+two folds make one tally change, whose version still grows by one.
 
-Nothing is lost: a mark commits with its vote, so the fold that takes the
-mark sees the vote, and a mark committed after a fold started is left for the
-next one. Because the fold recounts instead of adding deltas, a tally always
-equals the recount of its active votes, whatever order the writes committed
-in. The cost is one scan of the idea's active votes per fold of that idea;
-an incremental fold of per-vote deltas would replace it if ideas ever carry
-millions of votes.
+A cast's mark carries what it adds: the vote's weight, its tier and its
+trending term (domain.AddedVote). When every mark of an idea in a fold is a
+cast's, the fold adds them to the stored tally (domain.add_votes) without
+reading the idea's votes, so a fold costs the same for an idea with ten votes
+and one with a million. Any other change — a retract, a ban or void, a tier or
+policy reweight, a merge — marks without a vote, and the fold recounts that
+idea from its active votes (one grouped aggregate: score, voters, voters per
+tier and the log-space trending sum). Retracts recount rather than subtract:
+the sums would subtract exactly, but taking a term out of a log-space sum
+loses precision as it cancels, and a recount is exact.
+
+Nothing is lost or counted twice: a mark commits with its vote, so the fold
+that takes the mark sees the vote, and a mark committed after a fold took its
+marks is left for the next one. A recount and the removal of every mark of
+its ideas still waiting happen in one statement (store.recount), in one
+snapshot: a cast the recount counts loses its mark with it, and a cast it
+does not see keeps its mark for the next fold. So a tally always equals the
+recount of its active votes, which the invariant test and the crash checker
+check.
 
 Replicas: every replica runs this loop, and each fold elects its folder with
 a transaction-level advisory lock, so two folds never overlap and a replica
@@ -111,12 +121,22 @@ class TallyFolder:
             )
             if not election["elected"]:
                 return 0
-            idea_ids = await store.take_dirty(conn, self._fold_batch)
-            if not idea_ids:
+            marks = await store.take_marks(conn, self._fold_batch)
+            if not marks:
                 return 0
-            groups = await store.tier_groups(conn, idea_ids)
+            to_recount = [idea_id for idea_id, added in marks.items() if added is None]
+            groups = await store.recount(conn, to_recount)
+            before = await store.stored_tallies(
+                conn, [idea_id for idea_id, added in marks.items() if added is not None]
+            )
             stored = await store.save_tallies(
-                conn, [domain.fold(idea_id, groups[idea_id]) for idea_id in idea_ids]
+                conn,
+                [
+                    domain.fold(idea_id, groups[idea_id])
+                    if added is None
+                    else domain.add_votes(before[idea_id], added)
+                    for idea_id, added in marks.items()
+                ],
             )
             await self._outbox.emit_many(
                 conn,
@@ -128,8 +148,8 @@ class TallyFolder:
                     for chunk in _chunks(stored, TALLIES_PER_EVENT)
                 ],
             )
-            await store.record_fold(conn, self._instance, election["at"], len(idea_ids))
-            return len(idea_ids)
+            await store.record_fold(conn, self._instance, election["at"], len(marks))
+            return len(marks)
 
 
 def watch_lag(metrics: ServiceMetrics, pool: asyncpg.Pool) -> None:

@@ -304,6 +304,8 @@ class VoteWriter:
         votes = await self._current_votes(conn, batch, rows, [*casts, *retracts], changed)
 
         history: list[store.HistoryEntry] = []
+        # A cast adds its vote to its idea's tally; a retract asks for a recount.
+        marks: list[tuple[str, domain.AddedVote | None]] = []
         written = events_pb.VotesChanged()
         remembered: list[tuple[str, str, str, pb_message.Message]] = []
         for i in [*casts, *retracts]:
@@ -313,8 +315,11 @@ class VoteWriter:
                 history.append(_history_entry(change, vote))
                 if change.kind is Kind.CAST:
                     written.casts.append(changes.cast_event(vote, domain.CAUSE_MEMBER))
+                    added = domain.added_vote(vote["weight"], vote["tier"], vote["cast_at"])
+                    marks.append((change.idea_id, added))
                 else:
                     written.retracts.append(changes.retract_event(vote, domain.CAUSE_MEMBER))
+                    marks.append((change.idea_id, None))
             answer: pb_message.Message = (
                 pb.CastVoteResponse(vote=mappers.vote(vote))
                 if change.kind is Kind.CAST
@@ -323,7 +328,7 @@ class VoteWriter:
             answers[i] = answer
             if change.request_id:
                 remembered.append((change.member_id, change.kind.value, change.request_id, answer))
-        await store.record_vote_changes(conn, history)
+        await store.record_vote_changes(conn, history, marks)
         await idempotency.remember_many(conn, remembered)
         if history:
             await self._outbox.emit_many(

@@ -25,14 +25,47 @@ async def mark_dirty(conn: asyncpg.Connection, idea_ids: Iterable[str]) -> None:
     await conn.execute("select pg_notify($1, '')", TALLY_DIRTY_CHANNEL)
 
 
-async def take_dirty(conn: asyncpg.Connection, limit: int) -> list[str]:
-    """Remove up to `limit` committed marks; the ideas they name."""
+async def take_marks(
+    conn: asyncpg.Connection, limit: int
+) -> dict[str, list[domain.AddedVote] | None]:
+    """Remove up to `limit` committed marks, oldest first: for each idea they
+    name, the votes its casts added, or None when a mark asks for a recount."""
     rows = await conn.fetch(
         "delete from tally_dirty where id in "
-        "(select id from tally_dirty order by id limit $1) returning idea_id",
+        "(select id from tally_dirty order by id limit $1) "
+        "returning id, idea_id, weight, tier, trend",
         limit,
     )
-    return sorted({row["idea_id"] for row in rows})
+    marks: dict[str, list[domain.AddedVote] | None] = {}
+    for row in sorted(rows, key=lambda row: row["id"]):
+        added = marks.setdefault(row["idea_id"], [])
+        if row["weight"] is None:
+            marks[row["idea_id"]] = None
+        elif added is not None:
+            added.append(domain.AddedVote(row["weight"], row["tier"], row["trend"]))
+    return dict(sorted(marks.items()))
+
+
+async def stored_tallies(
+    conn: asyncpg.Connection, idea_ids: Sequence[str]
+) -> dict[str, domain.Tally]:
+    """The tallies the last folds stored for these ideas (zero for an idea
+    never folded)."""
+    rows = await conn.fetch(
+        "select idea_id, weighted_score, voter_count, voters_by_tier, trending_score "
+        "from tallies where idea_id = any($1::text[])",
+        list(idea_ids),
+    )
+    stored = {idea_id: domain.Tally(idea_id) for idea_id in idea_ids}
+    for row in rows:
+        stored[row["idea_id"]] = domain.Tally(
+            row["idea_id"],
+            row["weighted_score"],
+            row["voter_count"],
+            tier_counts(row["voters_by_tier"]),
+            row["trending_score"],
+        )
+    return stored
 
 
 async def record_fold(
@@ -58,15 +91,21 @@ async def oldest_mark_age_seconds(pool: asyncpg.Pool) -> float:
     return float(age or 0.0)
 
 
-async def tier_groups(
+async def recount(
     conn: asyncpg.Connection, idea_ids: Sequence[str]
 ) -> dict[str, list[domain.TierGroup]]:
-    """Each idea's active votes summed per tier. The votes are read idea by
-    idea (a lateral subquery), whatever the statistics the cached plan was
-    made with say about the table's size."""
+    """Each idea's active votes summed per tier, and every mark of these ideas
+    still waiting removed, in one statement: so in one snapshot, and a cast
+    the sums include never has its mark added again by the next fold. The
+    votes are read idea by idea (a lateral subquery), whatever the statistics
+    the cached plan was made with say about the table's size."""
+    if not idea_ids:
+        return {}
     rows = await conn.fetch(
         """
-        with v as (
+        with taken as (
+            delete from tally_dirty where idea_id = any($1::text[])
+        ), v as (
             select v.idea_id, v.tier, v.weight,
                    extract(epoch from v.cast_at - $2::timestamptz)::float8 / $3 as x
             from unnest($1::text[]) as d(idea_id)

@@ -10,6 +10,7 @@ from datetime import datetime
 
 import asyncpg
 
+from services.votes import domain
 from services.votes.store.record import Record
 from services.votes.store.tallies import TALLY_DIRTY_CHANNEL
 
@@ -195,9 +196,14 @@ async def get_votes(
     return {(row["idea_id"], row["member_id"]): row for row in rows}
 
 
-async def record_vote_changes(conn: asyncpg.Connection, entries: Sequence[HistoryEntry]) -> None:
+async def record_vote_changes(
+    conn: asyncpg.Connection,
+    entries: Sequence[HistoryEntry],
+    marks: Sequence[tuple[str, domain.AddedVote | None]],
+) -> None:
     """History entries and tally marks for many changed votes in one statement
-    (and one NOTIFY for the folder)."""
+    (and one NOTIFY for the folder). A mark is an idea and what a cast added
+    to its tally, or None: recount the idea."""
     if not entries:
         return
     await conn.execute(
@@ -208,7 +214,8 @@ async def record_vote_changes(conn: asyncpg.Connection, entries: Sequence[Histor
             select * from unnest($1::text[], $2::text[], $3::smallint[], $4::smallint[],
                                  $5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::text[])
         ), marks as (
-            insert into tally_dirty (idea_id) select distinct unnest($1::text[])
+            insert into tally_dirty (idea_id, weight, tier, trend)
+            select * from unnest($11::text[], $12::bigint[], $13::text[], $14::float8[])
         )
         select pg_notify($10, '')
         """,
@@ -222,6 +229,10 @@ async def record_vote_changes(conn: asyncpg.Connection, entries: Sequence[Histor
         [e.actor_id for e in entries],
         [e.note for e in entries],
         TALLY_DIRTY_CHANNEL,
+        [idea_id for idea_id, _ in marks],
+        [added.weight if added else None for _, added in marks],
+        [added.tier if added else None for _, added in marks],
+        [added.trend if added else None for _, added in marks],
     )
 
 
