@@ -156,6 +156,10 @@ async def tier_changed(
     )
 
 
+# As rewards' VOTE_WRITES_GATHER_SECONDS: a transaction per 100 ms of awards.
+GATHER_SECONDS = 0.1
+
+
 def consumer() -> InboxConsumer:
     return InboxConsumer(
         CONSUMER_NAME,
@@ -167,4 +171,7 @@ def consumer() -> InboxConsumer:
             rewards_events_pb2.PointsAwardedTogether: points_awarded_together,
             rewards_events_pb2.TierChanged: tier_changed,
         },
+        # A PointsAwardedTogether comes from every rewards transaction for a
+        # vote write: gathered as rewards gathers those writes.
+        gather_seconds=GATHER_SECONDS,
     )
