@@ -18,8 +18,12 @@ pause gave about 27 votes a write and 1.3× the votes per second of a 3 ms
 one (about 10 a write), whose per-write costs were most of the machine's CPU;
 starting writes 20 ms apart (not after a pause) gave 15 a write. The pause
 ends early when calls stop arriving (see `_gather`), so at a few calls in
-flight a write does not wait for callers that are all already waiting; the
-default, 40 ms ended early, gives about 45 a write (bench/RESULTS.md).
+flight a write does not wait for callers that are all already waiting. A
+write takes at most `max_batch` (COCREATE_VOTES_MAX_BATCH, 40): at 64 calls
+in flight, writes of every waiting caller (about 45) left the calls loop idle
+while each ran; capped at 40, the callers split into two cohorts, one
+gathered while the other's write runs, and the cast phase's idle share fell
+from 22 % to about 12 % (bench/LIMITS.md).
 
 What stays true:
 - OK means committed: a call is answered after its batch committed. When a
@@ -110,7 +114,7 @@ class VoteWriter:
         rate_limit: RateLimit,
         *,
         writers: int = 1,
-        max_batch: int = 128,
+        max_batch: int = 40,
         pause_seconds: float = 0.0,
     ) -> None:
         self._pool = pool
