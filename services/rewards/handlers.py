@@ -47,13 +47,6 @@ class Payment:
     occurred_at: datetime
 
 
-# Under load a VotesChanged comes from every vote write, a few tens of ms
-# apart. Each transaction of this consumer costs ~2.5 ms of CPU here and ~3 ms
-# in Postgres whatever it carries (bench/LIMITS.md), so it gathers 100 ms of
-# them at a time; a supporter's points come that much later.
-VOTE_WRITES_GATHER_SECONDS = 0.1
-
-
 class RewardHandlers:
     def __init__(self, outbox: Outbox, tiers: domain.TierThresholds) -> None:
         self._outbox = outbox
@@ -80,7 +73,6 @@ class RewardHandlers:
                     votes_events_pb2.VoteCast: Batched(self.votes_cast),
                     votes_events_pb2.VoteRetracted: self.vote_retracted,
                 },
-                gather_seconds=VOTE_WRITES_GATHER_SECONDS,
             ),
         ]
 

@@ -156,7 +156,11 @@ async def tier_changed(
     )
 
 
-# As rewards' VOTE_WRITES_GATHER_SECONDS: a transaction per 100 ms of awards.
+# Under load a PointsAwardedTogether comes from every rewards transaction for
+# a vote write, a few tens of ms apart, and each transaction here costs about
+# as much whatever it carries: a transaction per 100 ms of awards. (Rewards'
+# own consumer of the vote writes does not wait so long: a retract it heard
+# of after the idea's ship would pay and take back a supporter reward.)
 GATHER_SECONDS = 0.1
 
 
@@ -171,7 +175,5 @@ def consumer() -> InboxConsumer:
             rewards_events_pb2.PointsAwardedTogether: points_awarded_together,
             rewards_events_pb2.TierChanged: tier_changed,
         },
-        # A PointsAwardedTogether comes from every rewards transaction for a
-        # vote write: gathered as rewards gathers those writes.
         gather_seconds=GATHER_SECONDS,
     )
