@@ -431,25 +431,30 @@ def _wait_serving(
     return starts[-1]
 
 
+def _first_addresses(env: dict[str, str], service: str) -> tuple[str, str]:
+    """A service's first program's gRPC (the gateway's HTTP) address and its
+    metrics address ("" for the gateway, whose metrics share its address):
+    as configured, else the defaults."""
+    from services.kit.config import DEFAULT_PORTS
+    from services.kit.metrics import DEFAULT_METRICS_PORTS
+
+    key = f"COCREATE_{service.upper()}_"
+    address = env.get(key + "ADDR", f"127.0.0.1:{DEFAULT_PORTS[service]}")
+    if service == "gateway":
+        return address, ""
+    return address, env.get(key + "METRICS_ADDR", f"127.0.0.1:{DEFAULT_METRICS_PORTS[service]}")
+
+
 def _programs_ports(env: dict[str, str], replicas: int) -> set[int]:
     """Every port the services' programs and the gateway may listen on: each
     configured or default address, and the replicas' and events processes'
     ports above it."""
-    from services.kit.config import DEFAULT_PORTS
-    from services.kit.metrics import DEFAULT_METRICS_PORTS
-
-    addresses = [env.get("COCREATE_GATEWAY_ADDR", f"127.0.0.1:{DEFAULT_PORTS['gateway']}")]
-    for service in SERVICES:
-        key = f"COCREATE_{service.upper()}_"
-        addresses.append(env.get(key + "ADDR", f"127.0.0.1:{DEFAULT_PORTS[service]}"))
-        addresses.append(
-            env.get(key + "METRICS_ADDR", f"127.0.0.1:{DEFAULT_METRICS_PORTS[service]}")
-        )
     ports: set[int] = set()
-    for address in filter(None, addresses):
-        first = int(address.rpartition(":")[2])
-        if first:
-            ports.update(first + REPLICA_PORT_STEP * n for n in range(replicas + 1))
+    for service in (*SERVICES, "gateway"):
+        for address in filter(None, _first_addresses(env, service)):
+            first = int(address.rpartition(":")[2])
+            if first:
+                ports.update(first + REPLICA_PORT_STEP * n for n in range(replicas + 1))
     return ports
 
 
@@ -520,8 +525,7 @@ def main() -> None:
             started.append(nats_server.start())
             env["COCREATE_NATS_URL"] = nats_server.url
             print(f"nats      {nats_server.url}  (JetStream in {store})")
-        from services.kit.config import DEFAULT_PORTS, ROLE_CALLS, ROLE_EVENTS
-        from services.kit.metrics import DEFAULT_METRICS_PORTS
+        from services.kit.config import ROLE_CALLS, ROLE_EVENTS
 
         apart = _services_apart(env)
         services = [s for s in SERVICES if (ROOT / "services" / s / "__main__.py").exists()]
@@ -529,8 +533,7 @@ def main() -> None:
         programs: dict[str, tuple[str, str, dict[str, str]]] = {}
         for service in services:
             key = f"COCREATE_{service.upper()}_"
-            address = env.get(key + "ADDR", f"127.0.0.1:{DEFAULT_PORTS[service]}")
-            metrics = env.get(key + "METRICS_ADDR", f"127.0.0.1:{DEFAULT_METRICS_PORTS[service]}")
+            address, metrics = _first_addresses(env, service)
             targets = []
             for n in range(replicas):
                 name = service if replicas == 1 else f"{service}-{n + 1}"
@@ -548,7 +551,7 @@ def main() -> None:
                 # The gateway spreads its calls over every replica (kit/channels.py).
                 env.setdefault(key + "TARGET", ",".join(targets))
         if (ROOT / "services" / "gateway" / "__main__.py").exists():
-            gateway = env.get("COCREATE_GATEWAY_ADDR", f"127.0.0.1:{DEFAULT_PORTS['gateway']}")
+            gateway, _ = _first_addresses(env, "gateway")
             programs["gateway"] = (gateway, f"{gateway}", env)
         for name, (_address, _metrics, child_env) in programs.items():
             children.append((name, _launch(name, child_env)))
