@@ -24,7 +24,7 @@ from services.kit.errors import (
 from services.kit.server import Runtime
 from services.kit.validation import check_key, check_text
 from services.votes import changes, domain, mappers, store
-from services.votes.writer import RateLimit, VoteWriter
+from services.votes.writer import DEFAULT_MAX_BATCH, RateLimit, VoteWriter
 
 CAST_LIMIT_SETTING = "COCREATE_VOTES_CAST_LIMIT"
 CAST_WINDOW_SETTING = "COCREATE_VOTES_CAST_WINDOW_SECONDS"
@@ -33,11 +33,6 @@ DEFAULT_CAST_WINDOW_SECONDS = 60.0
 WRITERS_SETTING = "COCREATE_VOTES_WRITERS"
 DEFAULT_WRITERS = 1
 MAX_BATCH_SETTING = "COCREATE_VOTES_MAX_BATCH"
-# Writes of at most 40 votes: at 64 casts in flight the callers split into two
-# cohorts, one gathered while the other's write runs, so the calls loop is not
-# idle through every write (the cast phase's idle share fell from 22 % to about
-# 12 %; bench/LIMITS.md).
-DEFAULT_MAX_BATCH = 40
 WRITE_PAUSE_SETTING = "COCREATE_VOTES_WRITE_PAUSE_MS"
 DEFAULT_WRITE_PAUSE_MS = 40.0
 

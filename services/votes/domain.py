@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from cocreate.ideas.v1 import idea_status_pb2
@@ -149,13 +149,7 @@ def add_votes(stored: Tally, added: Iterable[AddedVote]) -> Tally:
     """The tally after votes were added to `stored` (an idea's tally as the
     last fold left it): the sums add exactly, and the trending sum adds in log
     space (the largest term shifted out, as the recount does)."""
-    tally = Tally(
-        stored.idea_id,
-        stored.weighted_score,
-        stored.voter_count,
-        dict(stored.voters_by_tier),
-        stored.trending_score,
-    )
+    tally = replace(stored, voters_by_tier=dict(stored.voters_by_tier))
     terms = [tally.trending_score] if tally.voter_count > 0 else []
     for vote in added:
         tally.weighted_score += vote.weight

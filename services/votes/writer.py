@@ -76,6 +76,9 @@ QUIET_SECONDS = 0.002
 
 CAST_ACTION = "cast_vote"
 
+# At most this many votes a write (COCREATE_VOTES_MAX_BATCH; why 40: above).
+DEFAULT_MAX_BATCH = 40
+
 
 class Kind(enum.Enum):
     CAST = "VoteService.CastVote"
@@ -114,7 +117,7 @@ class VoteWriter:
         rate_limit: RateLimit,
         *,
         writers: int = 1,
-        max_batch: int = 40,
+        max_batch: int = DEFAULT_MAX_BATCH,
         pause_seconds: float = 0.0,
     ) -> None:
         self._pool = pool
