@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from services.votes import domain, store
 from tests.support import Platform, eventually
-from tests.votes import feed
+from tests.votes import feed, recount
 
 # An idea's votes: (weight, tier, seconds after EPOCH).
 votes_of_an_idea = st.lists(
@@ -25,21 +25,7 @@ votes_of_an_idea = st.lists(
 
 def _recounted(idea_id: str, votes: list[tuple[int, str, float]]) -> domain.Tally:
     """The fold of these votes as the store's grouped recount gives them."""
-    if not votes:
-        return domain.Tally(idea_id)
-    exponents = [(w, tier, s / domain.TAU_SECONDS) for w, tier, s in votes]
-    top = max(x for _, _, x in exponents)
-    groups = [
-        domain.TierGroup(
-            tier=tier,
-            voters=sum(1 for _, t, _ in exponents if t == tier),
-            score=sum(w for w, t, _ in exponents if t == tier),
-            top=top,
-            scaled=sum(w * math.exp(x - top) for w, t, x in exponents if t == tier),
-        )
-        for tier in sorted({t for _, t, _ in exponents})
-    ]
-    return domain.fold(idea_id, groups)
+    return domain.fold(idea_id, recount.tier_groups(votes))
 
 
 @given(before=votes_of_an_idea, cast=votes_of_an_idea)

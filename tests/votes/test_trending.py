@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from services.votes import domain
 from tests.support import Platform, metadata
-from tests.votes import feed
+from tests.votes import feed, recount
 
 # An idea's active votes: (weight, seconds after EPOCH).
 votes_of_an_idea = st.lists(
@@ -23,18 +23,7 @@ votes_of_an_idea = st.lists(
 
 def _groups(votes: list[tuple[int, float]]) -> list[domain.TierGroup]:
     """What the store's grouped aggregate gives for these votes, one group per weight."""
-    exponents = [(w, s / domain.TAU_SECONDS) for w, s in votes]
-    top = max(x for _, x in exponents)
-    return [
-        domain.TierGroup(
-            tier=f"tier-{weight}",
-            voters=sum(1 for w, _ in exponents if w == weight),
-            score=sum(w for w, _ in exponents if w == weight),
-            top=top,
-            scaled=sum(w * math.exp(x - top) for w, x in exponents if w == weight),
-        )
-        for weight in sorted({w for w, _ in exponents})
-    ]
+    return recount.tier_groups([(w, f"tier-{w}", s) for w, s in votes])
 
 
 def _decayed(votes: list[tuple[int, float]], at_seconds: float) -> float:
