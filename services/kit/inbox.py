@@ -105,6 +105,37 @@ def _links(applied: Sequence[envelope_pb2.Envelope]) -> list[Link]:
     return [Link(context) for context in found if context.is_valid]
 
 
+async def applied_all_published(
+    js: JetStreamContext, stream: str, consumer: str, *, within: float
+) -> bool:
+    """Wait until `consumer` has applied every event of its subjects that is in
+    `stream` now, for a handler that must not act before another consumer of
+    the same service has heard of what was published before its own event.
+
+    True once it has: its ack floor passed the stream's last sequence as it
+    was on entry, or nothing of its subjects is left undelivered or unacked
+    (the stream's tail may be other subjects, which it never acks). False when
+    `within` seconds passed first, or JetStream could not say (away, electing,
+    the consumer not created yet): the caller then goes on as it would have
+    without waiting."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    delay = 0.005
+    target: int | None = None
+    while True:
+        with contextlib.suppress(*jetstream.ELECTION_ERRORS, nats.errors.Error):
+            if target is None:
+                target = (await js.stream_info(stream)).state.last_seq
+            info = await js.consumer_info(stream, consumer)
+            floor = info.ack_floor.stream_seq if info.ack_floor else 0
+            if floor >= target or not (info.num_pending or info.num_ack_pending):
+                return True
+        if loop.time() + delay > deadline:
+            return False
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
 class InboxConsumer:
     def __init__(
         self,

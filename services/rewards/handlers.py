@@ -9,6 +9,7 @@ ledger_entries holds this even if the code is bypassed.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,7 @@ from cocreate.ideas.v1 import idea_status_pb2
 from google.protobuf import message as pb_message
 from google.protobuf import timestamp_pb2
 
+from services.kit import log
 from services.kit.events import Event
 from services.kit.inbox import Batched, InboxConsumer
 from services.kit.outbox import Outbox
@@ -26,6 +28,12 @@ from services.rewards import domain, ledger, replica_store, store
 
 IDEAS_CONSUMER = "rewards-ideas"
 VOTES_CONSUMER = "rewards-votes"
+
+# How long a ship waits for the votes consumer to apply what was published
+# before it (see RewardHandlers). Well inside the ideas consumer's ack wait.
+SHIP_WAITS_FOR_VOTES_SECONDS = 10.0
+
+_log = log.get("rewards")
 
 
 def _when(message: pb_message.Message, field: str, event: Event[Any]) -> datetime:
@@ -48,9 +56,28 @@ class Payment:
 
 
 class RewardHandlers:
-    def __init__(self, outbox: Outbox, tiers: domain.TierThresholds) -> None:
+    """The two consumers' handlers.
+
+    Rewards hears of ships (ideas' events) and of votes (votes' events)
+    through two consumers, each at its own pace. A member who retracted just
+    before the ship could be heard of after it: paid as a supporter, then the
+    reward taken back. So before a ship is applied, `votes_heard` waits until
+    the votes consumer has applied every event already published (at most
+    SHIP_WAITS_FOR_VOTES_SECONDS): the supporters are those of the ship's
+    moment. A vote change still unpublished then (its relay behind) is
+    settled when it arrives, as before: paid late, or taken back.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        tiers: domain.TierThresholds,
+        *,
+        votes_heard: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
         self._outbox = outbox
         self._tiers = tiers
+        self._votes_heard = votes_heard
 
     def consumers(self) -> list[InboxConsumer]:
         return [
@@ -103,6 +130,8 @@ class RewardHandlers:
         self, conn: asyncpg.Connection, event: Event[ideas_events_pb2.IdeaStatusChanged]
     ) -> None:
         m = event.message
+        if m.new_status == idea_status_pb2.IDEA_STATUS_SHIPPED:
+            await self._hear_votes_before_shipping(m.idea_id)
         idea = await replica_store.note_idea(conn, m.idea_id, m.author_id)
         await replica_store.set_idea_status(conn, m.idea_id, m.new_status, event.aggregate_version)
         author = m.author_id or idea["author_id"]
@@ -126,12 +155,24 @@ class RewardHandlers:
         self, conn: asyncpg.Connection, event: Event[ideas_events_pb2.ReleasePublished]
     ) -> None:
         m = event.message
+        if m.shipped_idea_ids:
+            await self._hear_votes_before_shipping(*m.shipped_idea_ids)
         occurred = _when(m, "publish_time", event)
         for idea_id in sorted(m.shipped_idea_ids):  # the ideas' locks in one order
             idea = await replica_store.note_idea(conn, idea_id, "")
             if idea["hidden_as_spam"]:
                 continue
             await self._ship(conn, event, idea_id, idea["author_id"], occurred)
+
+    async def _hear_votes_before_shipping(self, *idea_ids: str) -> None:
+        """Wait for the votes consumer to catch up (see the class). Called before
+        the transaction touches anything the votes consumer may need."""
+        if self._votes_heard is not None and not await self._votes_heard():
+            _log.warning(
+                "shipping before every published vote was heard; "
+                "a retract heard later takes its supporter reward back",
+                extra={"ideas": sorted(idea_ids)},
+            )
 
     async def _ship(
         self,

@@ -13,12 +13,16 @@ from pathlib import Path
 import grpc
 from cocreate.rewards.v1 import rewards_service_pb2, rewards_service_pb2_grpc
 
+from services.kit import inbox
 from services.kit.config import Config, ConfigError
-from services.kit.inbox import InboxConsumer
 from services.kit.server import Runtime, ServiceDefinition
 from services.rewards.api import RewardsServicer
 from services.rewards.domain import TierThresholds
-from services.rewards.handlers import RewardHandlers
+from services.rewards.handlers import (
+    SHIP_WAITS_FOR_VOTES_SECONDS,
+    VOTES_CONSUMER,
+    RewardHandlers,
+)
 
 
 def tier_thresholds(config: Config) -> TierThresholds:
@@ -38,8 +42,15 @@ def _register(server: grpc.aio.Server, runtime: Runtime) -> None:
     )
 
 
-def _consumers(runtime: Runtime) -> Sequence[InboxConsumer]:
-    handlers = RewardHandlers(runtime.outbox, tier_thresholds(runtime.config))
+def _consumers(runtime: Runtime) -> Sequence[inbox.InboxConsumer]:
+    async def votes_heard() -> bool:
+        return await inbox.applied_all_published(
+            runtime.js, runtime.config.stream, VOTES_CONSUMER, within=SHIP_WAITS_FOR_VOTES_SECONDS
+        )
+
+    handlers = RewardHandlers(
+        runtime.outbox, tier_thresholds(runtime.config), votes_heard=votes_heard
+    )
     return handlers.consumers()
 
 

@@ -6,16 +6,17 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from cocreate.events.v1 import ideas_events_pb2, votes_events_pb2
 from cocreate.ideas.v1 import idea_status_pb2 as status
 from cocreate.rewards.v1 import rewards_service_pb2 as pb
 
 from services.kit import events
-from services.kit.inbox import InboxConsumer
+from services.kit.inbox import InboxConsumer, applied_all_published
 from services.kit.outbox import Outbox, PendingEvent
 from services.kit.server import RunningService
 from services.rewards.domain import TierThresholds
-from services.rewards.handlers import IDEAS_CONSUMER, RewardHandlers
+from services.rewards.handlers import IDEAS_CONSUMER, VOTES_CONSUMER, RewardHandlers
 from tests.rewards.helpers import (
     ADMIN,
     MEMBER_VOTE,
@@ -134,6 +135,52 @@ async def test_shipping_pays_the_author_and_the_supporters_of_that_moment_once(
             ("idea_shipped_supporter", 20),
         ]
     assert [e["rule_id"] for e in await entries(rewards, "quitter")] == ["vote_cast"]
+
+
+@pytest.mark.parametrize("announced_by", ["status", "release"])
+async def test_a_ship_waits_for_the_vote_changes_published_before_it(
+    rewards: RunningService, announced_by: str
+) -> None:
+    """A retract published before the ship, which the votes consumer has not
+    applied when the ship arrives, is applied first: the member is never paid
+    as a supporter (not paid, then taken back)."""
+    ids = [
+        await submit(rewards, "idea-1", "author"),
+        await cast(rewards, "idea-1", "fan"),
+        await cast(rewards, "idea-1", "quitter"),
+    ]
+    await eventually(lambda: _all_handled(rewards, ids))
+    js, stream = rewards.runtime.js, rewards.runtime.config.stream
+    until = (datetime.now(UTC) + timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
+    await js.pause_consumer(stream, VOTES_CONSUMER, until)
+    try:
+        await retract(rewards, "idea-1", "quitter", 2)
+        if announced_by == "status":
+            ship = await change_status(rewards, "idea-1", "author", status.IDEA_STATUS_SHIPPED, 2)
+        else:
+            ship = await emit(
+                rewards,
+                ideas_events_pb2.ReleasePublished(release_id="r1", shipped_idea_ids=["idea-1"]),
+                source="ideas",
+                aggregate_id="r1",
+                aggregate_version=1,
+            )
+
+        async def ship_delivered() -> bool:
+            info = await js.consumer_info(stream, IDEAS_CONSUMER)
+            return bool(info.num_pending == 0 and info.num_ack_pending == 1)
+
+        # The ship reached its consumer, which waits for the retract: nothing
+        # is applied, and the wait itself says the votes are not all heard.
+        await eventually(ship_delivered)
+        assert not await applied_all_published(js, stream, VOTES_CONSUMER, within=0.2)
+        assert not await handled(rewards, ship)
+    finally:
+        await js.resume_consumer(stream, VOTES_CONSUMER)
+    await eventually(lambda: handled(rewards, ship))
+    assert await applied_all_published(js, stream, VOTES_CONSUMER, within=0.0)
+    assert [e["rule_id"] for e in await entries(rewards, "quitter")] == ["vote_cast"]
+    assert [e["amount"] for e in await entries(rewards, "fan", "idea_shipped_supporter")] == [20]
 
 
 async def test_a_release_event_alone_ships_and_pays(rewards: RunningService) -> None:
