@@ -35,6 +35,13 @@ SHIP_WAITS_FOR_VOTES_SECONDS = 10.0
 
 _log = log.get("rewards")
 
+# Under load a VotesChanged comes from every vote write, a few tens of ms
+# apart. Each transaction of the votes consumer costs ~2.5 ms of CPU here and
+# ~3 ms in Postgres whatever it carries (bench/LIMITS.md), so it gathers 100 ms
+# of them at a time; a voter's points come that much later, and a ship waits
+# for them (see RewardHandlers).
+VOTE_WRITES_GATHER_SECONDS = 0.1
+
 
 def _when(message: pb_message.Message, field: str, event: Event[Any]) -> datetime:
     """The time a payload field says, or the envelope's time when it is unset."""
@@ -100,6 +107,7 @@ class RewardHandlers:
                     votes_events_pb2.VoteCast: Batched(self.votes_cast),
                     votes_events_pb2.VoteRetracted: self.vote_retracted,
                 },
+                gather_seconds=VOTE_WRITES_GATHER_SECONDS,
             ),
         ]
 

@@ -158,9 +158,8 @@ async def tier_changed(
 
 # Under load a PointsAwardedTogether comes from every rewards transaction for
 # a vote write, a few tens of ms apart, and each transaction here costs about
-# as much whatever it carries: a transaction per 100 ms of awards. (Rewards'
-# own consumer of the vote writes does not wait so long: a retract it heard
-# of after the idea's ship would pay and take back a supporter reward.)
+# as much whatever it carries: a transaction per 100 ms of awards, as rewards'
+# VOTE_WRITES_GATHER_SECONDS.
 GATHER_SECONDS = 0.1
 
 
