@@ -35,7 +35,7 @@ from services.gateway.settings import UPSTREAMS, Settings
 from services.gateway.traces import trace_requests
 from services.gateway.upstreams import Upstreams
 from services.gateway.web import WebApp
-from services.kit import log, tracing
+from services.kit import collector, log, tracing
 
 SERVICE_HEADER = "X-Cocreate-Service"
 NDJSON = "application/x-ndjson"
@@ -488,6 +488,7 @@ def run() -> None:
         raise SystemExit(f"cocreate-gateway: {exc}") from None
     host, _, port = settings.listen_addr.rpartition(":")
     _log.info("serving", extra={"address": settings.listen_addr, "upstreams": settings.targets})
+    collector.tune_after_start()
     web.run_app(
         build_app(settings),
         host=host or "127.0.0.1",

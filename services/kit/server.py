@@ -31,8 +31,8 @@ from grpc_reflection.v1alpha import reflection
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext, api
 
+from services.kit import collector, db, events, jetstream, log, tracing
 from services.kit import config as config_module
-from services.kit import db, events, jetstream, log, tracing
 from services.kit.deadletters import DeadLetterServicer
 from services.kit.errors import INFRASTRUCTURE_ERRORS
 from services.kit.inbox import Delivery, InboxConsumer
@@ -359,6 +359,7 @@ async def _serve_until_signal(definition: ServiceDefinition, config: config_modu
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     service = await start(definition, config)
+    collector.tune_after_start()
     try:
         await stop.wait()
     finally:
