@@ -63,7 +63,7 @@ def write(rows: list[Row], data: dict[str, Any], facts: dict[str, str], note: st
             )
             + " |"
         )
-    # What limits the figures that miss their targets, with the evidence: the
+    # What limits the figures and how close they are to their targets, with the evidence: the
     # profile is read by a person, so it is written by one (bench/LIMITS.md)
     # and carried into every run's results beside the figures it explains.
     limits = HERE / "LIMITS.md"
