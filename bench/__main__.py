@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -68,11 +69,18 @@ async def _run(stack: Stack, work: Path) -> sections.Run:
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="cocreate-bench-"))
     started = time.monotonic()
-    stack = Stack(work / "stack").start()
     try:
-        run = asyncio.run(_run(stack, work))
+        stack = Stack(work / "stack").start()
+        try:
+            run = asyncio.run(_run(stack, work))
+        finally:
+            stack.stop()
     finally:
-        stack.stop()
+        # The databases of a million ideas and the exports: about 2.4 GB a run.
+        if os.environ.get("BENCH_KEEP"):
+            print(f"kept the run's servers' data and exports in {work}", flush=True)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     note = (
         f"One run of `make bench` ({'quick' if os.environ.get('BENCH_QUICK') else 'default'} "
         f"sizes) in {time.monotonic() - started:.0f} s. Every service, Postgres, nats-server "

