@@ -72,7 +72,12 @@ from services.votes import changes, domain, mappers, store
 _tracer = trace.get_tracer(__name__)
 
 # While a write waits for more calls, it starts once none came for this long.
-QUIET_SECONDS = 0.002
+# At 16 calls in flight the gather is the calls loop answering one write's
+# callers and taking their next calls, a fraction of a millisecond apart: A/B
+# runs (six rounds each) gave 1 ms 15 % more votes/s there and a p99 3.1× the
+# health call's against 3.3× for 2 ms (4 ms: 3.4×), and the same rate at 64
+# in flight, where the pause and the batch cap end the gathers.
+QUIET_SECONDS = 0.001
 
 CAST_ACTION = "cast_vote"
 
