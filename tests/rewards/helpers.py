@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, TypeAlias
 
-from cocreate.events.v1 import envelope_pb2, votes_events_pb2
+from cocreate.events.v1 import envelope_pb2, ideas_events_pb2, votes_events_pb2
 from cocreate.ideas.v1 import idea_status_pb2
 from cocreate.rewards.v1 import rewards_service_pb2 as pb
 from cocreate.rewards.v1 import rewards_service_pb2_grpc as pb_grpc
@@ -48,6 +48,17 @@ async def change_status(
     changed = idea_status_changed(idea_id, new_status, version, author_id)
     [event_id] = await emit_all(service, "ideas", [changed])
     return event_id
+
+
+async def publish_release(service: RunningService, release_id: str, idea_ids: list[str]) -> str:
+    """The ideas service's event of a release cut shipping these ideas."""
+    return await emit(
+        service,
+        ideas_events_pb2.ReleasePublished(release_id=release_id, shipped_idea_ids=idea_ids),
+        source="ideas",
+        aggregate_id=release_id,
+        aggregate_version=1,
+    )
 
 
 async def cast(

@@ -25,6 +25,7 @@ from tests.rewards.helpers import (
     change_status,
     entries,
     handled,
+    publish_release,
     retract,
     rewards_stub,
     submit,
@@ -115,13 +116,7 @@ async def test_shipping_pays_the_author_and_the_supporters_of_that_moment_once(
     shipped = await change_status(rewards, "idea-1", "author", status.IDEA_STATUS_SHIPPED, 5)
     await eventually(lambda: handled(rewards, shipped))
     # The release cut announcing the same ship pays nothing more.
-    release = await emit(
-        rewards,
-        ideas_events_pb2.ReleasePublished(release_id="r1", shipped_idea_ids=["idea-1"]),
-        source="ideas",
-        aggregate_id="r1",
-        aggregate_version=1,
-    )
+    release = await publish_release(rewards, "r1", ["idea-1"])
     await eventually(lambda: handled(rewards, release))
     author = await entries(rewards, "author")
     assert [(e["rule_id"], e["amount"]) for e in author] == [
@@ -158,13 +153,7 @@ async def test_a_ship_waits_for_the_vote_changes_published_before_it(
         if announced_by == "status":
             ship = await change_status(rewards, "idea-1", "author", status.IDEA_STATUS_SHIPPED, 2)
         else:
-            ship = await emit(
-                rewards,
-                ideas_events_pb2.ReleasePublished(release_id="r1", shipped_idea_ids=["idea-1"]),
-                source="ideas",
-                aggregate_id="r1",
-                aggregate_version=1,
-            )
+            ship = await publish_release(rewards, "r1", ["idea-1"])
 
         async def ship_delivered() -> bool:
             info = await js.consumer_info(stream, IDEAS_CONSUMER)
@@ -186,12 +175,7 @@ async def test_a_ship_waits_for_the_vote_changes_published_before_it(
 async def test_a_release_event_alone_ships_and_pays(rewards: RunningService) -> None:
     ids = [await submit(rewards, "idea-1", "author"), await cast(rewards, "idea-1", "fan")]
     await eventually(lambda: _all_handled(rewards, ids))
-    release = await emit(
-        rewards,
-        ideas_events_pb2.ReleasePublished(release_id="r1", shipped_idea_ids=["idea-1"]),
-        source="ideas",
-        aggregate_id="r1",
-    )
+    release = await publish_release(rewards, "r1", ["idea-1"])
     await eventually(lambda: handled(rewards, release))
     later = await change_status(rewards, "idea-1", "author", status.IDEA_STATUS_SHIPPED, 3)
     await eventually(lambda: handled(rewards, later))

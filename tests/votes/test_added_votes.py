@@ -95,7 +95,7 @@ async def test_a_cast_the_recount_counted_is_not_added_again(platform: Platform)
 
     await feed.folded(svc)
     settled = await feed.tally(client, "idea-1")
-    recount = await svc.runtime.pool.fetchval(
+    active = await svc.runtime.pool.fetchval(
         "select count(*) from votes where idea_id = 'idea-1' and active"
     )
-    assert (settled.weighted_score, settled.voter_count) == (recount, recount) == (2, 2)
+    assert (settled.weighted_score, settled.voter_count) == (active, active) == (2, 2)
