@@ -15,8 +15,9 @@ import json
 import random
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -63,6 +64,53 @@ async def in_transaction(
             # Apart by a little chance, so two that conflicted do not meet again.
             await asyncio.sleep(random.uniform(0, CONFLICT_PAUSE_SECONDS * attempt))
     raise AssertionError("unreachable")  # the last attempt returns or raises
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Rows to add to one table, given column by column: `columns` names each
+    column with its Postgres type (`("idea_id", "text")`), `values` holds one
+    list per column, all of one length. `notify` is the channel, if any, whose
+    listeners hear of the rows once the transaction commits."""
+
+    table: str
+    columns: tuple[tuple[str, str], ...]
+    values: tuple[Sequence[Any], ...]
+    notify: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.values[0]) if self.values else 0
+
+
+async def insert_all(conn: asyncpg.Connection, inserts: Sequence[Rows]) -> None:
+    """Add every `Rows` in one statement, one round trip whatever their number,
+    and notify each channel they name once. A batch's write ends in several
+    tables (its history, its marks, its remembered answers, its events): one
+    statement each would be a round trip each."""
+    parts: list[str] = []
+    args: list[Any] = []
+    channels: list[str] = []
+    for rows in inserts:
+        if not len(rows):
+            continue
+        arrays = []
+        for (_, kind), values in zip(rows.columns, rows.values, strict=True):
+            args.append(list(values))
+            arrays.append(f"${len(args)}::{kind}[]")
+        names = ", ".join(name for name, _ in rows.columns)
+        parts.append(
+            f"insert into {rows.table} ({names}) select * from unnest({', '.join(arrays)})"
+        )
+        if rows.notify is not None and rows.notify not in channels:
+            channels.append(rows.notify)
+    if not parts:
+        return
+    notices = []
+    for channel in channels:
+        args.append(channel)
+        notices.append(f"pg_notify(${len(args)}, '')")
+    added = ", ".join(f"added{n} as ({part})" for n, part in enumerate(parts))
+    await conn.execute(f"with {added} select {', '.join(notices) or 'true'}", *args)
 
 
 async def _json_codec(conn: asyncpg.Connection) -> None:

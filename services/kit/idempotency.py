@@ -98,15 +98,20 @@ async def remember_many(
 ) -> None:
     """`remember` for many (caller, method, request_id, response) in one statement;
     the caller holds each request's lock (see `request_key`)."""
-    if not answers:
-        return
-    await conn.execute(
-        "insert into idempotent_requests (caller, method, request_id, response) "
-        "select * from unnest($1::text[], $2::text[], $3::text[], $4::bytea[])",
-        [a[0] for a in answers],
-        [a[1] for a in answers],
-        [a[2] for a in answers],
-        [a[3].SerializeToString(deterministic=True) for a in answers],
+    await db.insert_all(conn, [remembered_rows(answers)])
+
+
+def remembered_rows(answers: Sequence[tuple[str, str, str, pb_message.Message]]) -> db.Rows:
+    """The rows `remember_many` adds, for `db.insert_all` beside the rest of a write."""
+    return db.Rows(
+        "idempotent_requests",
+        (("caller", "text"), ("method", "text"), ("request_id", "text"), ("response", "bytea")),
+        (
+            [a[0] for a in answers],
+            [a[1] for a in answers],
+            [a[2] for a in answers],
+            [a[3].SerializeToString(deterministic=True) for a in answers],
+        ),
     )
 
 

@@ -30,7 +30,7 @@ from nats.js import JetStreamContext
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind
 
-from services.kit import events, failpoints, tracing, worker
+from services.kit import db, events, failpoints, tracing, worker
 
 _tracer = trace.get_tracer(__name__)
 
@@ -61,21 +61,18 @@ class Outbox:
             aggregate_version=aggregate_version,
             traceparent=tracing.current(),
         )
-        await conn.execute(
-            "insert into outbox (event_id, subject, envelope) values ($1, $2, $3)",
-            uuid.UUID(envelope.event_id),
-            subject or events.subject_for(message),
-            envelope.SerializeToString(),
-        )
-        # Delivered to the relay's LISTEN only when this transaction commits.
-        await conn.execute("select pg_notify($1, '')", NOTIFY_CHANNEL)
+        rows = _outbox_rows([envelope], [subject or events.subject_for(message)])
+        await db.insert_all(conn, [rows])
         return envelope.event_id
 
     async def emit_many(self, conn: asyncpg.Connection, batch: Sequence[PendingEvent]) -> None:
         """Add many events to the caller's transaction in one statement (and one
         NOTIFY), in the order given."""
-        if not batch:
-            return
+        await db.insert_all(conn, [self.rows(batch)])
+
+    def rows(self, batch: Sequence[PendingEvent]) -> db.Rows:
+        """The outbox rows of `batch`, in the order given, for `db.insert_all`
+        beside the rest of a write (`emit_many` adds them alone)."""
         envelopes = [
             events.wrap(
                 item.message,
@@ -86,19 +83,23 @@ class Outbox:
             )
             for item in batch
         ]
-        await conn.execute(
-            """
-            with added as (
-                insert into outbox (event_id, subject, envelope)
-                select * from unnest($1::uuid[], $2::text[], $3::bytea[])
-            )
-            select pg_notify($4, '')
-            """,
-            [uuid.UUID(envelope.event_id) for envelope in envelopes],
-            [item.subject or events.subject_for(item.message) for item in batch],
-            [envelope.SerializeToString() for envelope in envelopes],
-            NOTIFY_CHANNEL,
+        return _outbox_rows(
+            envelopes, [item.subject or events.subject_for(item.message) for item in batch]
         )
+
+
+def _outbox_rows(envelopes: Sequence[envelope_pb2.Envelope], subjects: Sequence[str]) -> db.Rows:
+    return db.Rows(
+        "outbox",
+        (("event_id", "uuid"), ("subject", "text"), ("envelope", "bytea")),
+        (
+            [uuid.UUID(envelope.event_id) for envelope in envelopes],
+            list(subjects),
+            [envelope.SerializeToString() for envelope in envelopes],
+        ),
+        # Delivered to the relay's LISTEN only when the transaction commits.
+        notify=NOTIFY_CHANNEL,
+    )
 
 
 @dataclass(frozen=True)

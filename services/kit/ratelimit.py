@@ -21,20 +21,7 @@ async def hit(
     if limit <= 0:
         return
     row = await conn.fetchrow(
-        """
-        insert into rate_limit_windows as w (member_id, action, window_start, hits)
-        values ($1, $2, clock_timestamp(), 1)
-        on conflict (member_id, action) do update set
-            window_start = case
-                when w.window_start <= clock_timestamp() - make_interval(secs => $3)
-                then clock_timestamp() else w.window_start end,
-            hits = case
-                when w.window_start <= clock_timestamp() - make_interval(secs => $3)
-                then 1 else w.hits + 1 end
-        returning hits,
-            extract(epoch from w.window_start + make_interval(secs => $3)
-                               - clock_timestamp())::float8 as retry_after
-        """,
+        counting_sql("values ($1::text, 1)", action="$2::text", window="$3::float8"),
         member_id,
         action,
         float(window_seconds),
@@ -44,63 +31,58 @@ async def hit(
         raise exhausted(action, limit, window_seconds, max(0.001, float(row["retry_after"])))
 
 
-async def hit_many(
-    conn: asyncpg.Connection,
-    attempts: dict[str, int],
-    action: str,
-    *,
-    limit: int,
-    window_seconds: float,
-) -> dict[str, tuple[int, float]]:
-    """Count `attempts[member]` actions for each member in one statement, inside
-    the caller's transaction; for each member: how many of its attempts fit in
-    the window (the first ones), and the seconds until the window ends.
+def counting_sql(attempts: str, *, action: str, window: str) -> str:
+    """A statement that counts many members' attempts at once, for a WITH in a
+    statement of the caller's (so the count costs no round trip of its own):
+    `attempts` is a query of (member_id, n) rows, `action` and `window` the
+    SQL of the action's name and of the window's seconds (parameters, as
+    `$5`). It returns each member's `hits` after counting and the
+    `retry_after` seconds until the window ends; with `room` they say how
+    many of the attempts fit.
 
-    The window rows stay locked until the caller commits, so replicas counting
-    the same member take turns and the limit holds exactly. Attempts that do
-    not fit are not counted (as `hit` does by rolling back)."""
-    if limit <= 0 or not attempts:
-        return {member: (count, 0.0) for member, count in attempts.items()}
-    members = sorted(attempts)  # one lock order for every writer
-    rows = await conn.fetch(
-        """
+    The window rows stay locked until the caller commits, so replicas
+    counting the same member take turns and the limit holds exactly; the
+    rows are counted in member order, one lock order for every writer. The
+    attempts that were counted but not made must be given back (`uncount`)."""
+    return f"""
         insert into rate_limit_windows as w (member_id, action, window_start, hits)
-        select m, $3, clock_timestamp(), n from unnest($1::text[], $2::int[]) as t(m, n)
+        select a.member_id, {action}, clock_timestamp(), a.n
+        from ({attempts}) as a(member_id, n)
+        order by a.member_id
         on conflict (member_id, action) do update set
             window_start = case
-                when w.window_start <= clock_timestamp() - make_interval(secs => $4)
+                when w.window_start <= clock_timestamp() - make_interval(secs => {window})
                 then clock_timestamp() else w.window_start end,
             hits = case
-                when w.window_start <= clock_timestamp() - make_interval(secs => $4)
+                when w.window_start <= clock_timestamp() - make_interval(secs => {window})
                 then excluded.hits else w.hits + excluded.hits end
-        returning member_id, hits,
-            extract(epoch from w.window_start + make_interval(secs => $4)
+        returning w.member_id, w.hits,
+            extract(epoch from w.window_start + make_interval(secs => {window})
                                - clock_timestamp())::float8 as retry_after
-        """,
+    """
+
+
+def room(hits: int, attempts: int, limit: int) -> int:
+    """How many of `attempts` fit in the window (the first ones), when counting
+    them took its hits to `hits`."""
+    return max(0, min(attempts, limit - (hits - attempts)))
+
+
+async def uncount(conn: asyncpg.Connection, unmade: dict[str, int], action: str) -> None:
+    """Give back attempts `counting_sql` counted that were not made (over the
+    limit, or refused for another reason), in the caller's transaction."""
+    unmade = {member: n for member, n in unmade.items() if n > 0}
+    if not unmade:
+        return
+    members = sorted(unmade)
+    await conn.execute(
+        "update rate_limit_windows w set hits = w.hits - t.n "
+        "from unnest($1::text[], $2::int[]) as t(m, n) "
+        "where w.member_id = t.m and w.action = $3",
         members,
-        [attempts[m] for m in members],
+        [unmade[m] for m in members],
         action,
-        float(window_seconds),
     )
-    granted: dict[str, tuple[int, float]] = {}
-    refused: dict[str, int] = {}
-    for row in rows:
-        wanted = attempts[row["member_id"]]
-        before = row["hits"] - wanted
-        fits = max(0, min(wanted, limit - before))
-        granted[row["member_id"]] = (fits, max(0.001, float(row["retry_after"])))
-        if fits < wanted:
-            refused[row["member_id"]] = wanted - fits
-    if refused:
-        await conn.execute(
-            "update rate_limit_windows w set hits = w.hits - t.n "
-            "from unnest($1::text[], $2::int[]) as t(m, n) "
-            "where w.member_id = t.m and w.action = $3",
-            list(refused),
-            list(refused.values()),
-            action,
-        )
-    return granted
 
 
 def exhausted(

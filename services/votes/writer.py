@@ -5,11 +5,13 @@ Why: a cast in its own transaction cost about 17 statements and a commit
 process answered 2,000 empty calls/s. Here CastVote and RetractVote hand their
 change to the VoteWriter and wait for its answer. The writer gathers what is
 waiting into a batch and writes the whole batch in one transaction with a
-fixed number of statements — the locks, one read for every check, the rate
-limits, the votes, the history and tally marks, the remembered answers, the
-events — and one commit. Calls that arrive while batches are being written
-wait for the next one, so a batch grows with the load and a lone call on an
-idle service is written at once (group commit). Under load a write starts
+fixed number of statements — the locks; one read for every check, which also
+counts the casts into their members' rate limits; the votes; one for the
+history, the tally marks, the remembered answers and the events
+(`db.insert_all`) — and one commit: a batch of casts is six round trips to
+Postgres, BEGIN included, whatever its size. Calls that arrive while
+batches are being written wait for the next one, so a batch grows with the
+load and a lone call on an idle service is written at once (group commit). Under load a write starts
 `pause_seconds` (COCREATE_VOTES_WRITE_PAUSE_MS) after the previous one ended:
 what a write costs beyond its votes — its transaction, its event, the relay's
 publish, each consumer's transaction — is spent once for all the calls that
@@ -285,6 +287,12 @@ class VoteWriter:
             [c.member_id for c in batch],
             [c.kind.value for c in batch],
             [c.request_id for c in batch],
+            store.CastCount(
+                Kind.CAST.value,
+                CAST_ACTION,
+                self._rate_limit.limit,
+                self._rate_limit.window_seconds,
+            ),
         )
         policy = store.policy_of(rows[0]["policy_weights"])
         answers: list[pb_message.Message | DomainError | None] = [None] * len(batch)
@@ -299,7 +307,7 @@ class VoteWriter:
                 answers[i] = refusal
             else:
                 (casts if change.kind is Kind.CAST else retracts).append(i)
-        casts = await self._within_rate_limit(conn, batch, casts, answers)
+        casts = await self._within_rate_limit(conn, batch, rows, casts, answers)
 
         tiers = {i: policy.tier_of(rows[i]["stored_tier"]) for i in casts}
         cast_rows = await store.activate_votes(
@@ -340,13 +348,20 @@ class VoteWriter:
             answers[i] = answer
             if change.request_id:
                 remembered.append((change.member_id, change.kind.value, change.request_id, answer))
-        await store.record_vote_changes(conn, history, marks)
-        await idempotency.remember_many(conn, remembered)
-        if history:
-            await self._outbox.emit_many(
-                conn,
-                [PendingEvent(written, aggregate_id="votes", traceparent=tracing.current())],
-            )
+        # What the batch leaves besides its votes, in one statement.
+        events = (
+            [PendingEvent(written, aggregate_id="votes", traceparent=tracing.current())]
+            if history
+            else []
+        )
+        await db.insert_all(
+            conn,
+            [
+                *store.vote_change_rows(history, marks),
+                idempotency.remembered_rows(remembered),
+                self._outbox.rows(events),
+            ],
+        )
         done = [answer for answer in answers if answer is not None]
         assert len(done) == len(batch), "every change of a batch is answered"
         return done
@@ -355,31 +370,37 @@ class VoteWriter:
         self,
         conn: asyncpg.Connection,
         batch: Sequence[_Change],
+        rows: Sequence[store.Record],
         casts: list[int],
         answers: list[pb_message.Message | DomainError | None],
     ) -> list[int]:
         """The casts that fit in their member's window (a member's first ones in
-        the batch); the others are answered RESOURCE_EXHAUSTED."""
+        the batch); the others are answered RESOURCE_EXHAUSTED. The read
+        counted every cast without a remembered answer: those not made (over
+        the limit, or refused) are given back."""
         limit = self._rate_limit
-        granted = await ratelimit.hit_many(
-            conn,
-            Counter(batch[i].member_id for i in casts),
-            CAST_ACTION,
-            limit=limit.limit,
-            window_seconds=limit.window_seconds,
-        )
+        counted = {row["member_id"]: row for row in rows if row["rate_attempts"] is not None}
+        room = {
+            member: ratelimit.room(row["rate_hits"], row["rate_attempts"], limit.limit)
+            for member, row in counted.items()
+        }
         fitting: list[int] = []
-        used: Counter[str] = Counter()
+        made: Counter[str] = Counter()
         for i in casts:
             member = batch[i].member_id
-            fits, retry_after = granted[member]
-            used[member] += 1
-            if used[member] <= fits:
+            if member not in counted or made[member] < room[member]:
+                made[member] += 1
                 fitting.append(i)
             else:
+                retry_after = max(0.001, float(counted[member]["rate_retry_after"]))
                 answers[i] = ratelimit.exhausted(
                     CAST_ACTION, limit.limit, limit.window_seconds, retry_after
                 )
+        await ratelimit.uncount(
+            conn,
+            {member: row["rate_attempts"] - made[member] for member, row in counted.items()},
+            CAST_ACTION,
+        )
         return fitting
 
     @staticmethod

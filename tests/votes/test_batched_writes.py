@@ -129,6 +129,49 @@ async def test_the_cast_limit_holds_exactly_for_casts_arriving_together(
         raise AssertionError("a fourth cast in the window was accepted")
 
 
+async def test_only_casts_that_are_made_count_against_the_limit(platform: Platform) -> None:
+    """A batch counts its casts into the window as it reads them; a cast
+    refused (closed or unknown idea) or answered from a request_id retry is
+    given back, so it does not use up the member's limit."""
+    svc = await platform.start(
+        "votes",
+        env={"COCREATE_VOTES_CAST_LIMIT": "2", "COCREATE_VOTES_CAST_WINDOW_SECONDS": "3600"},
+    )
+    client = feed.votes(svc)
+    await feed.submit_ideas(svc, "open-1", "open-2", "closed")
+    await feed.close(svc, "closed")
+    member = metadata("picky")
+
+    def cast(idea: str, request_id: str = "") -> object:
+        return client.CastVote(
+            pb.CastVoteRequest(idea_id=idea, request_id=request_id), metadata=member
+        )
+
+    first = await _answer(cast("open-1", "first"))
+    assert isinstance(first, pb.Vote)
+    refused_and_retried = await asyncio.gather(
+        _answer(cast("closed")),
+        _answer(cast("no-such-idea")),
+        _answer(cast("open-1", "first")),
+    )
+    assert list(refused_and_retried) == [
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.NOT_FOUND,
+        first,
+    ]
+    hits = await svc.runtime.pool.fetchval(
+        "select hits from rate_limit_windows where member_id = 'picky'"
+    )
+    assert hits == 1
+    second = await _answer(cast("open-2"))
+    assert isinstance(second, pb.Vote) and second.active
+    assert await _answer(cast("closed")) == grpc.StatusCode.FAILED_PRECONDITION
+    hits = await svc.runtime.pool.fetchval(
+        "select hits from rate_limit_windows where member_id = 'picky'"
+    )
+    assert hits == 2
+
+
 async def test_a_write_does_not_wait_its_pause_for_calls_that_are_not_coming(
     platform: Platform,
 ) -> None:

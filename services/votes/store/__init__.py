@@ -69,6 +69,7 @@ from services.votes.store.tallies import (
     tier_counts,
 )
 from services.votes.store.votes import (
+    CastCount,
     HistoryEntry,
     activate_vote,
     activate_votes,
@@ -80,13 +81,14 @@ from services.votes.store.votes import (
     get_vote,
     get_votes,
     read_for_vote_changes,
-    record_vote_changes,
     set_vote_weight,
+    vote_change_rows,
     voters_of,
 )
 
 __all__ = [
     "TALLY_DIRTY_CHANNEL",
+    "CastCount",
     "HistoryEntry",
     "Record",
     "StoredPolicy",
@@ -125,7 +127,6 @@ __all__ = [
     "record_fold",
     "record_void",
     "record_vote_ban",
-    "record_vote_changes",
     "recount",
     "replace_policy",
     "reweight_to_policy",
@@ -137,5 +138,6 @@ __all__ = [
     "tier_counts",
     "upsert_idea",
     "upsert_member_tier",
+    "vote_change_rows",
     "voters_of",
 ]

@@ -9,6 +9,7 @@ from datetime import datetime
 
 import asyncpg
 
+from services.kit import db
 from services.votes import domain
 from services.votes.store.record import Record
 
@@ -18,11 +19,24 @@ TALLY_DIRTY_CHANNEL = "cocreate_votes_tally_dirty"
 async def mark_dirty(conn: asyncpg.Connection, idea_ids: Iterable[str]) -> None:
     """Note that these ideas' tallies must be folded again (append-only: no
     two writers share a row)."""
-    ids = sorted(set(idea_ids))
-    if not ids:
-        return
-    await conn.execute("insert into tally_dirty (idea_id) select unnest($1::text[])", ids)
-    await conn.execute("select pg_notify($1, '')", TALLY_DIRTY_CHANNEL)
+    await db.insert_all(conn, [mark_rows([(idea_id, None) for idea_id in sorted(set(idea_ids))])])
+
+
+def mark_rows(marks: Sequence[tuple[str, domain.AddedVote | None]]) -> db.Rows:
+    """Tally marks for `db.insert_all`; they wake the folder once committed. A
+    mark is an idea and what a cast added to its tally, or None: recount the
+    idea."""
+    return db.Rows(
+        "tally_dirty",
+        (("idea_id", "text"), ("weight", "bigint"), ("tier", "text"), ("trend", "float8")),
+        (
+            [idea_id for idea_id, _ in marks],
+            [added.weight if added else None for _, added in marks],
+            [added.tier if added else None for _, added in marks],
+            [added.trend if added else None for _, added in marks],
+        ),
+        notify=TALLY_DIRTY_CHANNEL,
+    )
 
 
 async def take_marks(

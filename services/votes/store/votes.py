@@ -10,9 +10,10 @@ from datetime import datetime
 
 import asyncpg
 
+from services.kit import db, ratelimit
 from services.votes import domain
 from services.votes.store.record import Record
-from services.votes.store.tallies import TALLY_DIRTY_CHANNEL
+from services.votes.store.tallies import mark_rows
 
 
 async def get_vote(
@@ -67,56 +68,93 @@ async def deactivate_vote(conn: asyncpg.Connection, idea_id: str, member_id: str
     )
 
 
+@dataclass(frozen=True)
+class CastCount:
+    """The rate limit a batch's casts are counted against: casts are the
+    changes whose method is `method`, counted as `action`; a `limit` of 0 or
+    less counts nothing."""
+
+    method: str
+    action: str
+    limit: int
+    window_seconds: float
+
+
 async def read_for_vote_changes(
     conn: asyncpg.Connection,
     idea_ids: Sequence[str],
     member_ids: Sequence[str],
     methods: Sequence[str],
     request_ids: Sequence[str],
+    casts: CastCount,
 ) -> list[Record]:
     """For each (idea, member) of a batch of member casts and retracts, in the
     order given: what the checks need (the idea's state, a ban, the stored
-    tier, the weight policy), the current vote, and the remembered answer to
-    its request_id.
+    tier, the weight policy), the current vote, the remembered answer to its
+    request_id, and its member's rate-limit window. The same statement counts
+    each member's casts that have no remembered answer into the window
+    (`rate_attempts` of them, taking it to `rate_hits`; null when nothing was
+    counted): the caller gives back those it does not make
+    (`ratelimit.uncount`).
 
     Each lookup is a lateral subquery on its key (`limit 1` keeps the
     planner from turning it back into a join), so every plan probes the
     primary keys once per row. As plain joins, the plan cached for the
     statement hashed whole tables whenever the statistics it was planned with
     said they were small, one scan of the votes table per batch."""
+    counting = ratelimit.counting_sql(
+        "select member_id, n from attempts", action="$6::text", window="$8::float8"
+    )
     return list(
         await conn.fetch(
-            """
-            select r.n, r.idea_id, r.member_id,
-                   i.idea_id is not null and not i.hidden as idea_known, i.open as idea_open,
-                   i.status as idea_status,
-                   coalesce((select b.banned from vote_bans b where b.member_id = r.member_id
-                             order by b.id desc limit 1), false) as banned,
-                   m.tier as stored_tier,
-                   v.weight, v.tier, v.active, v.cast_at, v.retracted_at, v.version,
-                   q.response as remembered,
-                   (select weights from weight_policy) as policy_weights
-            from unnest($1::text[], $2::text[], $3::text[], $4::text[])
-                 with ordinality as r(idea_id, member_id, method, request_id, n)
-            left join lateral (select * from ideas where idea_id = r.idea_id limit 1) i on true
-            left join lateral (
-                select * from members where member_id = r.member_id limit 1
-            ) m on true
-            left join lateral (
-                select * from votes where idea_id = r.idea_id and member_id = r.member_id limit 1
-            ) v on true
-            left join lateral (
-                select response from idempotent_requests
-                where r.request_id <> '' and caller = r.member_id
-                  and method = r.method and request_id = r.request_id
-                limit 1
-            ) q on true
-            order by r.n
+            f"""
+            with looked as (
+                select r.n, r.idea_id, r.member_id, r.method,
+                       i.idea_id is not null and not i.hidden as idea_known,
+                       i.open as idea_open, i.status as idea_status,
+                       coalesce((select b.banned from vote_bans b where b.member_id = r.member_id
+                                 order by b.id desc limit 1), false) as banned,
+                       m.tier as stored_tier,
+                       v.weight, v.tier, v.active, v.cast_at, v.retracted_at, v.version,
+                       q.response as remembered,
+                       (select weights from weight_policy) as policy_weights
+                from unnest($1::text[], $2::text[], $3::text[], $4::text[])
+                     with ordinality as r(idea_id, member_id, method, request_id, n)
+                left join lateral (select * from ideas where idea_id = r.idea_id limit 1) i
+                    on true
+                left join lateral (
+                    select * from members where member_id = r.member_id limit 1
+                ) m on true
+                left join lateral (
+                    select * from votes
+                    where idea_id = r.idea_id and member_id = r.member_id limit 1
+                ) v on true
+                left join lateral (
+                    select response from idempotent_requests
+                    where r.request_id <> '' and caller = r.member_id
+                      and method = r.method and request_id = r.request_id
+                    limit 1
+                ) q on true
+            ), attempts as (
+                select member_id, count(*)::int as n from looked
+                where $7::int > 0 and method = $5 and remembered is null
+                group by member_id
+            ), counted as ({counting})
+            select l.*, a.n as rate_attempts, c.hits as rate_hits,
+                   c.retry_after as rate_retry_after
+            from looked l
+            left join attempts a on a.member_id = l.member_id
+            left join counted c on c.member_id = l.member_id
+            order by l.n
             """,
             list(idea_ids),
             list(member_ids),
             list(methods),
             list(request_ids),
+            casts.method,
+            casts.action,
+            casts.limit,
+            float(casts.window_seconds),
         )
     )
 
@@ -196,44 +234,12 @@ async def get_votes(
     return {(row["idea_id"], row["member_id"]): row for row in rows}
 
 
-async def record_vote_changes(
-    conn: asyncpg.Connection,
-    entries: Sequence[HistoryEntry],
-    marks: Sequence[tuple[str, domain.AddedVote | None]],
-) -> None:
-    """History entries and tally marks for many changed votes in one statement
-    (and one NOTIFY for the folder). A mark is an idea and what a cast added
-    to its tally, or None: recount the idea."""
-    if not entries:
-        return
-    await conn.execute(
-        """
-        with history as (
-            insert into vote_history (idea_id, member_id, action, cause, weight,
-                                      previous_weight, tier, actor_id, note)
-            select * from unnest($1::text[], $2::text[], $3::smallint[], $4::smallint[],
-                                 $5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::text[])
-        ), marks as (
-            insert into tally_dirty (idea_id, weight, tier, trend)
-            select * from unnest($11::text[], $12::bigint[], $13::text[], $14::float8[])
-        )
-        select pg_notify($10, '')
-        """,
-        [e.idea_id for e in entries],
-        [e.member_id for e in entries],
-        [e.action for e in entries],
-        [e.cause for e in entries],
-        [e.weight for e in entries],
-        [e.previous_weight for e in entries],
-        [e.tier for e in entries],
-        [e.actor_id for e in entries],
-        [e.note for e in entries],
-        TALLY_DIRTY_CHANNEL,
-        [idea_id for idea_id, _ in marks],
-        [added.weight if added else None for _, added in marks],
-        [added.tier if added else None for _, added in marks],
-        [added.trend if added else None for _, added in marks],
-    )
+def vote_change_rows(
+    entries: Sequence[HistoryEntry], marks: Sequence[tuple[str, domain.AddedVote | None]]
+) -> list[db.Rows]:
+    """The history entries and tally marks of many changed votes, for
+    `db.insert_all` beside the rest of their write (see `mark_rows`)."""
+    return [history_rows(entries), mark_rows(marks)]
 
 
 async def set_vote_weight(
@@ -296,23 +302,32 @@ class HistoryEntry:
 
 
 async def add_history(conn: asyncpg.Connection, entries: Sequence[HistoryEntry]) -> None:
-    if not entries:
-        return
-    await conn.executemany(
-        "insert into vote_history (idea_id, member_id, action, cause, weight, "
-        "previous_weight, tier, actor_id, note) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        [
-            (
-                e.idea_id,
-                e.member_id,
-                e.action,
-                e.cause,
-                e.weight,
-                e.previous_weight,
-                e.tier,
-                e.actor_id,
-                e.note,
-            )
-            for e in entries
-        ],
+    await db.insert_all(conn, [history_rows(entries)])
+
+
+def history_rows(entries: Sequence[HistoryEntry]) -> db.Rows:
+    return db.Rows(
+        "vote_history",
+        (
+            ("idea_id", "text"),
+            ("member_id", "text"),
+            ("action", "smallint"),
+            ("cause", "smallint"),
+            ("weight", "bigint"),
+            ("previous_weight", "bigint"),
+            ("tier", "text"),
+            ("actor_id", "text"),
+            ("note", "text"),
+        ),
+        (
+            [e.idea_id for e in entries],
+            [e.member_id for e in entries],
+            [e.action for e in entries],
+            [e.cause for e in entries],
+            [e.weight for e in entries],
+            [e.previous_weight for e in entries],
+            [e.tier for e in entries],
+            [e.actor_id for e in entries],
+            [e.note for e in entries],
+        ),
     )
