@@ -1,31 +1,32 @@
 """Members' casts and retracts, written in batches: many calls, one transaction.
 
-Why: a cast in its own transaction cost about 17 statements and a commit
-(an fsync) per vote, so the service managed about 100 votes/s while the same
-process answered 2,000 empty calls/s. Here CastVote and RetractVote hand their
-change to the VoteWriter and wait for its answer. The writer gathers what is
-waiting into a batch and writes the whole batch in one transaction with a
-fixed number of statements — the locks; one read for every check, which also
-counts the casts into their members' rate limits; the votes; one for the
-history, the tally marks, the remembered answers and the events
+Why: a cast in its own transaction cost about 17 statements and a commit (an
+fsync) per vote, so the service managed about 100 votes/s while the same
+process answered 2,000 empty calls/s. Here CastVote and RetractVote hand
+their change to the VoteWriter and wait for its answer. The writer gathers
+what is waiting into a batch and writes the whole batch in one transaction
+with a fixed number of statements — the locks; one read for every check,
+which also counts the casts into their members' rate limits; the votes; one
+for the history, the tally marks, the remembered answers and the events
 (`db.insert_all`) — and one commit: a batch of casts is six round trips to
-Postgres, BEGIN included, whatever its size. Calls that arrive while
-batches are being written wait for the next one, so a batch grows with the
-load and a lone call on an idle service is written at once (group commit). Under load a write starts
-`pause_seconds` (COCREATE_VOTES_WRITE_PAUSE_MS) after the previous one ended:
-what a write costs beyond its votes — its transaction, its event, the relay's
-publish, each consumer's transaction — is spent once for all the calls that
-arrived meanwhile. Measured with `make bench`: at 64 calls in flight, a 20 ms
-pause gave about 27 votes a write and 1.3× the votes per second of a 3 ms
-one (about 10 a write), whose per-write costs were most of the machine's CPU;
-starting writes 20 ms apart (not after a pause) gave 15 a write. The pause
-ends early when calls stop arriving (see `_gather`), so at a few calls in
-flight a write does not wait for callers that are all already waiting. A
-write takes at most `max_batch` (COCREATE_VOTES_MAX_BATCH, 40): at 64 calls
-in flight, writes of every waiting caller (about 45) left the calls loop idle
-while each ran; capped at 40, the callers split into two cohorts, one
-gathered while the other's write runs, and the cast phase's idle share fell
-from 22 % to about 12 % (bench/LIMITS.md).
+Postgres, BEGIN included, whatever its size. Calls that arrive while batches
+are being written wait for the next one, so a batch grows with the load and
+a lone call on an idle service is written at once (group commit). Under load
+a write starts `pause_seconds` (COCREATE_VOTES_WRITE_PAUSE_MS) after the
+previous one ended: what a write costs beyond its votes — its transaction,
+its event, the relay's publish, each consumer's transaction — is spent once
+for all the calls that arrived meanwhile. Measured with `make bench`: at 64
+calls in flight, a 20 ms pause gave about 27 votes a write and 1.3× the
+votes per second of a 3 ms one (about 10 a write), whose per-write costs
+were most of the machine's CPU; starting writes 20 ms apart (not after a
+pause) gave 15 a write. The pause ends early when calls stop arriving (see
+`_gather`), so at a few calls in flight a write does not wait for callers
+that are all already waiting. A write takes at most `max_batch`
+(COCREATE_VOTES_MAX_BATCH, 40): at 64 calls in flight, writes of every
+waiting caller (about 45) left the calls loop idle while each ran; capped at
+40, the callers split into two cohorts, one gathered while the other's write
+runs, and the cast phase's idle share fell from 22 % to about 12 %
+(bench/LIMITS.md).
 
 What stays true:
 - OK means committed: a call is answered after its batch committed. When a
