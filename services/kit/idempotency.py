@@ -83,14 +83,7 @@ async def remember(
 ) -> None:
     if not request_id:
         return
-    await conn.execute(
-        "insert into idempotent_requests (caller, method, request_id, response) "
-        "values ($1, $2, $3, $4)",
-        caller,
-        method,
-        request_id,
-        response.SerializeToString(deterministic=True),
-    )
+    await remember_many(conn, [(caller, method, request_id, response)])
 
 
 async def remember_many(

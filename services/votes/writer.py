@@ -130,7 +130,10 @@ class VoteWriter:
     ) -> None:
         self._pool = pool
         self._outbox = outbox
-        self._rate_limit = rate_limit
+        # The rate limit the read counts each batch's casts against.
+        self._counting = store.CastCount(
+            Kind.CAST.value, CAST_ACTION, rate_limit.limit, rate_limit.window_seconds
+        )
         self._max_writers = writers
         # Bounded so that one batch's advisory locks (a request, an idea and
         # a member per call) stay far below Postgres's shared lock table.
@@ -288,12 +291,7 @@ class VoteWriter:
             [c.member_id for c in batch],
             [c.kind.value for c in batch],
             [c.request_id for c in batch],
-            store.CastCount(
-                Kind.CAST.value,
-                CAST_ACTION,
-                self._rate_limit.limit,
-                self._rate_limit.window_seconds,
-            ),
+            self._counting,
         )
         policy = store.policy_of(rows[0]["policy_weights"])
         answers: list[pb_message.Message | DomainError | None] = [None] * len(batch)
@@ -379,7 +377,7 @@ class VoteWriter:
         the batch); the others are answered RESOURCE_EXHAUSTED. The read
         counted every cast without a remembered answer: those not made (over
         the limit, or refused) are given back."""
-        limit = self._rate_limit
+        limit = self._counting
         counted = {row["member_id"]: row for row in rows if row["rate_attempts"] is not None}
         room = {
             member: ratelimit.room(row["rate_hits"], row["rate_attempts"], limit.limit)
@@ -395,12 +393,12 @@ class VoteWriter:
             else:
                 retry_after = max(0.001, float(counted[member]["rate_retry_after"]))
                 answers[i] = ratelimit.exhausted(
-                    CAST_ACTION, limit.limit, limit.window_seconds, retry_after
+                    limit.action, limit.limit, limit.window_seconds, retry_after
                 )
         await ratelimit.uncount(
             conn,
             {member: row["rate_attempts"] - made[member] for member, row in counted.items()},
-            CAST_ACTION,
+            limit.action,
         )
         return fitting
 
