@@ -6,12 +6,17 @@ rate limit holds exactly, and the tallies equal the recount."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
+import asyncpg
 import grpc
+import pytest
 from cocreate.events.v1 import votes_events_pb2 as events_pb
 from cocreate.votes.v1 import votes_service_pb2 as pb
 
-from tests.support import Platform, error_reason, metadata
+from services.kit import idempotency
+from services.votes import store
+from tests.support import Platform, error_reason, eventually, metadata
 from tests.votes import feed
 
 PM = metadata("pm-1", "pm")
@@ -193,3 +198,51 @@ async def test_a_write_does_not_wait_its_pause_for_calls_that_are_not_coming(
     await asyncio.wait_for(one_after_another(), timeout=30)
     writes = await svc.runtime.pool.fetchval("select count(distinct xmin::text) from votes")
     assert writes == len(ideas)
+
+
+LOCKERS: dict[str, Callable[[asyncpg.Connection], Awaitable[object]]] = {
+    # A tier change or a ban's lift holds the member exclusively.
+    "member": lambda conn: store.lock_member(conn, "m1", exclusive=True),
+    # A status change or a merge holds the idea exclusively.
+    "idea": lambda conn: store.lock_ideas(conn, ["idea-1"], exclusive=True),
+    # A policy update holds the policy exclusively.
+    "policy": lambda conn: store.lock_policy(conn, exclusive=True),
+    # A single call with the same request_id holds the request.
+    "request": lambda conn: idempotency.replay(
+        conn, "m1", "VoteService.CastVote", "r-1", pb.CastVoteResponse
+    ),
+}
+
+
+@pytest.mark.parametrize("holder", sorted(LOCKERS))
+async def test_a_batch_waits_for_the_locks_the_other_writers_take(
+    platform: Platform, holder: str
+) -> None:
+    """A batch takes all its locks in one statement (`store.lock_keys`): they
+    must be the very locks the other writers take one by one, or a cast would
+    read and write beside a tier change, a status change, a policy update or
+    a retry of its own request instead of after it."""
+    svc = await platform.start("votes", env={"COCREATE_VOTES_CAST_LIMIT": "0"})
+    client = feed.votes(svc)
+    await feed.submit_ideas(svc, "idea-1")
+    pool = svc.runtime.pool
+    async with pool.acquire() as conn, conn.transaction():
+        await LOCKERS[holder](conn)
+        cast = asyncio.ensure_future(
+            client.CastVote(
+                pb.CastVoteRequest(idea_id="idea-1", request_id="r-1"), metadata=metadata("m1")
+            )
+        )
+
+        async def batch_waits() -> int:
+            """Advisory locks asked for and not granted: the batch's, held by the holder."""
+            waiting: int = await pool.fetchval(
+                "select count(*) from pg_locks where locktype = 'advisory' and not granted"
+            )
+            return waiting
+
+        await eventually(batch_waits)
+        assert not cast.done()
+        assert await pool.fetchval("select count(*) from votes") == 0
+    vote = (await asyncio.wait_for(cast, timeout=30)).vote
+    assert vote.active and vote.member_id == "m1"
