@@ -74,13 +74,20 @@ from services.votes import changes, domain, mappers, store
 
 _tracer = trace.get_tracer(__name__)
 
-# While a write waits for more calls, it starts once none came, and no caller
-# of the last write was resumed, for this long. At 16 calls in flight the
-# gather is the calls loop answering one write's callers and taking their next
-# calls, a fraction of a millisecond apart: A/B runs (six rounds each) gave
-# 1 ms 15 % more votes/s there and a p99 3.1× the health call's against 3.3×
-# for 2 ms (4 ms: 3.4×); 1.5 ms, timed as below, 9 % fewer votes/s than 1 ms.
+# While a write waits for more calls, it starts once none came for this long.
+# At 16 calls in flight the gather is the calls loop answering one write's
+# callers and taking their next calls, a fraction of a millisecond apart: A/B
+# runs (six rounds each) gave 1 ms 15 % more votes/s there and a p99 3.1× the
+# health call's against 3.3× for 2 ms (4 ms: 3.4×); 1.5 ms, timed as in
+# `_gather`, 9 % fewer votes/s than 1 ms.
 QUIET_SECONDS = 0.001
+# ...and once this long passed since the last caller of the previous write
+# was resumed: about what it takes a caller to send its next call (at 16 in
+# flight the first reached the writer 1.7-3.4 ms after the last resume). With
+# the 1 ms quiet alone, a write at 64 in flight left with the other cohort
+# before the resumed callers came back: 24-26 votes a write against 27-32,
+# 0.375 of the health call against 0.428 (A/B, two alternations of two rounds).
+COMEBACK_SECONDS = 0.003
 
 CAST_ACTION = "cast_vote"
 
@@ -146,10 +153,11 @@ class VoteWriter:
         self._pending: deque[_Change] = deque()
         self._busy: set[Hashable] = set()
         self._writers: set[asyncio.Task[None]] = set()
-        # Callers answered whose handlers have not run again yet, and when a
-        # call last came or a caller was last resumed (see `_gather`).
+        # Callers answered whose handlers have not run again yet, when a call
+        # last came and when a caller was last resumed (see `_gather`).
         self._resuming = 0
-        self._last_activity = 0.0
+        self._last_call = 0.0
+        self._last_resume = 0.0
 
     async def cast(self, member_id: str, idea_id: str, request_id: str) -> pb.CastVoteResponse:
         answer = await self._submit(Kind.CAST, member_id, idea_id, request_id)
@@ -175,7 +183,7 @@ class VoteWriter:
             asyncio.get_running_loop().create_future(),
         )
         self._pending.append(change)
-        self._last_activity = asyncio.get_running_loop().time()
+        self._last_call = asyncio.get_running_loop().time()
         if len(self._writers) < self._max_writers:
             task = asyncio.create_task(self._write_while_pending(), name="votes-writer")
             self._writers.add(task)
@@ -185,7 +193,7 @@ class VoteWriter:
         finally:
             if change.answered:
                 self._resuming -= 1
-                self._last_activity = asyncio.get_running_loop().time()
+                self._last_resume = asyncio.get_running_loop().time()
 
     async def _write_while_pending(self) -> None:
         try:
@@ -212,9 +220,9 @@ class VoteWriter:
         """Wait for more calls to join the next write: while they keep coming,
         until `pause_seconds` after the last write ended (or a full batch).
         The write starts once QUIET_SECONDS passed since the last call came
-        or the last caller of the previous write was resumed: every caller
-        that was going to join has by then (at a few calls in flight, all of
-        them are waiting).
+        and COMEBACK_SECONDS since the last caller of the previous write was
+        resumed: every caller that was going to join has by then (at a few
+        calls in flight, all of them are waiting).
 
         The quiet does not begin while callers of the previous write are
         still to be resumed: the calls loop hands out their answers one by
@@ -231,7 +239,9 @@ class VoteWriter:
             if self._resuming:
                 quiet = QUIET_SECONDS
             else:
-                quiet = self._last_activity + QUIET_SECONDS - now
+                quiet = (
+                    max(self._last_call + QUIET_SECONDS, self._last_resume + COMEBACK_SECONDS) - now
+                )
                 if quiet <= 0:
                     return
             await asyncio.sleep(min(quiet, rest))
