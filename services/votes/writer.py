@@ -109,8 +109,6 @@ class _Change:
     # The span of the call that asked for the change.
     caller_span: trace.SpanContext
     answer: asyncio.Future[pb_message.Message] = field(repr=False)
-    # Set when the writer answers it: its handler is then to be resumed.
-    answered: bool = False
 
     def exclusive_keys(self) -> tuple[Hashable, ...]:
         """What must not be in two batches being written at once."""
@@ -191,7 +189,9 @@ class VoteWriter:
         try:
             return await change.answer
         finally:
-            if change.answered:
+            # Only the writer settles an answer without cancelling it (a
+            # caller that goes away cancels it), and it counted each one.
+            if not change.answer.cancelled():
                 self._resuming -= 1
                 self._last_resume = asyncio.get_running_loop().time()
 
@@ -271,22 +271,17 @@ class VoteWriter:
         except Exception as exc:  # nothing of the batch committed
             for change in batch:
                 if not change.answer.done():
-                    self._count_resuming(change)
+                    self._resuming += 1
                     change.answer.set_exception(exc)
             return
         for change, answer in zip(batch, answers, strict=True):
             if change.answer.done():
                 continue
-            self._count_resuming(change)
+            self._resuming += 1  # its caller is now to be resumed
             if isinstance(answer, DomainError):
                 change.answer.set_exception(answer)
             else:
                 change.answer.set_result(answer)
-
-    def _count_resuming(self, change: _Change) -> None:
-        """The change is about to be answered: its caller is to be resumed."""
-        change.answered = True
-        self._resuming += 1
 
     async def _commit(self, batch: list[_Change]) -> list[pb_message.Message | DomainError]:
         """Write the batch in one transaction. A deadlock or serialization

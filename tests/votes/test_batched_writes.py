@@ -16,6 +16,7 @@ from cocreate.votes.v1 import votes_service_pb2 as pb
 
 from services.kit import idempotency
 from services.votes import store
+from services.votes.writer import Kind
 from tests.support import Platform, error_reason, eventually, metadata
 from tests.votes import feed
 
@@ -209,7 +210,7 @@ LOCKERS: dict[str, Callable[[asyncpg.Connection], Awaitable[object]]] = {
     "policy": lambda conn: store.lock_policy(conn, exclusive=True),
     # A single call with the same request_id holds the request.
     "request": lambda conn: idempotency.replay(
-        conn, "m1", "VoteService.CastVote", "r-1", pb.CastVoteResponse
+        conn, "m1", Kind.CAST.value, "r-1", pb.CastVoteResponse
     ),
 }
 
