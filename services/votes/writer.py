@@ -88,6 +88,17 @@ QUIET_SECONDS = 0.001
 # before the resumed callers came back: 24-26 votes a write against 27-32,
 # 0.375 of the health call against 0.428 (A/B, two alternations of two rounds).
 COMEBACK_SECONDS = 0.003
+# ...and, while fewer calls came since the previous write started than it
+# answered, once this long passed since the last call: more of its callers
+# are likely coming back. At 16 in flight the bench's generator runs its
+# callers in two processes, and when one process's calls came more than 1 ms
+# after the other's, a write left with half of them (8 and 8, 11 % of the
+# writes). A/B at 16 in flight, two alternations of two rounds: 14.4-15.1
+# votes a write against 13.0-13.5, the casts' p99 29-39 ms against 39-46
+# (3.1-3.5x the health call's against 3.5-4.1x). The bench's own throughput
+# section, three alternations: 14.9-15.4 votes a write against 13.2-13.5,
+# p99 2.8-3.3x against 2.7-4.3x; at 64 in flight the same.
+EXPECTING_QUIET_SECONDS = 0.003
 
 CAST_ACTION = "cast_vote"
 
@@ -152,10 +163,14 @@ class VoteWriter:
         self._busy: set[Hashable] = set()
         self._writers: set[asyncio.Task[None]] = set()
         # Callers answered whose handlers have not run again yet, when a call
-        # last came and when a caller was last resumed (see `_gather`).
+        # last came and when a caller was last resumed, the calls that came
+        # since the last write started and how many it answered (see
+        # `_gather`).
         self._resuming = 0
         self._last_call = 0.0
         self._last_resume = 0.0
+        self._came_since_write = 0
+        self._last_write_size = 0
 
     async def cast(self, member_id: str, idea_id: str, request_id: str) -> pb.CastVoteResponse:
         answer = await self._submit(Kind.CAST, member_id, idea_id, request_id)
@@ -182,6 +197,7 @@ class VoteWriter:
         )
         self._pending.append(change)
         self._last_call = asyncio.get_running_loop().time()
+        self._came_since_write += 1
         if len(self._writers) < self._max_writers:
             task = asyncio.create_task(self._write_while_pending(), name="votes-writer")
             self._writers.add(task)
@@ -203,12 +219,14 @@ class VoteWriter:
                 batch = self._take_batch()
                 if not batch:
                     return
+                self._came_since_write = 0
                 taken = {key for change in batch for key in change.exclusive_keys()}
                 self._busy |= taken
                 try:
                     await self._write(batch)
                 finally:
                     self._busy -= taken
+                    self._last_write_size = len(batch)
                     self._next_write_at = loop.time() + self._pause
         finally:
             # At once, not in a done callback: a change submitted between this
@@ -220,9 +238,11 @@ class VoteWriter:
         """Wait for more calls to join the next write: while they keep coming,
         until `pause_seconds` after the last write ended (or a full batch).
         The write starts once QUIET_SECONDS passed since the last call came
-        and COMEBACK_SECONDS since the last caller of the previous write was
-        resumed: every caller that was going to join has by then (at a few
-        calls in flight, all of them are waiting).
+        (EXPECTING_QUIET_SECONDS while fewer calls came since the previous
+        write started than it answered) and COMEBACK_SECONDS since the last
+        caller of the previous write was resumed: every caller that was
+        going to join has by then (at a few calls in flight, all of them are
+        waiting).
 
         The quiet does not begin while callers of the previous write are
         still to be resumed: the calls loop hands out their answers one by
@@ -239,9 +259,10 @@ class VoteWriter:
             if self._resuming:
                 quiet = QUIET_SECONDS
             else:
-                quiet = (
-                    max(self._last_call + QUIET_SECONDS, self._last_resume + COMEBACK_SECONDS) - now
-                )
+                end = max(self._last_call + QUIET_SECONDS, self._last_resume + COMEBACK_SECONDS)
+                if self._came_since_write < self._last_write_size:
+                    end = max(end, self._last_call + EXPECTING_QUIET_SECONDS)
+                quiet = end - now
                 if quiet <= 0:
                     return
             await asyncio.sleep(min(quiet, rest))
