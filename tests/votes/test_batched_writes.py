@@ -15,7 +15,7 @@ from cocreate.events.v1 import votes_events_pb2 as events_pb
 from cocreate.votes.v1 import votes_service_pb2 as pb
 
 from services.kit import idempotency
-from services.votes import store
+from services.votes import store, writer
 from services.votes.writer import Kind
 from tests.support import Platform, error_reason, eventually, metadata
 from tests.votes import feed
@@ -199,6 +199,45 @@ async def test_a_write_does_not_wait_its_pause_for_calls_that_are_not_coming(
     await asyncio.wait_for(one_after_another(), timeout=30)
     writes = await svc.runtime.pool.fetchval("select count(distinct xmin::text) from votes")
     assert writes == len(ideas)
+
+
+async def test_a_write_waits_longer_for_the_callers_of_the_last_write_still_to_come_back(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While fewer calls came since the last write started than it answered,
+    more of its callers are likely coming back, and the next write waits
+    EXPECTING_QUIET_SECONDS after the last call rather than QUIET_SECONDS: a
+    caller a little late (one process of a client behind another) joins the
+    write instead of waiting for the next. The quiets are scaled up here so
+    that a slow machine cannot blur them."""
+    monkeypatch.setattr(writer, "QUIET_SECONDS", 0.2)
+    monkeypatch.setattr(writer, "EXPECTING_QUIET_SECONDS", 2.0)
+    svc = await platform.start(
+        "votes", env={"COCREATE_VOTES_CAST_LIMIT": "0", "COCREATE_VOTES_WRITE_PAUSE_MS": "60000"}
+    )
+    client = feed.votes(svc)
+    await feed.submit_ideas(svc, "idea-1", "idea-2", "idea-3")
+
+    async def cast(member: str, idea: str) -> None:
+        await client.CastVote(pb.CastVoteRequest(idea_id=idea), metadata=metadata(member))
+
+    async def writes_of(idea: str) -> int:
+        return int(
+            await svc.runtime.pool.fetchval(
+                "select count(distinct xmin::text) from votes where idea_id = $1", idea
+            )
+        )
+
+    await cast("m1", "idea-1")  # a write of one
+    await asyncio.gather(cast("m2", "idea-2"), cast("m3", "idea-2"))
+    assert await writes_of("idea-2") == 1, "two calls together make one write, which answers two"
+
+    async def late() -> None:
+        await asyncio.sleep(0.6)  # past the quiet, within the longer one
+        await cast("m3", "idea-3")
+
+    await asyncio.wait_for(asyncio.gather(cast("m2", "idea-3"), late()), timeout=30)
+    assert await writes_of("idea-3") == 1
 
 
 LOCKERS: dict[str, Callable[[asyncpg.Connection], Awaitable[object]]] = {
