@@ -6,7 +6,7 @@ rate limit holds exactly, and the tallies equal the recount."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 import grpc
@@ -16,7 +16,6 @@ from cocreate.votes.v1 import votes_service_pb2 as pb
 
 from services.kit import idempotency
 from services.votes import store, writer
-from services.votes.writer import Kind
 from tests.support import Platform, error_reason, eventually, metadata
 from tests.votes import feed
 
@@ -29,6 +28,17 @@ async def _answer(call: object) -> grpc.StatusCode | pb.Vote:
     except grpc.aio.AioRpcError as error:
         return error.code()
     return answer.vote
+
+
+async def _writes(pool: asyncpg.Pool, idea_ids: Sequence[str]) -> int:
+    """How many transactions wrote the votes of these ideas (a row's xmin is
+    the transaction that last wrote it)."""
+    return int(
+        await pool.fetchval(
+            "select count(distinct xmin::text) from votes where idea_id = any($1::text[])",
+            list(idea_ids),
+        )
+    )
 
 
 async def test_a_burst_commits_together_and_each_call_gets_its_own_answer(
@@ -67,8 +77,7 @@ async def test_a_burst_commits_together_and_each_call_gets_its_own_answer(
         grpc.StatusCode.NOT_FOUND,
     ]
     # Fewer transactions than votes: they were written together.
-    transactions = await svc.runtime.pool.fetchval("select count(distinct xmin::text) from votes")
-    assert transactions < len(fans)
+    assert await _writes(svc.runtime.pool, ["open-1", "open-2"]) < len(fans)
     await feed.tally_settles(client, "open-1", score=150, voters=150)
     await feed.tally_settles(client, "open-2", score=150, voters=150)
     events = await feed.outbox_events(svc, "cocreate.votes.vote.cast", events_pb.VoteCast)
@@ -197,8 +206,7 @@ async def test_a_write_does_not_wait_its_pause_for_calls_that_are_not_coming(
             await client.CastVote(pb.CastVoteRequest(idea_id=idea), metadata=metadata("m1"))
 
     await asyncio.wait_for(one_after_another(), timeout=30)
-    writes = await svc.runtime.pool.fetchval("select count(distinct xmin::text) from votes")
-    assert writes == len(ideas)
+    assert await _writes(svc.runtime.pool, ideas) == len(ideas)
 
 
 async def test_a_write_waits_longer_for_the_callers_of_the_last_write_still_to_come_back(
@@ -221,23 +229,18 @@ async def test_a_write_waits_longer_for_the_callers_of_the_last_write_still_to_c
     async def cast(member: str, idea: str) -> None:
         await client.CastVote(pb.CastVoteRequest(idea_id=idea), metadata=metadata(member))
 
-    async def writes_of(idea: str) -> int:
-        return int(
-            await svc.runtime.pool.fetchval(
-                "select count(distinct xmin::text) from votes where idea_id = $1", idea
-            )
-        )
-
     await cast("m1", "idea-1")  # a write of one
     await asyncio.gather(cast("m2", "idea-2"), cast("m3", "idea-2"))
-    assert await writes_of("idea-2") == 1, "two calls together make one write, which answers two"
+    assert await _writes(svc.runtime.pool, ["idea-2"]) == 1, (
+        "two calls together make one write, which answers two"
+    )
 
     async def late() -> None:
         await asyncio.sleep(0.6)  # past the quiet, within the longer one
         await cast("m3", "idea-3")
 
     await asyncio.wait_for(asyncio.gather(cast("m2", "idea-3"), late()), timeout=30)
-    assert await writes_of("idea-3") == 1
+    assert await _writes(svc.runtime.pool, ["idea-3"]) == 1
 
 
 LOCKERS: dict[str, Callable[[asyncpg.Connection], Awaitable[object]]] = {
@@ -249,7 +252,7 @@ LOCKERS: dict[str, Callable[[asyncpg.Connection], Awaitable[object]]] = {
     "policy": lambda conn: store.lock_policy(conn, exclusive=True),
     # A single call with the same request_id holds the request.
     "request": lambda conn: idempotency.replay(
-        conn, "m1", Kind.CAST.value, "r-1", pb.CastVoteResponse
+        conn, "m1", writer.Kind.CAST.value, "r-1", pb.CastVoteResponse
     ),
 }
 
