@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 
 import asyncpg
 import grpc
@@ -289,3 +290,75 @@ async def test_a_batch_waits_for_the_locks_the_other_writers_take(
         assert await pool.fetchval("select count(*) from votes") == 0
     vote = (await asyncio.wait_for(cast, timeout=30)).vote
     assert vote.active and vote.member_id == "m1"
+
+
+# The other replica's change of m1's vote on idea-1, at $1: a cast, a retract.
+OTHER_REPLICAS = {
+    "cast": """
+        insert into votes as v (idea_id, member_id, weight, tier, active, cast_at, version)
+        values ('idea-1', 'm1', 1, 'newcomer', true, $1, 1)
+        on conflict (idea_id, member_id) do update
+            set active = true, cast_at = $1, retracted_at = null, version = v.version + 1
+        """,
+    "retract": """
+        update votes set active = false, retracted_at = $1, version = version + 1
+        where idea_id = 'idea-1' and member_id = 'm1'
+        """,
+}
+
+
+@pytest.mark.parametrize(
+    ("before", "change"), [("none", "cast"), ("retracted", "cast"), ("active", "retract")]
+)
+async def test_a_vote_another_replica_writes_between_the_read_and_the_write_is_read_again(
+    platform: Platform, before: str, change: str
+) -> None:
+    """A batch reads its votes and then writes them, and the shared locks let
+    another replica's batch make the same change to the same vote in between.
+    The write finds it already made: the call answers the vote as the other
+    replica left it, and the batch adds no history and no event for it."""
+    svc = await platform.start("votes", env={"COCREATE_VOTES_CAST_LIMIT": "0"})
+    client = feed.votes(svc)
+    await feed.submit_ideas(svc, "idea-1")
+    pool = svc.runtime.pool
+    m1 = metadata("m1")
+    if before in ("retracted", "active"):
+        await client.CastVote(pb.CastVoteRequest(idea_id="idea-1"), metadata=m1)
+    if before == "retracted":
+        await client.RetractVote(pb.RetractVoteRequest(idea_id="idea-1"), metadata=m1)
+    history = await pool.fetchval("select count(*) from vote_history")
+    changed = "cocreate.votes.votes.changed"
+    written = "select count(*) from outbox where subject = $1"
+    batches = await pool.fetchval(written, changed)
+    others = datetime(2026, 1, 1, tzinfo=UTC)
+    async with pool.acquire() as other, other.transaction():
+        # The other replica's change, written and not committed.
+        await other.execute(OTHER_REPLICAS[change], others)
+        call = asyncio.ensure_future(
+            client.CastVote(pb.CastVoteRequest(idea_id="idea-1"), metadata=m1)
+            if change == "cast"
+            else client.RetractVote(pb.RetractVoteRequest(idea_id="idea-1"), metadata=m1)
+        )
+
+        async def write_waits() -> int:
+            """The batch has read the vote as it was and waits to write it."""
+            waiting: int = await pool.fetchval(
+                "select count(*) from pg_stat_activity where pid <> pg_backend_pid() "
+                "and wait_event_type = 'Lock' and backend_type = 'client backend'"
+            )
+            return waiting
+
+        await eventually(write_waits)
+        assert not call.done()
+    vote = (await asyncio.wait_for(call, timeout=30)).vote
+    stored = await pool.fetchrow(
+        "select * from votes where idea_id = 'idea-1' and member_id = 'm1'"
+    )
+    if change == "cast":
+        assert stored["active"] and stored["cast_at"] == others
+        assert vote.active and vote.cast_time.ToDatetime(tzinfo=UTC) == others
+    else:
+        assert not stored["active"] and stored["retracted_at"] == others
+        assert not vote.active and vote.retract_time.ToDatetime(tzinfo=UTC) == others
+    assert await pool.fetchval("select count(*) from vote_history") == history
+    assert await pool.fetchval(written, changed) == batches
