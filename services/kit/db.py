@@ -82,14 +82,40 @@ class Rows:
         return len(self.values[0]) if self.values else 0
 
 
-async def insert_all(conn: asyncpg.Connection, inserts: Sequence[Rows]) -> None:
-    """Add every `Rows` in one statement, one round trip whatever their number,
-    and notify each channel they name once. A batch's write ends in several
-    tables (its history, its marks, its remembered answers, its events): one
-    statement each would be a round trip each."""
+@dataclass(frozen=True)
+class Change:
+    """A data-modifying statement (`insert … returning`, `update … returning`)
+    to run in `insert_all`'s one statement, as one of its CTEs. `sql` numbers
+    its parameters from $1, as a statement of its own would (no `$` may appear
+    in it otherwise: they are renumbered); `args` are their values. What it
+    returns is counted, not read."""
+
+    sql: str
+    args: tuple[Any, ...]
+
+
+_PARAMETER = re.compile(r"\$(\d+)")
+
+
+async def insert_all(
+    conn: asyncpg.Connection, inserts: Sequence[Rows], changes: Sequence[Change] = ()
+) -> list[int]:
+    """Add every `Rows` and run every `Change` in one statement, one round trip
+    whatever their number, and notify each channel the rows name once; how
+    many rows each change returned, in order. A batch's write ends in several
+    tables (its votes, its history, its marks, its remembered answers, its
+    events): one statement each would be a round trip each.
+
+    The parts of one statement run on one snapshot and none sees another's
+    rows, so none may depend on what another writes."""
     parts: list[str] = []
+    counted: list[str] = []
     args: list[Any] = []
     channels: list[str] = []
+    for n, change in enumerate(changes):
+        parts.append(f"changed{n} as ({_renumbered(change.sql, len(args))})")
+        counted.append(f"(select count(*) from changed{n})::int")
+        args.extend(change.args)
     for rows in inserts:
         if not len(rows):
             continue
@@ -99,18 +125,26 @@ async def insert_all(conn: asyncpg.Connection, inserts: Sequence[Rows]) -> None:
             arrays.append(f"${len(args)}::{kind}[]")
         names = ", ".join(name for name, _ in rows.columns)
         parts.append(
-            f"insert into {rows.table} ({names}) select * from unnest({', '.join(arrays)})"
+            f"added{len(parts)} as (insert into {rows.table} ({names}) "
+            f"select * from unnest({', '.join(arrays)}))"
         )
         if rows.notify is not None and rows.notify not in channels:
             channels.append(rows.notify)
     if not parts:
-        return
+        return []
     notices = []
     for channel in channels:
         args.append(channel)
         notices.append(f"pg_notify(${len(args)}, '')")
-    added = ", ".join(f"added{n} as ({part})" for n, part in enumerate(parts))
-    await conn.execute(f"with {added} select {', '.join(notices) or 'true'}", *args)
+    outputs = [*counted, *notices] or ["true"]
+    row = await conn.fetchrow(f"with {', '.join(parts)} select {', '.join(outputs)}", *args)
+    assert row is not None
+    return [row[n] for n in range(len(counted))]
+
+
+def _renumbered(sql: str, offset: int) -> str:
+    """`sql` with its parameters $1, $2, … renamed $(1 + offset), …"""
+    return _PARAMETER.sub(lambda m: f"${int(m.group(1)) + offset}", sql)
 
 
 async def _json_codec(conn: asyncpg.Connection) -> None:

@@ -165,10 +165,18 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions._base.InternalClientError,
 )
 
+
+class StaleRead(Exception):
+    """A transaction's write found rows other than it read them: a concurrent
+    writer changed them in between. Raised before the commit, it rolls the
+    transaction back; like a serialization failure, it is run again."""
+
+
 # Conflicts between concurrent transactions: redo the read-modify-write.
 CONFLICT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,
+    StaleRead,
 )
 
 

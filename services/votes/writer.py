@@ -6,27 +6,27 @@ process answered 2,000 empty calls/s. Here CastVote and RetractVote hand
 their change to the VoteWriter and wait for its answer. The writer gathers
 what is waiting into a batch and writes the whole batch in one transaction
 with a fixed number of statements — the locks; one read for every check,
-which also counts the casts into their members' rate limits; the votes; one
-for the history, the tally marks, the remembered answers and the events
-(`db.insert_all`) — and one commit: a batch of casts is six round trips to
-Postgres, BEGIN included, whatever its size. Calls that arrive while batches
-are being written wait for the next one, so a batch grows with the load and
-a lone call on an idle service is written at once (group commit). Under load
-a write starts `pause_seconds` (COCREATE_VOTES_WRITE_PAUSE_MS) after the
-previous one ended: what a write costs beyond its votes — its transaction,
-its event, the relay's publish, each consumer's transaction — is spent once
-for all the calls that arrived meanwhile. Measured with `make bench`: at 64
-calls in flight, a 20 ms pause gave about 27 votes a write and 1.3× the
-votes per second of a 3 ms one (about 10 a write), whose per-write costs
-were most of the machine's CPU; starting writes 20 ms apart (not after a
-pause) gave 15 a write. The pause ends early when calls stop arriving (see
-`_gather`), so at a few calls in flight a write does not wait for callers
-that are all already waiting. A write takes at most `max_batch`
-(COCREATE_VOTES_MAX_BATCH, 40): at 64 calls in flight, writes of every
-waiting caller (about 45) left the calls loop idle while each ran; capped at
-40, the callers split into two cohorts, one gathered while the other's write
-runs, and the cast phase's idle share fell from 22 % to about 12 %
-(bench/LIMITS.md).
+which also counts the casts into their members' rate limits; one write of
+the votes, their history, the tally marks, the remembered answers and the
+events (`db.insert_all`) — and one commit: a batch of casts is five round
+trips to Postgres, BEGIN included, whatever its size. Calls that arrive
+while batches are being written wait for the next one, so a batch grows with
+the load and a lone call on an idle service is written at once (group
+commit). Under load a write starts `pause_seconds`
+(COCREATE_VOTES_WRITE_PAUSE_MS) after the previous one ended: what a write
+costs beyond its votes — its transaction, its event, the relay's publish,
+each consumer's transaction — is spent once for all the calls that arrived
+meanwhile. Measured with `make bench`: at 64 calls in flight, a 20 ms pause
+gave about 27 votes a write and 1.3× the votes per second of a 3 ms one
+(about 10 a write), whose per-write costs were most of the machine's CPU;
+starting writes 20 ms apart (not after a pause) gave 15 a write. The pause
+ends early when calls stop arriving (see `_gather`), so at a few calls in
+flight a write does not wait for callers that are all already waiting. A
+write takes at most `max_batch` (COCREATE_VOTES_MAX_BATCH, 40): at 64 calls
+in flight, writes of every waiting caller (about 45) left the calls loop
+idle while each ran; capped at 40, the callers split into two cohorts, one
+gathered while the other's write runs, and the cast phase's idle share fell
+from 22 % to about 12 % (bench/LIMITS.md).
 
 What stays true:
 - OK means committed: a call is answered after its batch committed. When a
@@ -40,7 +40,10 @@ What stays true:
 - Serial order with bans, voids, tier and policy changes, status changes and
   merges: before it reads, a batch takes the shared advisory locks a single
   cast took (the policy, its ideas, its members) in the global order, and
-  those writers take them exclusively (see store/__init__.py).
+  those writers take them exclusively (see store/__init__.py). Batches of
+  other replicas take them shared too: a vote one of them changed between
+  this batch's read and its write is seen before the commit, and the batch
+  is written again.
 - A caller's mistake (banned, unknown or closed idea, no vote to retract,
   over the rate limit) fails that call alone; the rest of the batch commits.
 """
@@ -50,7 +53,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections import Counter, deque
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +71,7 @@ from services.kit.errors import (
     FailedPrecondition,
     NotFound,
     PermissionDenied,
+    StaleRead,
 )
 from services.kit.outbox import Outbox, PendingEvent
 from services.votes import changes, domain, mappers, store
@@ -365,37 +369,43 @@ class VoteWriter:
                 (casts if change.kind is Kind.CAST else retracts).append(i)
         casts = await self._within_rate_limit(conn, batch, rows, casts, answers)
 
-        tiers = {i: policy.tier_of(rows[i]["stored_tier"]) for i in casts}
-        cast_rows = await store.activate_votes(
-            conn,
-            [batch[i].idea_id for i in casts],
-            [batch[i].member_id for i in casts],
-            [policy.weight_of(tiers[i]) for i in casts],
-            [tiers[i] for i in casts],
-        )
-        retract_rows = await store.deactivate_votes(
-            conn, [batch[i].idea_id for i in retracts], [batch[i].member_id for i in retracts]
-        )
-        changed = {(r["idea_id"], r["member_id"]): r for r in [*cast_rows, *retract_rows]}
-        votes = await self._current_votes(conn, batch, rows, [*casts, *retracts], changed)
-
+        # The votes are written as the read predicts them, in the statement
+        # that writes the rest: one round trip less than writing the votes
+        # first and building the rest from what that returns (at 64 calls in
+        # flight about 5 % more casts/s, bench/LIMITS.md). The batch's locks
+        # keep every writer but another replica's batch away from its votes,
+        # and the write counts only the votes that still stood as read: a
+        # race with such a batch is seen before the commit, and the batch is
+        # written again (StaleRead).
+        now = rows[0]["now"]  # the transaction's, which its writes carry
+        activated: list[Mapping[str, Any]] = []
+        deactivated: list[Mapping[str, Any]] = []
         history: list[store.HistoryEntry] = []
         # A cast adds its vote to its idea's tally; a retract asks for a recount.
         marks: list[tuple[str, domain.AddedVote | None]] = []
         written = events_pb.VotesChanged()
         remembered: list[tuple[str, str, str, pb_message.Message]] = []
         for i in [*casts, *retracts]:
-            change = batch[i]
-            vote = votes[(change.idea_id, change.member_id)]
-            if (change.idea_id, change.member_id) in changed:
+            change, read = batch[i], rows[i]
+            vote: Mapping[str, Any]
+            if change.kind is Kind.CAST and not read["active"]:
+                tier = policy.tier_of(read["stored_tier"])
+                weight = policy.weight_of(tier)
+                vote = _next_version(
+                    read, weight=weight, tier=tier, active=True, cast_at=now, retracted_at=None
+                )
+                activated.append(vote)
+                written.casts.append(changes.cast_event(vote, domain.CAUSE_MEMBER))
+                marks.append((change.idea_id, domain.added_vote(weight, tier, now)))
                 history.append(_history_entry(change, vote))
-                if change.kind is Kind.CAST:
-                    written.casts.append(changes.cast_event(vote, domain.CAUSE_MEMBER))
-                    added = domain.added_vote(vote["weight"], vote["tier"], vote["cast_at"])
-                    marks.append((change.idea_id, added))
-                else:
-                    written.retracts.append(changes.retract_event(vote, domain.CAUSE_MEMBER))
-                    marks.append((change.idea_id, None))
+            elif change.kind is Kind.RETRACT and read["active"]:
+                vote = _next_version(read, active=False, retracted_at=now)
+                deactivated.append(vote)
+                written.retracts.append(changes.retract_event(vote, domain.CAUSE_MEMBER))
+                marks.append((change.idea_id, None))
+                history.append(_history_entry(change, vote))
+            else:  # already as asked: a cast of an active vote, a retract of an inactive one
+                vote = read
             answer: pb_message.Message = (
                 pb.CastVoteResponse(vote=mappers.vote(vote))
                 if change.kind is Kind.CAST
@@ -410,14 +420,22 @@ class VoteWriter:
             if history
             else []
         )
-        await db.insert_all(
+        vote_writes = [
+            (write(votes), len(votes))
+            for write, votes in ((store.activation, activated), (store.deactivation, deactivated))
+            if votes
+        ]
+        written_votes = await db.insert_all(
             conn,
             [
                 *store.vote_change_rows(history, marks),
                 idempotency.remembered_rows(remembered),
                 self._outbox.rows(events),
             ],
+            [change for change, _ in vote_writes],
         )
+        if written_votes != [count for _, count in vote_writes]:
+            raise StaleRead("a vote of the batch changed between its read and its write")
         done = [answer for answer in answers if answer is not None]
         assert len(done) == len(batch), "every change of a batch is answered"
         return done
@@ -459,34 +477,6 @@ class VoteWriter:
         )
         return fitting
 
-    @staticmethod
-    async def _current_votes(
-        conn: asyncpg.Connection,
-        batch: Sequence[_Change],
-        rows: Sequence[store.Record],
-        written: Sequence[int],
-        changed: dict[tuple[str, str], store.Record],
-    ) -> dict[tuple[str, str], Any]:
-        """Every written change's vote as it stands now: as changed, or as read
-        before (a cast of an active vote, a retract of an inactive one). A vote
-        that another replica changed between the read and the write is read
-        again."""
-        votes: dict[tuple[str, str], Any] = {}
-        stale: list[tuple[str, str]] = []
-        for i in written:
-            key = (batch[i].idea_id, batch[i].member_id)
-            if key in changed:
-                votes[key] = changed[key]
-            elif rows[i]["version"] is not None and rows[i]["active"] == (
-                batch[i].kind is Kind.CAST
-            ):
-                votes[key] = rows[i]
-            else:
-                stale.append(key)
-        if stale:
-            votes.update(await store.get_votes(conn, [k[0] for k in stale], [k[1] for k in stale]))
-        return votes
-
 
 def _remembered(kind: Kind, stored: bytes) -> pb_message.Message:
     answer: pb_message.Message = (
@@ -516,6 +506,17 @@ def _refusal(kind: Kind, row: store.Record) -> DomainError | None:
     if kind is Kind.RETRACT and row["version"] is None:
         return NotFound("vote", changes.vote_aggregate(row["idea_id"], row["member_id"]))
     return None
+
+
+def _next_version(read: store.Record, **changed: Any) -> dict[str, Any]:
+    """The vote `read` with what a change makes of it, at its next version (1
+    for a member's first cast on the idea)."""
+    vote = {name: read[name] for name in _VOTE_COLUMNS} | changed
+    vote["version"] = (read["version"] or 0) + 1
+    return vote
+
+
+_VOTE_COLUMNS = ("idea_id", "member_id", "weight", "tier", "active", "cast_at", "retracted_at")
 
 
 def _history_entry(change: _Change, vote: store.Record) -> store.HistoryEntry:

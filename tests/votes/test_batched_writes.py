@@ -315,7 +315,7 @@ async def test_a_vote_another_replica_writes_between_the_read_and_the_write_is_r
 ) -> None:
     """A batch reads its votes and then writes them, and the shared locks let
     another replica's batch make the same change to the same vote in between.
-    The write finds it already made: the call answers the vote as the other
+    The change must not be made twice: the call answers the vote as the other
     replica left it, and the batch adds no history and no event for it."""
     svc = await platform.start("votes", env={"COCREATE_VOTES_CAST_LIMIT": "0"})
     client = feed.votes(svc)

@@ -4,9 +4,10 @@ tier changes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -91,7 +92,8 @@ async def read_for_vote_changes(
     """For each (idea, member) of a batch of member casts and retracts, in the
     order given: what the checks need (the idea's state, a ban, the stored
     tier, the weight policy), the current vote, the remembered answer to its
-    request_id, and its member's rate-limit window. The same statement counts
+    request_id, its member's rate-limit window, and the transaction's now()
+    (which the votes it writes will carry). The same statement counts
     each member's casts that have no remembered answer into the window
     (`rate_attempts` of them, taking it to `rate_hits`; null when nothing was
     counted): the caller gives back those it does not make
@@ -117,7 +119,8 @@ async def read_for_vote_changes(
                        m.tier as stored_tier,
                        v.weight, v.tier, v.active, v.cast_at, v.retracted_at, v.version,
                        q.response as remembered,
-                       (select weights from weight_policy) as policy_weights
+                       (select weights from weight_policy) as policy_weights,
+                       now()
                 from unnest($1::text[], $2::text[], $3::text[], $4::text[])
                      with ordinality as r(idea_id, member_id, method, request_id, n)
                 left join lateral (select * from ideas where idea_id = r.idea_id limit 1) i
@@ -159,79 +162,59 @@ async def read_for_vote_changes(
     )
 
 
-async def activate_votes(
-    conn: asyncpg.Connection,
-    idea_ids: Sequence[str],
-    member_ids: Sequence[str],
-    weights: Sequence[int],
-    tiers: Sequence[str],
-) -> list[Record]:
-    """`activate_vote` for many (idea, member) pairs, each at most once, in
-    (idea, member) order so concurrent writers lock vote rows in one order.
-    Returns the votes that changed; an already active vote is left as it is."""
-    if not idea_ids:
-        return []
-    return list(
-        await conn.fetch(
-            """
-            insert into votes as v (idea_id, member_id, weight, tier, active, cast_at, version)
-            select t.idea_id, t.member_id, t.weight, t.tier, true, now(), 1
-            from unnest($1::text[], $2::text[], $3::bigint[], $4::text[])
-                 as t(idea_id, member_id, weight, tier)
-            order by t.idea_id, t.member_id
-            on conflict (idea_id, member_id) do update
-                set weight = excluded.weight, tier = excluded.tier, active = true,
-                    cast_at = excluded.cast_at, retracted_at = null, version = v.version + 1
-                where not v.active
-            returning v.*
-            """,
-            list(idea_ids),
-            list(member_ids),
-            list(weights),
-            list(tiers),
-        )
+def activation(votes: Sequence[Mapping[str, Any]]) -> db.Change:
+    """The write of votes made active, for `db.insert_all`: each as `votes`
+    says it will stand (its weight, tier and version; cast now()), in (idea,
+    member) order so concurrent writers lock vote rows in one order. A vote is
+    written, and counted, only if it still stands as it was read: absent for
+    version 1, inactive at the version before otherwise (vote rows are never
+    deleted)."""
+    ordered = sorted(votes, key=lambda v: (v["idea_id"], v["member_id"]))
+    return db.Change(
+        """
+        insert into votes as v (idea_id, member_id, weight, tier, active, cast_at, version)
+        select t.idea_id, t.member_id, t.weight, t.tier, true, now(), t.version
+        from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[])
+             as t(idea_id, member_id, weight, tier, version)
+        order by t.idea_id, t.member_id
+        on conflict (idea_id, member_id) do update
+            set weight = excluded.weight, tier = excluded.tier, active = true,
+                cast_at = excluded.cast_at, retracted_at = null, version = excluded.version
+            where not v.active and v.version = excluded.version - 1
+        returning 1
+        """,
+        _columns(ordered, "idea_id", "member_id", "weight", "tier", "version"),
     )
 
 
-async def deactivate_votes(
-    conn: asyncpg.Connection, idea_ids: Sequence[str], member_ids: Sequence[str]
-) -> list[Record]:
-    """`deactivate_vote` for many (idea, member) pairs; the votes that changed."""
-    if not idea_ids:
-        return []
-    return list(
-        await conn.fetch(
-            """
-            with target as (
-                select v.idea_id, v.member_id
-                from votes v join unnest($1::text[], $2::text[]) as t(idea_id, member_id)
-                     on v.idea_id = t.idea_id and v.member_id = t.member_id
-                where v.active
-                order by v.idea_id, v.member_id
-                for update of v
-            )
-            update votes v set active = false, retracted_at = now(), version = v.version + 1
-            from target t
-            where v.idea_id = t.idea_id and v.member_id = t.member_id and v.active
-            returning v.*
-            """,
-            list(idea_ids),
-            list(member_ids),
-        )
+def deactivation(votes: Sequence[Mapping[str, Any]]) -> db.Change:
+    """The write of votes made inactive (retracted now()), for
+    `db.insert_all`: each at the version `votes` gives, locked in (idea,
+    member) order. A vote is written, and counted, only if it is still active
+    at the version before."""
+    ordered = sorted(votes, key=lambda v: (v["idea_id"], v["member_id"]))
+    return db.Change(
+        """
+        update votes v set active = false, retracted_at = now(), version = t.version
+        from (
+            select v.idea_id, v.member_id, t.version
+            from votes v
+            join unnest($1::text[], $2::text[], $3::bigint[]) as t(idea_id, member_id, version)
+                 on v.idea_id = t.idea_id and v.member_id = t.member_id
+            where v.active and v.version = t.version - 1
+            order by v.idea_id, v.member_id
+            for update of v
+        ) t
+        where v.idea_id = t.idea_id and v.member_id = t.member_id
+          and v.active and v.version = t.version - 1
+        returning 1
+        """,
+        _columns(ordered, "idea_id", "member_id", "version"),
     )
 
 
-async def get_votes(
-    conn: asyncpg.Connection, idea_ids: Sequence[str], member_ids: Sequence[str]
-) -> dict[tuple[str, str], Record]:
-    """The current votes of (idea, member) pairs, by pair."""
-    rows = await conn.fetch(
-        "select v.* from votes v join unnest($1::text[], $2::text[]) as t(idea_id, member_id) "
-        "on v.idea_id = t.idea_id and v.member_id = t.member_id",
-        list(idea_ids),
-        list(member_ids),
-    )
-    return {(row["idea_id"], row["member_id"]): row for row in rows}
+def _columns(rows: Sequence[Mapping[str, Any]], *names: str) -> tuple[list[Any], ...]:
+    return tuple([row[name] for row in rows] for name in names)
 
 
 def vote_change_rows(
