@@ -85,7 +85,7 @@ class Rows:
 @dataclass(frozen=True)
 class Change:
     """A data-modifying statement (`insert … returning`, `update … returning`)
-    to run in `insert_all`'s one statement, as one of its CTEs. `sql` numbers
+    to run in `write_all`'s one statement, as one of its CTEs. `sql` numbers
     its parameters from $1, as a statement of its own would (no `$` may appear
     in it otherwise: they are renumbered); `args` are their values. What it
     returns is counted, not read."""
@@ -97,7 +97,7 @@ class Change:
 _PARAMETER = re.compile(r"\$(\d+)")
 
 
-async def insert_all(
+async def write_all(
     conn: asyncpg.Connection, inserts: Sequence[Rows], changes: Sequence[Change] = ()
 ) -> list[int]:
     """Add every `Rows` and run every `Change` in one statement, one round trip

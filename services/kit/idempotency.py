@@ -91,11 +91,11 @@ async def remember_many(
 ) -> None:
     """`remember` for many (caller, method, request_id, response) in one statement;
     the caller holds each request's lock (see `request_key`)."""
-    await db.insert_all(conn, [remembered_rows(answers)])
+    await db.write_all(conn, [remembered_rows(answers)])
 
 
 def remembered_rows(answers: Sequence[tuple[str, str, str, pb_message.Message]]) -> db.Rows:
-    """The rows `remember_many` adds, for `db.insert_all` beside the rest of a write."""
+    """The rows `remember_many` adds, for `db.write_all` beside the rest of a write."""
     return db.Rows(
         "idempotent_requests",
         (("caller", "text"), ("method", "text"), ("request_id", "text"), ("response", "bytea")),

@@ -62,16 +62,16 @@ class Outbox:
             traceparent=tracing.current(),
         )
         rows = _outbox_rows([envelope], [subject or events.subject_for(message)])
-        await db.insert_all(conn, [rows])
+        await db.write_all(conn, [rows])
         return envelope.event_id
 
     async def emit_many(self, conn: asyncpg.Connection, batch: Sequence[PendingEvent]) -> None:
         """Add many events to the caller's transaction in one statement (and one
         NOTIFY), in the order given."""
-        await db.insert_all(conn, [self.rows(batch)])
+        await db.write_all(conn, [self.rows(batch)])
 
     def rows(self, batch: Sequence[PendingEvent]) -> db.Rows:
-        """The outbox rows of `batch`, in the order given, for `db.insert_all`
+        """The outbox rows of `batch`, in the order given, for `db.write_all`
         beside the rest of a write (`emit_many` adds them alone)."""
         envelopes = [
             events.wrap(

@@ -8,7 +8,7 @@ what is waiting into a batch and writes the whole batch in one transaction
 with a fixed number of statements — the locks; one read for every check,
 which also counts the casts into their members' rate limits; one write of
 the votes, their history, the tally marks, the remembered answers and the
-events (`db.insert_all`) — and one commit: a batch of casts is five round
+events (`db.write_all`) — and one commit: a batch of casts is five round
 trips to Postgres, BEGIN included, whatever its size. Calls that arrive
 while batches are being written wait for the next one, so a batch grows with
 the load and a lone call on an idle service is written at once (group
@@ -425,7 +425,7 @@ class VoteWriter:
             for write, votes in ((store.activation, activated), (store.deactivation, deactivated))
             if votes
         ]
-        written_votes = await db.insert_all(
+        written_votes = await db.write_all(
             conn,
             [
                 *store.vote_change_rows(history, marks),

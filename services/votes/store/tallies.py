@@ -19,11 +19,11 @@ TALLY_DIRTY_CHANNEL = "cocreate_votes_tally_dirty"
 async def mark_dirty(conn: asyncpg.Connection, idea_ids: Iterable[str]) -> None:
     """Note that these ideas' tallies must be folded again (append-only: no
     two writers share a row)."""
-    await db.insert_all(conn, [mark_rows([(idea_id, None) for idea_id in sorted(set(idea_ids))])])
+    await db.write_all(conn, [mark_rows([(idea_id, None) for idea_id in sorted(set(idea_ids))])])
 
 
 def mark_rows(marks: Sequence[tuple[str, domain.AddedVote | None]]) -> db.Rows:
-    """Tally marks for `db.insert_all`; they wake the folder once committed. A
+    """Tally marks for `db.write_all`; they wake the folder once committed. A
     mark is an idea and what a cast added to its tally, or None: recount the
     idea."""
     return db.Rows(

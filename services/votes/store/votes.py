@@ -163,7 +163,7 @@ async def read_for_vote_changes(
 
 
 def activation(votes: Sequence[Mapping[str, Any]]) -> db.Change:
-    """The write of votes made active, for `db.insert_all`: each as `votes`
+    """The write of votes made active, for `db.write_all`: each as `votes`
     says it will stand (its weight, tier and version; cast now()), in (idea,
     member) order so concurrent writers lock vote rows in one order. A vote is
     written, and counted, only if it still stands as it was read: absent for
@@ -189,7 +189,7 @@ def activation(votes: Sequence[Mapping[str, Any]]) -> db.Change:
 
 def deactivation(votes: Sequence[Mapping[str, Any]]) -> db.Change:
     """The write of votes made inactive (retracted now()), for
-    `db.insert_all`: each at the version `votes` gives, locked in (idea,
+    `db.write_all`: each at the version `votes` gives, locked in (idea,
     member) order. A vote is written, and counted, only if it is still active
     at the version before."""
     ordered = sorted(votes, key=lambda v: (v["idea_id"], v["member_id"]))
@@ -221,7 +221,7 @@ def vote_change_rows(
     entries: Sequence[HistoryEntry], marks: Sequence[tuple[str, domain.AddedVote | None]]
 ) -> list[db.Rows]:
     """The history entries and tally marks of many changed votes, for
-    `db.insert_all` beside the rest of their write (see `mark_rows`)."""
+    `db.write_all` beside the rest of their write (see `mark_rows`)."""
     return [history_rows(entries), mark_rows(marks)]
 
 
@@ -285,7 +285,7 @@ class HistoryEntry:
 
 
 async def add_history(conn: asyncpg.Connection, entries: Sequence[HistoryEntry]) -> None:
-    await db.insert_all(conn, [history_rows(entries)])
+    await db.write_all(conn, [history_rows(entries)])
 
 
 def history_rows(entries: Sequence[HistoryEntry]) -> db.Rows:
