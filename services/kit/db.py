@@ -11,6 +11,7 @@ own. A session advisory lock makes replicas that start together take turns.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
 import re
@@ -142,8 +143,10 @@ async def write_all(
     return [row[n] for n in range(len(counted))]
 
 
+@functools.lru_cache(maxsize=256)
 def _renumbered(sql: str, offset: int) -> str:
-    """`sql` with its parameters $1, $2, … renamed $(1 + offset), …"""
+    """`sql` with its parameters $1, $2, … renamed $(1 + offset), … (cached:
+    a writer sends the same few statements on every write)."""
     return _PARAMETER.sub(lambda m: f"${int(m.group(1)) + offset}", sql)
 
 

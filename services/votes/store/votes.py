@@ -164,12 +164,12 @@ async def read_for_vote_changes(
 
 def activation(votes: Sequence[Mapping[str, Any]]) -> db.Change:
     """The write of votes made active, for `db.write_all`: each as `votes`
-    says it will stand (its weight, tier and version; cast now()), in (idea,
-    member) order so concurrent writers lock vote rows in one order. A vote is
+    says it will stand (its weight, tier and version; cast now()), sorted by
+    the statement into (idea, member) order so concurrent writers lock vote
+    rows in one order. A vote is
     written, and counted, only if it still stands as it was read: absent for
     version 1, inactive at the version before otherwise (vote rows are never
     deleted)."""
-    ordered = sorted(votes, key=lambda v: (v["idea_id"], v["member_id"]))
     return db.Change(
         """
         insert into votes as v (idea_id, member_id, weight, tier, active, cast_at, version)
@@ -183,16 +183,15 @@ def activation(votes: Sequence[Mapping[str, Any]]) -> db.Change:
             where not v.active and v.version = excluded.version - 1
         returning 1
         """,
-        _columns(ordered, "idea_id", "member_id", "weight", "tier", "version"),
+        _columns(votes, "idea_id", "member_id", "weight", "tier", "version"),
     )
 
 
 def deactivation(votes: Sequence[Mapping[str, Any]]) -> db.Change:
     """The write of votes made inactive (retracted now()), for
-    `db.write_all`: each at the version `votes` gives, locked in (idea,
-    member) order. A vote is written, and counted, only if it is still active
-    at the version before."""
-    ordered = sorted(votes, key=lambda v: (v["idea_id"], v["member_id"]))
+    `db.write_all`: each at the version `votes` gives, locked by the
+    statement in (idea, member) order. A vote is written, and counted, only
+    if it is still active at the version before."""
     return db.Change(
         """
         update votes v set active = false, retracted_at = now(), version = t.version
@@ -209,7 +208,7 @@ def deactivation(votes: Sequence[Mapping[str, Any]]) -> db.Change:
           and v.active and v.version = t.version - 1
         returning 1
         """,
-        _columns(ordered, "idea_id", "member_id", "version"),
+        _columns(votes, "idea_id", "member_id", "version"),
     )
 
 
