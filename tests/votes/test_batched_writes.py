@@ -244,6 +244,41 @@ async def test_a_write_waits_longer_for_the_callers_of_the_last_write_still_to_c
     assert await _writes(svc.runtime.pool, ["idea-3"]) == 1
 
 
+async def test_a_write_starts_without_the_quiet_once_every_caller_it_knows_of_is_waiting(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five members cast together again and again (a client with five calls
+    in flight). Once the writer has held the five at once, it starts a write
+    as soon as the five are waiting, not after the quiet that waits for
+    callers who may still come: with the quiets scaled up to seconds, a round
+    is answered long before they end, in one write."""
+    for quiet in ("QUIET_SECONDS", "EXPECTING_QUIET_SECONDS", "COMEBACK_SECONDS"):
+        monkeypatch.setattr(writer, quiet, 5.0)
+    svc = await platform.start(
+        "votes", env={"COCREATE_VOTES_CAST_LIMIT": "0", "COCREATE_VOTES_WRITE_PAUSE_MS": "60000"}
+    )
+    client = feed.votes(svc)
+    members = [f"m{n}" for n in range(5)]
+    rounds = [f"idea-{n}" for n in range(4)]
+    await feed.submit_ideas(svc, *rounds)
+
+    async def cast_together(idea: str) -> None:
+        await asyncio.gather(
+            *(
+                client.CastVote(pb.CastVoteRequest(idea_id=idea), metadata=metadata(member))
+                for member in members
+            )
+        )
+
+    # The first rounds teach the writer its five callers: a round's calls
+    # arrive together, while the first of them is being written at the latest.
+    for idea in rounds[:2]:
+        await asyncio.wait_for(cast_together(idea), timeout=30)
+    for idea in rounds[2:]:
+        await asyncio.wait_for(cast_together(idea), timeout=2.5)
+        assert await _writes(svc.runtime.pool, [idea]) == 1, "the five are written together"
+
+
 LOCKERS: dict[str, Callable[[asyncpg.Connection], Awaitable[object]]] = {
     # A tier change or a ban's lift holds the member exclusively.
     "member": lambda conn: store.lock_member(conn, "m1", exclusive=True),
