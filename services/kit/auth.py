@@ -31,6 +31,9 @@ class Role(StrEnum):
     SERVICE = "service"
 
 
+_ROLE_VALUES = frozenset(role.value for role in Role)
+
+
 @dataclass(frozen=True)
 class Caller:
     member_id: str
@@ -183,7 +186,7 @@ def verify_token(
             "token has no subject, or one with control characters", reason="TOKEN_INVALID"
         )
     role_claim = claims.get("role", "member")
-    if not isinstance(role_claim, str) or role_claim not in {r.value for r in Role}:
+    if not isinstance(role_claim, str) or role_claim not in _ROLE_VALUES:
         raise Unauthenticated(
             "token role is not one of " + ", ".join(r.value for r in Role),
             reason="TOKEN_INVALID",

@@ -37,7 +37,6 @@ from jwt.algorithms import HMACAlgorithm
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
 # The headers of a plain HS256 JWT: PyJWT's own, and `typ` left out.
 _PLAIN_HEADERS = ({"alg": "HS256", "typ": "JWT"}, {"alg": "HS256"})
-_SIGNATURE_BYTES = hashlib.sha256().digest_size
 
 
 @functools.lru_cache(maxsize=8)
@@ -87,25 +86,34 @@ def claims(
     if len(segments) != 3 or not _pyjwt_takes(secret):
         return None
     header_segment, payload_segment, signature_segment = segments
-    header_data, payload_data = _decoded(header_segment), _decoded(payload_segment)
-    signature = _decoded(signature_segment)
-    if header_data is None or payload_data is None or signature is None:
-        return None  # not base64url: PyJWT says what is wrong
-    if len(signature) != _SIGNATURE_BYTES:
-        return None
+    payload_data = _decoded(payload_segment)
+    if payload_data is None or not _plain_header(header_segment):
+        return None  # another header, or not base64url: PyJWT says what is wrong
     expected = hmac.new(
         secret.encode("utf-8"),
         f"{header_segment}.{payload_segment}".encode("ascii"),
         hashlib.sha256,
     ).digest()
-    if not hmac.compare_digest(expected, signature):
-        return None
-    if _json_object(header_data) not in _PLAIN_HEADERS:
+    # The signature segment must be the canonical encoding of the expected
+    # digest: compared as text, it need not be decoded (and re-encoded, to
+    # refuse a non-canonical one) first.
+    if not hmac.compare_digest(
+        base64.urlsafe_b64encode(expected).rstrip(b"="),
+        signature_segment.encode("ascii", "replace"),
+    ):
         return None
     payload = _json_object(payload_data)
     if payload is None or not _claims_in_order(payload, issuer, audience):
         return None
     return payload
+
+
+@functools.lru_cache(maxsize=64)
+def _plain_header(segment: str) -> bool:
+    """Whether a header segment is one of the plain HS256 headers. Every
+    token the platform mints has the same one, so it is decoded once."""
+    data = _decoded(segment)
+    return data is not None and _json_object(data) in _PLAIN_HEADERS
 
 
 def _claims_in_order(payload: dict[str, Any], issuer: str | None, audience: str | None) -> bool:
