@@ -6,7 +6,9 @@ token pays for its verification. PyJWT checks each base64 character in
 Python, prepares the key and parses the token again on every call: about
 44 µs alone, and under load (A/B at 64 casts in flight, the votes process
 answering canned casts with the interceptor's other steps on) about 0.13 ms
-of the calls loop's 0.57 ms a cast. This check costs about 11 µs.
+of the calls loop's 0.57 ms a cast. This check costs about 11 µs, and 5 µs
+since the header is decoded once and the signature compared as text (timed
+on a faster host, where it had cost 8 µs).
 
 The contract: `claims()` answers only for a token that PyJWT would accept
 with the same key, algorithm and policy, and then with the claims PyJWT
