@@ -149,8 +149,8 @@ class TokenCache:
         return Caller(member_id=member_id, role=Role(role))
 
     def put(self, token: str, caller: Caller, expires: float) -> None:
-        # str() of the role: the enum member itself is a tracked object.
-        self._entries[token] = (caller.member_id, str(caller.role.value), expires)
+        # The role's value, a plain string: the enum member is a tracked object.
+        self._entries[token] = (caller.member_id, caller.role.value, expires)
         self._entries.move_to_end(token)
         if len(self._entries) > self._size:
             self._entries.popitem(last=False)

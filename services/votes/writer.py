@@ -229,8 +229,7 @@ class VoteWriter:
         self._held_most_now = max(self._held_most_now, len(self._pending) + self._writing)
         if self._gathering and self._everyone_waiting():
             for gathering in self._gathering:
-                if not gathering.done():
-                    gathering.set_result(None)
+                _settle(gathering)
         if len(self._writers) < self._max_writers:
             task = asyncio.create_task(self._write_while_pending(), name="votes-writer")
             self._writers.add(task)
