@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from cocreate.events.v1 import ideas_events_pb2, votes_events_pb2
+from cocreate.events.v1 import ideas_events_pb2, rewards_events_pb2, votes_events_pb2
 from cocreate.ideas.v1 import idea_status_pb2 as status
 from cocreate.rewards.v1 import rewards_service_pb2 as pb
 
@@ -30,7 +30,7 @@ from tests.rewards.helpers import (
     rewards_stub,
     submit,
 )
-from tests.support import emit, eventually
+from tests.support import emit, emit_all, eventually
 
 MERGE = votes_events_pb2.VOTE_CHANGE_REASON_MERGE
 
@@ -392,3 +392,78 @@ async def test_votes_written_together_are_paid_and_supported_as_one_event(
         ("idea-a", "m2"): (True, 1),
         ("idea-c", "m3"): (False, 2),
     }
+
+
+async def test_vote_writes_arriving_together_are_applied_as_one_run(
+    rewards: RunningService,
+) -> None:
+    """Vote writes that reach the consumer together are applied in one run:
+    each cast paid once, a retract after the casts of the writes before it,
+    the supporters as the writes one at a time would leave them, and one
+    PointsAwardedTogether for the run (a write at a time: one per write)."""
+
+    def write(
+        casts: list[tuple[str, str, int]], retracts: tuple[tuple[str, str, int], ...] = ()
+    ) -> tuple[votes_events_pb2.VotesChanged, str, int]:
+        written = votes_events_pb2.VotesChanged(
+            casts=[
+                votes_events_pb2.VoteCast(
+                    idea_id=idea, member_id=member, weight=1, reason=MEMBER_VOTE, vote_version=v
+                )
+                for idea, member, v in casts
+            ],
+            retracts=[
+                votes_events_pb2.VoteRetracted(
+                    idea_id=idea, member_id=member, reason=MEMBER_VOTE, vote_version=v
+                )
+                for idea, member, v in retracts
+            ],
+        )
+        return written, "votes", 0
+
+    js, stream = rewards.runtime.js, rewards.runtime.config.stream
+    until = (datetime.now(UTC) + timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
+    await js.pause_consumer(stream, VOTES_CONSUMER, until)
+    try:
+        ids = await emit_all(
+            rewards,
+            "votes",
+            [
+                write([("idea-a", "m1", 1), ("idea-b", "m1", 1)]),
+                write([("idea-a", "m2", 1)], retracts=(("idea-a", "m1", 2),)),
+                write([("idea-a", "m1", 3), ("idea-b", "m2", 1)]),
+            ],
+        )
+
+        async def all_waiting() -> bool:
+            info = await js.consumer_info(stream, VOTES_CONSUMER)
+            return bool(info.num_pending == len(ids))
+
+        await eventually(all_waiting)
+    finally:
+        await js.resume_consumer(stream, VOTES_CONSUMER)
+    await eventually(lambda: _all_handled(rewards, ids))
+
+    assert [e["award_key"] for e in await entries(rewards, "m1", "vote_cast")] == [
+        "idea:idea-a",
+        "idea:idea-b",
+    ]
+    assert [e["award_key"] for e in await entries(rewards, "m2", "vote_cast")] == [
+        "idea:idea-a",
+        "idea:idea-b",
+    ]
+    supporters = {
+        (r["idea_id"], r["member_id"]): (r["active"], r["vote_version"])
+        for r in await rewards.runtime.pool.fetch("select * from supporters")
+    }
+    assert supporters == {
+        ("idea-a", "m1"): (True, 3),
+        ("idea-b", "m1"): (True, 1),
+        ("idea-a", "m2"): (True, 1),
+        ("idea-b", "m2"): (True, 1),
+    }
+    awarded = await rewards.runtime.pool.fetchval(
+        "select count(*) from outbox where subject = $1",
+        events.subject_for(rewards_events_pb2.PointsAwardedTogether),
+    )
+    assert awarded == 2  # the casts before the retract, and m2's cast of idea-b after it
