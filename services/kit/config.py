@@ -19,6 +19,9 @@ import jwt
 
 from services.kit.auth import TokenPolicy
 
+# Why 25 ms: see outbox.OutboxRelay (the relay's rounds under load).
+DEFAULT_RELAY_GATHER_SECONDS = 0.025
+
 # The secret `make run` and the tests use. `cocreate token` refuses to mint
 # tokens when the configured secret is anything else, and everything refuses
 # it outside development.
@@ -56,6 +59,7 @@ class Config:
     stream: str = "COCREATE"
     stream_replicas: int = 1
     relay_poll_seconds: float = 1.0
+    relay_gather_seconds: float = DEFAULT_RELAY_GATHER_SECONDS
     consumer_max_deliver: int = 5
     consumer_backoff_seconds: tuple[float, ...] = (0.2, 1.0, 3.0, 10.0, 30.0)
     shutdown_grace_seconds: float = 10.0
@@ -234,6 +238,9 @@ def load(service: str, env: Mapping[str, str] | None = None) -> Config:
         stream=base.stream,
         stream_replicas=base.get_int("COCREATE_STREAM_REPLICAS", 1),
         relay_poll_seconds=base.get_float("COCREATE_RELAY_POLL_SECONDS", 1.0),
+        relay_gather_seconds=base.get_float(
+            "COCREATE_RELAY_GATHER_SECONDS", DEFAULT_RELAY_GATHER_SECONDS
+        ),
         consumer_max_deliver=base.get_int("COCREATE_CONSUMER_MAX_DELIVER", 5),
         consumer_backoff_seconds=backoff_seconds(env),
         shutdown_grace_seconds=base.get_float("COCREATE_SHUTDOWN_GRACE_SECONDS", 10.0),

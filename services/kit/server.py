@@ -248,6 +248,7 @@ async def start(definition: ServiceDefinition, config: config_module.Config) -> 
             dsn=config.database_url,
             stream=config.stream,
             poll_seconds=config.relay_poll_seconds,
+            gather_seconds=config.relay_gather_seconds,
             keep_published_hours=config.get_float("COCREATE_OUTBOX_KEEP_HOURS", 168.0),
         )
         tasks.append(

@@ -3,6 +3,7 @@ still once per event; a poison event in a batch is parked alone."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -69,6 +70,26 @@ async def test_a_batch_is_published_and_applied_together_once_each(platform: Pla
     # Fewer transactions than events: events were applied together.
     assert len({r["tx"] for r in rows}) < len(values)
     assert await pool.fetchval("select count(*) from outbox where published_at is null") == 0
+
+
+async def test_commits_close_together_are_published_in_rounds(platform: Platform) -> None:
+    """A commit every few milliseconds (a busy writer) is published in rounds
+    at most every COCREATE_RELAY_GATHER_SECONDS (25 ms), not a round for
+    each commit: each round is a transaction and acknowledgements to wait for."""
+    service = await _start(platform, "notes-rounds")
+    pool = service.runtime.pool
+    values = [f"v{i}" for i in range(20)]
+    for value in values:
+        await _emit(service, [value])  # its own commit, so its own NOTIFY
+        await asyncio.sleep(0.005)
+
+    async def all_handled() -> bool:
+        return bool(await pool.fetchval("select count(*) from handled") == len(values))
+
+    await eventually(all_handled)
+    # A round stamps its events with its transaction's now().
+    rounds = await pool.fetchval("select count(distinct published_at) from outbox")
+    assert rounds <= len(values) // 2, rounds
 
 
 async def test_a_poison_event_in_a_batch_is_parked_alone(platform: Platform) -> None:
