@@ -44,6 +44,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # picked for a server started before them (a NATS monitor or cluster port) is
 # never one of these.
 _KEEP_CLEAR: set[int] = set()
+# Every port this process handed out: the kernel may offer a port again before
+# the server it was picked for has bound it (a test's metrics port once came
+# back as a NATS cluster node's), so none is given twice.
+_HANDED_OUT: set[int] = set()
 
 
 def free_port() -> int:
@@ -51,7 +55,8 @@ def free_port() -> int:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port: int = sock.getsockname()[1]
-        if port not in _KEEP_CLEAR:
+        if port not in _KEEP_CLEAR and port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
             return port
 
 

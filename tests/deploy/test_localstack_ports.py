@@ -1,9 +1,10 @@
 """make run keeps the ports its programs will listen on clear of the ports it
-picks for servers started before them (a NATS node's monitor and cluster ports)."""
+picks for servers started before them (a NATS node's monitor and cluster ports),
+and never picks one port for two servers."""
 
 from __future__ import annotations
 
-from deploy.localstack import REPLICA_PORT_STEP, _programs_ports
+from deploy.localstack import REPLICA_PORT_STEP, _programs_ports, free_port
 
 
 def test_every_replica_and_events_process_port_is_kept_clear() -> None:
@@ -33,3 +34,10 @@ def test_any_free_port_address_keeps_nothing_clear() -> None:
         )
     }  # fmt: skip
     assert _programs_ports(env, replicas=1) == set()
+
+
+def test_a_port_is_handed_out_once() -> None:
+    """The kernel offers a port that nothing has bound yet again; two servers
+    given it would collide (a test's metrics port was once a NATS node's)."""
+    ports = [free_port() for _ in range(3000)]
+    assert len(set(ports)) == len(ports)
