@@ -400,7 +400,8 @@ async def test_vote_writes_arriving_together_are_applied_as_one_run(
     """Vote writes that reach the consumer together are applied in one run:
     each cast paid once, a retract after the casts of the writes before it,
     the supporters as the writes one at a time would leave them, and one
-    PointsAwardedTogether for the run (a write at a time: one per write)."""
+    PointsAwardedTogether for the casts before the retract and one for those
+    after it (a write at a time: one for each write that pays)."""
 
     def write(
         casts: list[tuple[str, str, int]], retracts: tuple[tuple[str, str, int], ...] = ()
