@@ -3,7 +3,9 @@ supporters at the moment of shipping, spam reversal, and exactly once."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -40,6 +42,47 @@ async def _all_handled(rewards: RunningService, event_ids: list[str]) -> bool:
         if not await handled(rewards, event_id):
             return False
     return True
+
+
+@contextlib.asynccontextmanager
+async def _votes_consumer_paused(rewards: RunningService) -> AsyncIterator[None]:
+    """The votes consumer takes nothing while inside: what is published
+    meanwhile waits for it."""
+    js, stream = rewards.runtime.js, rewards.runtime.config.stream
+    until = (datetime.now(UTC) + timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
+    await js.pause_consumer(stream, VOTES_CONSUMER, until)
+    try:
+        yield
+    finally:
+        await js.resume_consumer(stream, VOTES_CONSUMER)
+
+
+def _vote_write(
+    casts: list[tuple[str, str, int]], retracts: tuple[tuple[str, str, int], ...] = ()
+) -> votes_events_pb2.VotesChanged:
+    """One write of member votes: (idea, member, vote version) each."""
+    return votes_events_pb2.VotesChanged(
+        casts=[
+            votes_events_pb2.VoteCast(
+                idea_id=idea, member_id=member, weight=1, reason=MEMBER_VOTE, vote_version=version
+            )
+            for idea, member, version in casts
+        ],
+        retracts=[
+            votes_events_pb2.VoteRetracted(
+                idea_id=idea, member_id=member, reason=MEMBER_VOTE, vote_version=version
+            )
+            for idea, member, version in retracts
+        ],
+    )
+
+
+async def _supporters(rewards: RunningService) -> dict[tuple[str, str], tuple[bool, int]]:
+    """(idea, member) → (active, vote version) of every supporter row."""
+    return {
+        (r["idea_id"], r["member_id"]): (r["active"], r["vote_version"])
+        for r in await rewards.runtime.pool.fetch("select * from supporters")
+    }
 
 
 async def test_submissions_pay_five_points_at_most_three_times_a_day(
@@ -146,9 +189,7 @@ async def test_a_ship_waits_for_the_vote_changes_published_before_it(
     ]
     await eventually(lambda: _all_handled(rewards, ids))
     js, stream = rewards.runtime.js, rewards.runtime.config.stream
-    until = (datetime.now(UTC) + timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
-    await js.pause_consumer(stream, VOTES_CONSUMER, until)
-    try:
+    async with _votes_consumer_paused(rewards):
         await retract(rewards, "idea-1", "quitter", 2)
         if announced_by == "status":
             ship = await change_status(rewards, "idea-1", "author", status.IDEA_STATUS_SHIPPED, 2)
@@ -164,8 +205,6 @@ async def test_a_ship_waits_for_the_vote_changes_published_before_it(
         await eventually(ship_delivered)
         assert not await applied_all_published(js, stream, VOTES_CONSUMER, within=0.2)
         assert not await handled(rewards, ship)
-    finally:
-        await js.resume_consumer(stream, VOTES_CONSUMER)
     await eventually(lambda: handled(rewards, ship))
     assert await applied_all_published(js, stream, VOTES_CONSUMER, within=0.0)
     assert [e["rule_id"] for e in await entries(rewards, "quitter")] == ["vote_cast"]
@@ -359,18 +398,9 @@ async def test_votes_written_together_are_paid_and_supported_as_one_event(
     await eventually(lambda: _all_handled(rewards, [before]))
 
     def written() -> votes_events_pb2.VotesChanged:
-        return votes_events_pb2.VotesChanged(
-            casts=[
-                votes_events_pb2.VoteCast(
-                    idea_id=idea, member_id=member, weight=1, reason=MEMBER_VOTE, vote_version=1
-                )
-                for idea, member in (("idea-a", "m1"), ("idea-b", "m1"), ("idea-a", "m2"))
-            ],
-            retracts=[
-                votes_events_pb2.VoteRetracted(
-                    idea_id="idea-c", member_id="m3", reason=MEMBER_VOTE, vote_version=2
-                )
-            ],
+        return _vote_write(
+            [("idea-a", "m1", 1), ("idea-b", "m1", 1), ("idea-a", "m2", 1)],
+            retracts=(("idea-c", "m3", 2),),
         )
 
     first = await emit(rewards, written(), source="votes", aggregate_id="votes")
@@ -382,11 +412,7 @@ async def test_votes_written_together_are_paid_and_supported_as_one_event(
         "idea:idea-b",
     ]
     assert [e["award_key"] for e in await entries(rewards, "m2", "vote_cast")] == ["idea:idea-a"]
-    supporters = {
-        (r["idea_id"], r["member_id"]): (r["active"], r["vote_version"])
-        for r in await rewards.runtime.pool.fetch("select * from supporters")
-    }
-    assert supporters == {
+    assert await _supporters(rewards) == {
         ("idea-a", "m1"): (True, 1),
         ("idea-b", "m1"): (True, 1),
         ("idea-a", "m2"): (True, 1),
@@ -402,47 +428,27 @@ async def test_vote_writes_arriving_together_are_applied_as_one_run(
     the supporters as the writes one at a time would leave them, and one
     PointsAwardedTogether for the casts before the retract and one for those
     after it (a write at a time: one for each write that pays)."""
-
-    def write(
-        casts: list[tuple[str, str, int]], retracts: tuple[tuple[str, str, int], ...] = ()
-    ) -> tuple[votes_events_pb2.VotesChanged, str, int]:
-        written = votes_events_pb2.VotesChanged(
-            casts=[
-                votes_events_pb2.VoteCast(
-                    idea_id=idea, member_id=member, weight=1, reason=MEMBER_VOTE, vote_version=v
-                )
-                for idea, member, v in casts
-            ],
-            retracts=[
-                votes_events_pb2.VoteRetracted(
-                    idea_id=idea, member_id=member, reason=MEMBER_VOTE, vote_version=v
-                )
-                for idea, member, v in retracts
-            ],
-        )
-        return written, "votes", 0
-
-    js, stream = rewards.runtime.js, rewards.runtime.config.stream
-    until = (datetime.now(UTC) + timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
-    await js.pause_consumer(stream, VOTES_CONSUMER, until)
-    try:
+    async with _votes_consumer_paused(rewards):
         ids = await emit_all(
             rewards,
             "votes",
             [
-                write([("idea-a", "m1", 1), ("idea-b", "m1", 1)]),
-                write([("idea-a", "m2", 1)], retracts=(("idea-a", "m1", 2),)),
-                write([("idea-a", "m1", 3), ("idea-b", "m2", 1)]),
+                (write, "votes", 0)
+                for write in (
+                    _vote_write([("idea-a", "m1", 1), ("idea-b", "m1", 1)]),
+                    _vote_write([("idea-a", "m2", 1)], retracts=(("idea-a", "m1", 2),)),
+                    _vote_write([("idea-a", "m1", 3), ("idea-b", "m2", 1)]),
+                )
             ],
         )
 
         async def all_waiting() -> bool:
-            info = await js.consumer_info(stream, VOTES_CONSUMER)
+            info = await rewards.runtime.js.consumer_info(
+                rewards.runtime.config.stream, VOTES_CONSUMER
+            )
             return bool(info.num_pending == len(ids))
 
         await eventually(all_waiting)
-    finally:
-        await js.resume_consumer(stream, VOTES_CONSUMER)
     await eventually(lambda: _all_handled(rewards, ids))
 
     assert [e["award_key"] for e in await entries(rewards, "m1", "vote_cast")] == [
@@ -453,11 +459,7 @@ async def test_vote_writes_arriving_together_are_applied_as_one_run(
         "idea:idea-a",
         "idea:idea-b",
     ]
-    supporters = {
-        (r["idea_id"], r["member_id"]): (r["active"], r["vote_version"])
-        for r in await rewards.runtime.pool.fetch("select * from supporters")
-    }
-    assert supporters == {
+    assert await _supporters(rewards) == {
         ("idea-a", "m1"): (True, 3),
         ("idea-b", "m1"): (True, 1),
         ("idea-a", "m2"): (True, 1),
