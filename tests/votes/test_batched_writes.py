@@ -279,6 +279,47 @@ async def test_a_write_starts_without_the_quiet_once_every_caller_it_knows_of_is
         assert await _writes(svc.runtime.pool, [idea]) == 1, "the five are written together"
 
 
+async def _crowd_write_sizes(platform: Platform, casts: int, max_batch: int) -> list[int]:
+    """Submit `casts` casts at once to a writer of `max_batch`; the size of
+    each write that took them, largest first."""
+    svc = await platform.start("votes", env={"COCREATE_VOTES_CAST_LIMIT": "0"})
+    ideas = [f"idea-{n}" for n in range(casts)]
+    await feed.submit_ideas(svc, *ideas)
+    crowd = writer.VoteWriter(
+        svc.runtime.pool, svc.runtime.outbox, writer.RateLimit(0, 60), max_batch=max_batch
+    )
+    # Each cast joins the queue when its task first runs, all before the
+    # writer the first one starts.
+    answers = await asyncio.gather(*(crowd.cast(f"m{n}", idea, "") for n, idea in enumerate(ideas)))
+    assert all(answer.vote.active for answer in answers)
+    sizes = await svc.runtime.pool.fetch(
+        "select count(*) as n from votes where idea_id = any($1::text[]) "
+        "group by xmin::text order by n desc",
+        ideas,
+    )
+    return [row["n"] for row in sizes]
+
+
+async def test_a_crowd_of_waiting_calls_is_written_half_at_a_time(platform: Platform) -> None:
+    """With more than twice `max_batch` changes waiting, a write takes half of
+    them (`VoteWriter._write_size`), so that a heavy load is written in two
+    cohorts rather than in many writes of `max_batch`: 61 casts waiting at
+    once, with writes of 5, are written as 30, 15, 8, 5 and 3 — not as
+    twelve writes of 5 and one of 1."""
+    assert await _crowd_write_sizes(platform, casts=61, max_batch=5) == [30, 15, 8, 5, 3]
+
+
+async def test_a_write_takes_at_most_the_largest_write_however_many_wait(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Half of a very large crowd would be a write whose advisory locks fill
+    Postgres's lock table: no write takes more than LARGEST_WRITE (scaled
+    down here to 10)."""
+    monkeypatch.setattr(writer, "LARGEST_WRITE", 10)
+    sizes = await _crowd_write_sizes(platform, casts=61, max_batch=5)
+    assert sizes == [10] * 5 + [5, 5, 1]
+
+
 LOCKERS: dict[str, Callable[[asyncpg.Connection], Awaitable[object]]] = {
     # A tier change or a ban's lift holds the member exclusively.
     "member": lambda conn: store.lock_member(conn, "m1", exclusive=True),
