@@ -362,11 +362,11 @@ class VoteWriter:
 
     def _write_size(self) -> int:
         """How many changes the next write takes at most: `max_batch`, or
-        half of those waiting when more than twice as many wait. Under a
-        load that keeps more than `max_batch` callers waiting, writes of
-        half of them keep the callers in two cohorts, one gathered while the
-        other's write runs, as `max_batch` does at 64 calls in flight; at
-        256 in flight, writes of 40 made six or seven a cycle. A/B on one
+        half of those waiting when more than twice as many wait. Writes of
+        half of them keep the callers of a load that heavy in two cohorts,
+        one gathered while the other's write runs, as `max_batch` does at 64
+        calls in flight; at 256 in flight, writes of 40 made six or seven a
+        cycle. A/B on one
         stack at 256 in flight, three alternations: 0.51-0.54 of the health
         call against 0.44-0.46, the casts' p50 85-92 ms against 98-101, and
         less CPU a vote in every process (bench/LIMITS.md)."""
