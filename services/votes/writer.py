@@ -366,10 +366,10 @@ class VoteWriter:
         half of them keep the callers of a load that heavy in two cohorts,
         one gathered while the other's write runs, as `max_batch` does at 64
         calls in flight; at 256 in flight, writes of 40 made six or seven a
-        cycle. A/B on one
-        stack at 256 in flight, three alternations: 0.51-0.54 of the health
-        call against 0.44-0.46, the casts' p50 85-92 ms against 98-101, and
-        less CPU a vote in every process (bench/LIMITS.md)."""
+        cycle. A/B on one stack at 256 in flight, three alternations:
+        0.51-0.54 of the health call against 0.44-0.46, the casts' p50
+        85-92 ms against 98-101, and less CPU a vote in every process
+        (bench/LIMITS.md)."""
         return min(max(self._max_batch, len(self._pending) // 2), LARGEST_WRITE)
 
     async def _write(self, batch: list[_Change]) -> None:

@@ -31,15 +31,20 @@ async def _answer(call: object) -> grpc.StatusCode | pb.Vote:
     return answer.vote
 
 
-async def _writes(pool: asyncpg.Pool, idea_ids: Sequence[str]) -> int:
-    """How many transactions wrote the votes of these ideas (a row's xmin is
-    the transaction that last wrote it)."""
-    return int(
-        await pool.fetchval(
-            "select count(distinct xmin::text) from votes where idea_id = any($1::text[])",
-            list(idea_ids),
-        )
+async def _write_sizes(pool: asyncpg.Pool, idea_ids: Sequence[str]) -> list[int]:
+    """How many of these ideas' votes each transaction that wrote them wrote,
+    largest first (a row's xmin is the transaction that last wrote it)."""
+    rows = await pool.fetch(
+        "select count(*) as n from votes where idea_id = any($1::text[]) "
+        "group by xmin::text order by n desc",
+        list(idea_ids),
     )
+    return [row["n"] for row in rows]
+
+
+async def _writes(pool: asyncpg.Pool, idea_ids: Sequence[str]) -> int:
+    """How many transactions wrote the votes of these ideas."""
+    return len(await _write_sizes(pool, idea_ids))
 
 
 async def test_a_burst_commits_together_and_each_call_gets_its_own_answer(
@@ -292,12 +297,7 @@ async def _crowd_write_sizes(platform: Platform, casts: int, max_batch: int) -> 
     # writer the first one starts.
     answers = await asyncio.gather(*(crowd.cast(f"m{n}", idea, "") for n, idea in enumerate(ideas)))
     assert all(answer.vote.active for answer in answers)
-    sizes = await svc.runtime.pool.fetch(
-        "select count(*) as n from votes where idea_id = any($1::text[]) "
-        "group by xmin::text order by n desc",
-        ideas,
-    )
-    return [row["n"] for row in sizes]
+    return await _write_sizes(svc.runtime.pool, ideas)
 
 
 async def test_a_crowd_of_waiting_calls_is_written_half_at_a_time(platform: Platform) -> None:
